@@ -1,0 +1,77 @@
+"""outcomes: an open toolkit for physical-therapy outcomes research.
+
+Clean de-identified EMR visit exports, build episodes of care, compare techniques (PRI-style vs
+traditional PT) honestly, and render the clinic's periodic reports.
+
+Public names are loaded lazily on first use, so ``import outcomes`` does no work and stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    # errors
+    "OutcomesError": "outcomes.errors",
+    "InputError": "outcomes.errors",
+    "ProfileError": "outcomes.errors",
+    "StoreError": "outcomes.errors",
+    "StoreBusyError": "outcomes.errors",
+    "ModelError": "outcomes.errors",
+    "ConvergenceError": "outcomes.errors",
+    "ReportError": "outcomes.errors",
+    # instruments and schema
+    "INSTRUMENTS": "outcomes.instruments",
+    "get_instrument": "outcomes.instruments",
+    "condition_of": "outcomes.schema",
+    # synthetic exports
+    "generate_export": "outcomes.synthetic",
+    "write_export": "outcomes.synthetic",
+    # ingest, cleaning, techniques, store
+    "ingest_file": "outcomes.ingest",
+    "read_export": "outcomes.ingest",
+    "load_profile": "outcomes.ingest",
+    "clean_visits": "outcomes.clean",
+    "map_techniques": "outcomes.techniques",
+    "load_vocabulary": "outcomes.techniques",
+    "open_store": "outcomes.store",
+    "load_episodes": "outcomes.store",
+    "load_visits": "outcomes.store",
+    # episodes
+    "build_episodes": "outcomes.episodes",
+    "visit_scores": "outcomes.episodes",
+    # privacy
+    "scan_phi": "outcomes.privacy",
+    "redact_phi": "outcomes.privacy",
+    "suppress_small_cells": "outcomes.privacy",
+    "neutralize_formulas": "outcomes.privacy",
+    # models
+    "fit_mixed": "outcomes.models",
+    "fit_ancova": "outcomes.models",
+    "fit_responder": "outcomes.models",
+    "km_table": "outcomes.models",
+    "fit_cox": "outcomes.models",
+    "iptw": "outcomes.models",
+    # tables
+    "table_one": "outcomes.tables",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'outcomes' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

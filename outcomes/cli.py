@@ -1,0 +1,122 @@
+"""Command-line interface: ``outcomes synth | ingest | status | episodes | report``.
+
+Every :class:`~outcomes.errors.OutcomesError` becomes one line on stderr starting ``error:`` and
+exit code 2. Each command's body is a thin call into the module that owns the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from outcomes.errors import OutcomesError
+
+DEFAULT_DB = "outcomes.duckdb"
+
+
+def default_db() -> str:
+    """The store used when ``--db`` is not given: ``$OUTCOMES_DB`` or ``./outcomes.duckdb``."""
+    return os.environ.get("OUTCOMES_DB", DEFAULT_DB)
+
+
+db_option = click.option(
+    "--db", type=click.Path(dir_okay=False), default=default_db,
+    help="DuckDB store (default: $OUTCOMES_DB or ./outcomes.duckdb).",
+)
+
+
+def fail(message: str) -> None:
+    """Print one ``error:`` line and exit with code 2."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    """A click group that turns the toolkit's own errors into one line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except OutcomesError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="outcomes")
+def cli() -> None:
+    """Physical-therapy outcomes toolkit: synthetic exports, ingest, episodes, reports."""
+
+
+@cli.command()
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="CSV to write.")
+@click.option("--episodes", "n_episodes", default=600, show_default=True, help="Episodes to generate.")
+@click.option("--seed", default=2026, show_default=True, help="Random seed (deterministic output).")
+@click.option("--messy", is_flag=True, help="Inject the defects listed in QUALITY.md and record them.")
+@click.option("--effect-nprs", type=float, default=None, help="True PRI effect on NPRS change (points).")
+@click.option("--effect-lefs", type=float, default=None, help="True PRI effect on LEFS change (points).")
+def synth(out: str, n_episodes: int, seed: int, messy: bool,
+          effect_nprs: float | None, effect_lefs: float | None) -> None:
+    """Write a synthetic EMR export and, beside it, the truth used to make it (JSON)."""
+    from outcomes.synthetic import write_export
+
+    effects = {k: v for k, v in (("nprs", effect_nprs), ("lefs", effect_lefs)) if v is not None}
+    info = write_export(out, n_episodes=n_episodes, seed=seed, messy=messy, effects=effects or None)
+    click.echo(f"wrote {info['rows']} visit rows ({info['episodes']} episodes) to {out}")
+    click.echo(f"truth: {info['truth_path']}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--profile", type=click.Path(dir_okay=False), default=None,
+              help="EMR profile (YAML or TOML) mapping the export to the canonical schema.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
+def ingest(path: str, db: str, profile: str | None, as_json: bool) -> None:
+    """Validate an export, quarantine bad rows, and load the rest into the store."""
+    from outcomes.ingest import ingest_file
+
+    result = ingest_file(path, db=db, profile=profile, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        click.echo(result.summary())
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(db: str, as_json: bool) -> None:
+    """Summarise the store: episodes, visits, date range, quarantine by reason."""
+    from outcomes.store import store_status
+
+    info = store_status(db)
+    if as_json:
+        click.echo(json.dumps(info, default=str))
+    else:
+        for key, value in info.items():
+            click.echo(f"{key}: {value}")
+
+
+@cli.command()
+@db_option
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the episode table (.csv or .parquet).")
+def episodes(db: str, out: str) -> None:
+    """Export the episode table."""
+    from outcomes.store import export_episodes
+
+    n = export_episodes(db, Path(out))
+    click.echo(f"wrote {n} episodes to {out}")
+
+
+def main() -> None:
+    """Entry point of the ``outcomes`` console script."""
+    cli(prog_name="outcomes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Statistical models behind the reports and the researchers' API.
+
+Every fitting function returns tidy results (``term, estimate, se, ci_low, ci_high, p`` plus
+``n``, ``converged`` and ``warnings``). Submodules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "tidy": "outcomes.models._results",
+    "fit_mixed": "outcomes.models.mixed",
+    "MixedResult": "outcomes.models.mixed",
+    "fit_ancova": "outcomes.models.regression",
+    "fit_responder": "outcomes.models.regression",
+    "km_table": "outcomes.models.survival",
+    "fit_cox": "outcomes.models.survival",
+    "iptw": "outcomes.models.weighting",
+    "missing_data_sensitivity": "outcomes.models.missing",
+    "diagnostics_gate": "outcomes.models.diagnostics",
+    "therapist_estimates": "outcomes.models.therapist",
+    "funnel_limits": "outcomes.models.therapist",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'outcomes.models' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

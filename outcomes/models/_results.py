@@ -1,0 +1,72 @@
+"""The tidy result frame shared by every model in :mod:`outcomes.models`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+TIDY_COLUMNS = ("term", "estimate", "se", "ci_low", "ci_high", "p")
+
+
+def tidy(
+    terms: Sequence[str],
+    estimate: Sequence[float],
+    se: Sequence[float],
+    *,
+    n: int,
+    converged: bool = True,
+    warnings: Sequence[str] = (),
+    df: float | None = None,
+    alpha: float = 0.05,
+    exponentiate: bool = False,
+) -> pd.DataFrame:
+    """Build the standard result frame from estimates and standard errors.
+
+    Parameters
+    ----------
+    terms, estimate, se
+        Term names, point estimates and standard errors, aligned.
+    n : int
+        Number of observations (or subjects) behind the fit.
+    converged : bool
+        Whether the fit converged; reported on every row.
+    warnings : sequence of str
+        Messages the reader needs (joined with ``"; "`` into the ``warnings`` column).
+    df : float, optional
+        Degrees of freedom for t-based intervals and p-values; normal (Wald z) when None.
+    alpha : float
+        1 - confidence level.
+    exponentiate : bool
+        Also add ``exp_estimate, exp_ci_low, exp_ci_high`` (odds or hazard ratios).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``term, estimate, se, ci_low, ci_high, p, n, converged, warnings``; full
+        precision.
+    """
+    est = np.asarray(estimate, dtype=float)
+    se_ = np.asarray(se, dtype=float)
+    dist = stats.norm if df is None else stats.t(df)
+    crit = dist.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = est / se_
+    out = pd.DataFrame({
+        "term": list(terms),
+        "estimate": est,
+        "se": se_,
+        "ci_low": est - crit * se_,
+        "ci_high": est + crit * se_,
+        "p": 2 * dist.sf(np.abs(stat)),
+        "n": int(n),
+        "converged": bool(converged),
+        "warnings": "; ".join(warnings),
+    })
+    if exponentiate:
+        out["exp_estimate"] = np.exp(out["estimate"])
+        out["exp_ci_low"] = np.exp(out["ci_low"])
+        out["exp_ci_high"] = np.exp(out["ci_high"])
+    return out

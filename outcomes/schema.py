@@ -1,0 +1,175 @@
+"""Canonical column names, dtypes and pandera schemas, defined once and imported everywhere.
+
+The *visit export* is one row per attended visit, as an EMR exports it (after a profile has mapped
+the EMR's own column names). The *episode table* is one row per episode of care, built by
+:func:`outcomes.episodes.build_episodes`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+__all__ = [
+    "VISIT_TYPES",
+    "EVAL_CPT",
+    "REEVAL_CPT",
+    "VISIT_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SCORE_COLUMNS",
+    "COVARIATE_COLUMNS",
+    "ID_COLUMNS",
+    "DIRECT_IDENTIFIER_PATTERNS",
+    "CONDITIONS",
+    "condition_of",
+    "ARMS",
+    "EPISODE_STATUSES",
+    "VisitSchema",
+    "EpisodeSchema",
+]
+
+#: Visit types, in the order they occur in an episode.
+VISIT_TYPES = ("evaluation", "treatment", "re-evaluation", "discharge")
+#: Initial-evaluation CPT codes (PT evaluation, low / moderate / high complexity).
+EVAL_CPT = ("97161", "97162", "97163")
+#: Re-evaluation CPT code; it does not start an episode.
+REEVAL_CPT = ("97164",)
+
+#: De-identified keys. ``visit_id`` is the EMR's encounter key and the visit's identity in the store.
+ID_COLUMNS = ("visit_id", "patient_id", "clinic_id", "therapist_id")
+
+#: Outcome score columns; each is an instrument code in :mod:`outcomes.instruments`.
+SCORE_COLUMNS = ("nprs", "lefs", "psfs", "groc")
+
+#: Patient-level covariates repeated on every visit row, as EMR exports do.
+COVARIATE_COLUMNS = (
+    "age",  # years, top-coded at 90
+    "sex",  # F / M / X
+    "payer",  # commercial / medicare / medicaid / workers_comp / self_pay
+    "symptom_duration_weeks",
+    "prior_pt",  # bool
+    "prior_injection",  # bool
+    "surgery_recommended",  # bool
+)
+
+#: Every canonical column of the visit export, in export order.
+VISIT_COLUMNS = (
+    *ID_COLUMNS,
+    "visit_date",  # ISO date in the synthetic export; other formats need a profile
+    "visit_type",  # one of VISIT_TYPES
+    "cpt_codes",  # semicolon-separated CPT codes, e.g. "97162;97110"
+    "icd10",  # e.g. "M76.31"
+    "technique_notes",  # free text; mapped to technique codes by outcomes.techniques
+    *SCORE_COLUMNS,
+    *COVARIATE_COLUMNS,
+)
+
+#: Columns without which a file is rejected.
+REQUIRED_COLUMNS = (
+    "visit_id",
+    "patient_id",
+    "clinic_id",
+    "therapist_id",
+    "visit_date",
+    "visit_type",
+    "icd10",
+    "technique_notes",
+    "nprs",
+)
+
+#: Column names that are direct identifiers: a file carrying one is rejected at ingest.
+#: Matched against the column name lower-cased with non-letters removed.
+DIRECT_IDENTIFIER_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        r"^(patient|pt|first|last|full|given|family|sur)?name$",
+        r"^(patient|pt)(first|last|full)?name$",
+        r"^(dob|dateofbirth|birthdate|birthday)$",
+        r"^(ssn|socialsecurity(number)?|sin)$",
+        r"^(phone|phonenumber|telephone|mobile|cell|homephone|fax)$",
+        r"^(email|emailaddress|mail)$",
+        r"^(address|streetaddress|street|address1|address2|homeaddress)$",
+        r"^(mrn|medicalrecordnumber|medicalrecordno|recordnumber|chartnumber)$",
+    )
+)
+
+#: Conditions by ICD-10 prefix. Everything else is ``other``.
+CONDITIONS = {
+    "itbs": ("M76.3",),  # iliotibial band syndrome
+    "pfps": ("M22.2",),  # patellofemoral disorders
+    "hip_pain": ("M25.55",),  # pain in hip
+    "lbp": ("M54.5",),  # low back pain
+}
+
+
+def condition_of(icd10: pd.Series) -> pd.Series:
+    """Map ICD-10 codes to condition labels (``itbs``, ``pfps``, ``hip_pain``, ``lbp``, ``other``)."""
+    code = icd10.astype("string").str.upper().str.strip()
+    out = pd.Series("other", index=icd10.index, dtype="string")
+    for label, prefixes in CONDITIONS.items():
+        out = out.mask(code.str.startswith(prefixes).fillna(False), label)
+    return out
+
+
+#: Exposure arms of an episode, from the techniques of its baseline window.
+ARMS = ("pri", "traditional", "mixed", "none")
+#: Discharge status of an episode.
+EPISODE_STATUSES = ("completed", "no_discharge_score", "open")
+
+
+class VisitSchema(pa.DataFrameModel):
+    """A clean visit row, as stored in the ``visits`` table."""
+
+    visit_id: Series[str] = pa.Field(unique=True)
+    patient_id: Series[str]
+    clinic_id: Series[str]
+    therapist_id: Series[str]
+    visit_date: Series[pd.Timestamp]
+    visit_type: Series[str] = pa.Field(isin=VISIT_TYPES)
+    cpt_codes: Series[str] = pa.Field(nullable=True)
+    icd10: Series[str]
+    technique_notes: Series[str] = pa.Field(nullable=True)
+    nprs: Series[float] = pa.Field(ge=0, le=10, nullable=True)
+    lefs: Series[float] = pa.Field(ge=0, le=80, nullable=True)
+    psfs: Series[float] = pa.Field(ge=0, le=10, nullable=True)
+    groc: Series[float] = pa.Field(ge=-7, le=7, nullable=True)
+    age: Series[float] = pa.Field(ge=0, le=90, nullable=True)
+    sex: Series[str] = pa.Field(nullable=True)
+    payer: Series[str] = pa.Field(nullable=True)
+    symptom_duration_weeks: Series[float] = pa.Field(ge=0, nullable=True)
+    prior_pt: Series[float] = pa.Field(isin=[0, 1], nullable=True)
+    prior_injection: Series[float] = pa.Field(isin=[0, 1], nullable=True)
+    surgery_recommended: Series[float] = pa.Field(isin=[0, 1], nullable=True)
+
+    class Config:
+        coerce = True
+        strict = False
+
+
+class EpisodeSchema(pa.DataFrameModel):
+    """One episode of care, as built by :func:`outcomes.episodes.build_episodes`.
+
+    Per instrument ``X`` in (nprs, lefs, psfs) the table also has ``X_intake``, ``X_discharge``,
+    ``X_change`` (discharge - intake), ``X_pct_change``, ``X_responder`` (nullable bool),
+    ``X_ceiling`` (baseline leaves less room than the MCID); and ``groc_discharge``.
+    """
+
+    episode_id: Series[str] = pa.Field(unique=True)
+    patient_id: Series[str]
+    clinic_id: Series[str]
+    therapist_id: Series[str]
+    condition: Series[str]
+    icd10: Series[str]
+    start_date: Series[pd.Timestamp]
+    end_date: Series[pd.Timestamp]
+    n_visits: Series[int] = pa.Field(ge=1)
+    days: Series[int] = pa.Field(ge=0)
+    status: Series[str] = pa.Field(isin=EPISODE_STATUSES)
+    arm: Series[str] = pa.Field(isin=ARMS)
+
+    class Config:
+        coerce = True
+        strict = False
