@@ -1,0 +1,359 @@
+"""Episodes of care built from the clean visit table, and the long visit-score table.
+
+Rules (DOMAIN.md, "Definitions"):
+
+* An episode **starts** with an initial evaluation: ``visit_type == "evaluation"`` or a CPT code
+  97161-97163 on the visit. A re-evaluation (97164) does not start one.
+* It **ends** with a discharge visit, before a gap longer than ``gap_days`` between consecutive
+  visits of the patient, or before the patient's next initial evaluation (for the same problem
+  or another one): each of these closes the current episode.
+* Visits that follow no evaluation are **orphan visits**: visits before a patient's first
+  evaluation, visits after a discharge and visits after a long gap, until the next evaluation.
+  They belong to no episode; :func:`orphan_visits` returns them with the reason, and
+  ``build_episodes(...).attrs["n_orphan_visits"]`` counts them.
+
+Visits of a patient are ordered by date, then by visit type (evaluation, re-evaluation,
+treatment, discharge), then by ``visit_id``, so the result does not depend on row order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from outcomes.errors import InputError
+from outcomes.instruments import INSTRUMENTS
+from outcomes.schema import COVARIATE_COLUMNS, EVAL_CPT, EpisodeSchema, condition_of
+
+__all__ = ["build_episodes", "orphan_visits", "visit_scores", "EPISODE_INSTRUMENTS"]
+
+#: Instruments summarised per episode (intake, discharge, change, responder, ceiling).
+EPISODE_INSTRUMENTS = ("nprs", "lefs", "psfs")
+
+_TYPE_ORDER = {"evaluation": 0, "re-evaluation": 1, "treatment": 2, "discharge": 3}
+_NEEDED = ("visit_id", "patient_id", "clinic_id", "therapist_id", "visit_date", "visit_type",
+           "icd10", *EPISODE_INSTRUMENTS)
+_EVAL_RE = r"(?:^|[;,\s])(?:" + "|".join(EVAL_CPT) + r")(?:$|[;,\s])"
+_DAY = np.timedelta64(1, "D")
+
+
+def build_episodes(
+    visits: pd.DataFrame,
+    techniques: pd.DataFrame,
+    *,
+    gap_days: int = 60,
+    baseline_visits: int = 3,
+    baseline_includes_evaluation: bool = False,
+    primary: str = "nprs",
+    as_of: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Build one row per episode of care.
+
+    Parameters
+    ----------
+    visits : DataFrame
+        Clean visit table (columns of ``outcomes.schema.VISIT_COLUMNS``; ``visit_date``
+        datetime64, scores float with NaN for missing).
+    techniques : DataFrame
+        ``visit_id, technique_code, family`` (``pri`` / ``traditional`` / ``other``; NA when the
+        text was not mapped).
+    gap_days : int
+        A gap between consecutive visits longer than this ends the episode.
+    baseline_visits : int
+        Size of the exposure window: the first ``baseline_visits`` treatment visits.
+    baseline_includes_evaluation : bool
+        Count the evaluation visit as the first visit of the window (default: no, the window is
+        treatment visits only, as in DOMAIN.md).
+    primary : str
+        Instrument whose discharge score makes an episode ``completed``.
+    as_of : date-like, optional
+        Date the data describe (the extraction date); visits after it are ignored. Default: the
+        last visit date in ``visits``.
+
+    Returns
+    -------
+    DataFrame
+        One row per episode, validated by :class:`outcomes.schema.EpisodeSchema`:
+        ``episode_id, patient_id, clinic_id, therapist_id, condition, icd10, start_date,
+        end_date, n_visits, days, status, arm, has_discharge_visit``, the covariates of
+        ``COVARIATE_COLUMNS`` at intake, ``start_quarter, end_quarter``, and per instrument
+        ``X`` in (nprs, lefs, psfs): ``X_intake, X_discharge, X_last, X_change,
+        X_pct_change, X_responder, X_ceiling``; and ``groc_discharge``.
+        ``attrs`` holds ``n_orphan_visits`` and the parameters.
+
+    Notes
+    -----
+    * ``episode_id`` is ``"<patient_id>-<YYYYMMDD of the evaluation>"``; when a patient has two
+      evaluations on one day, ``-<visit_id of the evaluation>`` is appended. It depends only on
+      the data, never on row order.
+    * ``therapist_id``, ``clinic_id``, ``icd10`` come from the evaluation visit; ``condition``
+      is :func:`outcomes.schema.condition_of` of that ``icd10``.
+    * Covariates at intake are the first non-missing value in the episode (the evaluation's,
+      unless the EMR left it blank there).
+    * ``n_visits`` counts attended visits from the evaluation to the last visit (the discharge,
+      when there is one); ``days`` is end - start in days.
+    * ``status``: ``completed`` when the episode has a discharge visit with a ``primary`` score;
+      ``no_discharge_score`` when it has a discharge visit without that score, or no discharge
+      visit and its last visit is more than ``gap_days`` before ``as_of`` (it has ended);
+      ``open`` otherwise (last visit within ``gap_days`` of ``as_of``, no discharge yet).
+    * ``arm``: the families seen in the baseline window (see ``baseline_visits``); ``pri``
+      only -> ``pri``, ``traditional`` only -> ``traditional``, both -> ``mixed``, neither ->
+      ``none``. Family ``other`` and unmapped text do not count. Episodes with fewer treatment
+      visits than the window use the ones they have. Later visits never change the arm, so a
+      change of plan caused by the outcome cannot leak into the exposure.
+    * ``X_intake`` is the score at the evaluation visit (NaN when not recorded there; a later
+      score is not an intake score). ``X_discharge`` is the score at the discharge visit (NaN
+      without one; **not** the last observation); ``X_last`` is the last score observed in the
+      episode, for last-observation-carried-forward sensitivity analyses.
+    * ``X_change = X_discharge - X_intake``; ``X_pct_change = 100 * X_change / X_intake`` (NaN
+      when the intake is 0).
+    * ``X_ceiling``: the intake leaves less room than the MCID in the good direction
+      (``high - intake < mcid`` when higher is better, else ``intake - low < mcid``): NPRS
+      intake <= 1, LEFS intake > 71, PSFS intake > 8.
+    * ``X_responder`` (nullable boolean): improvement (change in the good direction) of at least
+      the MCID, **or**, for instruments with a relative MCID (NPRS: 30 %, Farrar 2001), an
+      improvement of at least that share of the intake; either counts. NA without an intake or
+      a discharge score, and NA for ceiling cases (they cannot respond).
+    """
+    _check_columns(visits, _NEEDED, "visits")
+    _check_columns(techniques, ("visit_id", "family"), "techniques")
+    as_of_ts = _as_of(visits, as_of)
+    v = _assign_episodes(visits[visits["visit_date"] <= as_of_ts], gap_days)
+    n_orphans = int(v["_episode"].isna().sum())
+    v = v[v["_episode"].notna()]
+    ep = _episode_frame(v)
+    ep["arm"] = _arms(v, techniques, baseline_visits, baseline_includes_evaluation)
+    ep = ep.join(_discharge_scores(v))
+    ep = _add_status(ep, primary, gap_days, as_of_ts)
+    inst = _instrument_columns(v, ep)
+    ep = ep.drop(columns=[c for c in inst.columns if c in ep.columns]).join(inst)
+    ep = ep.reset_index(drop=True)
+    ep = EpisodeSchema.validate(ep)
+    ep.attrs.update(n_orphan_visits=n_orphans, gap_days=gap_days, baseline_visits=baseline_visits,
+                    baseline_includes_evaluation=baseline_includes_evaluation,
+                    primary=primary, as_of=as_of_ts)
+    return ep
+
+
+def orphan_visits(
+    visits: pd.DataFrame, *, gap_days: int = 60, as_of: str | pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Return the visits that belong to no episode, with the reason.
+
+    Returns
+    -------
+    DataFrame
+        The orphan rows of ``visits`` (all their columns) plus ``reason``: one of
+        ``before_first_evaluation`` (the patient had no evaluation yet), ``after_discharge``
+        (visits after a discharge, before a new evaluation) and ``after_gap`` (visits after a
+        gap longer than ``gap_days``, before a new evaluation).
+    """
+    _check_columns(visits, _NEEDED, "visits")
+    as_of_ts = _as_of(visits, as_of)
+    v = _assign_episodes(visits[visits["visit_date"] <= as_of_ts], gap_days)
+    out = v[v["_episode"].isna()].rename(columns={"_orphan_reason": "reason"})
+    return out[[*visits.columns, "reason"]].reset_index(drop=True)
+
+
+def visit_scores(
+    visits: pd.DataFrame, episodes: pd.DataFrame, *, gap_days: int | None = None
+) -> pd.DataFrame:
+    """Long table of scored visits, one row per visit with a score, for mixed models.
+
+    Parameters
+    ----------
+    visits : DataFrame
+        The clean visit table the episodes were built from.
+    episodes : DataFrame
+        Output of :func:`build_episodes` (possibly filtered: only its episodes are kept).
+    gap_days : int, optional
+        Must equal the value used to build ``episodes``; default ``episodes.attrs["gap_days"]``
+        or 60.
+
+    Returns
+    -------
+    DataFrame
+        ``episode_id, patient_id, therapist_id, clinic_id, arm, condition, status, visit_id,
+        visit_date, visit_type, visit_number`` (1 = evaluation), ``day`` (days since the
+        episode start), ``week`` (``day // 7``), ``nprs, lefs, psfs`` and the episode's intake
+        covariates. Only visits with at least one of nprs / lefs / psfs.
+    """
+    _check_columns(visits, _NEEDED, "visits")
+    _check_columns(episodes, ("episode_id", "start_date", "end_date", "arm"), "episodes")
+    gap = gap_days if gap_days is not None else episodes.attrs.get("gap_days", 60)
+    v = _assign_episodes(visits, gap)
+    v = v[v["_episode"].notna()]
+    v = v.assign(visit_number=v.groupby("_episode", sort=False).cumcount() + 1)
+    v = v.merge(_episode_ids(v), left_on="_episode", right_index=True)
+    v = v[v[list(EPISODE_INSTRUMENTS)].notna().any(axis=1)]
+    keep = ["episode_id", "therapist_id", "clinic_id", "arm", "condition", "status",
+            "start_date", "end_date", *[c for c in COVARIATE_COLUMNS if c in episodes]]
+    cols = ["visit_id", "visit_date", "visit_type", "visit_number", *EPISODE_INSTRUMENTS]
+    out = v[["episode_id", "patient_id", *cols]].merge(
+        episodes[[c for c in keep if c in episodes]], on="episode_id", how="inner")
+    out = out[out["visit_date"] <= out["end_date"]]
+    out["day"] = ((out["visit_date"] - out["start_date"]) / _DAY).astype("int64")
+    out["week"] = out["day"] // 7
+    first = ["episode_id", "patient_id", "therapist_id", "clinic_id", "arm", "condition",
+             "status", "visit_id", "visit_date", "visit_type", "visit_number", "day", "week",
+             *EPISODE_INSTRUMENTS]
+    rest = [c for c in out.columns if c not in first and c not in ("start_date", "end_date")]
+    return out[first + rest].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_columns(data: pd.DataFrame, needed: tuple[str, ...], name: str) -> None:
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        raise InputError(f"{name}: missing column(s) {', '.join(missing)}")
+    if name == "visits" and not pd.api.types.is_datetime64_any_dtype(data["visit_date"]):
+        raise InputError("visits: column visit_date must be datetime64 (parse dates first)")
+
+
+def _as_of(visits: pd.DataFrame, as_of: str | pd.Timestamp | None) -> pd.Timestamp:
+    if as_of is None:
+        last = visits["visit_date"].max()
+        return pd.Timestamp("1900-01-01") if pd.isna(last) else pd.Timestamp(last)
+    try:
+        return pd.Timestamp(as_of)
+    except (ValueError, TypeError):
+        raise InputError("parameter as_of: not a date (use YYYY-MM-DD)") from None
+
+
+def _is_evaluation(v: pd.DataFrame) -> pd.Series:
+    by_type = v["visit_type"].astype("string").eq("evaluation").fillna(False)
+    if "cpt_codes" not in v:
+        return by_type.astype(bool)
+    by_cpt = v["cpt_codes"].astype("string").str.contains(_EVAL_RE, regex=True).fillna(False)
+    return (by_type | by_cpt).astype(bool)
+
+
+def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
+    """Sort visits and give each an episode number (``_episode``, NaN for orphans).
+
+    A segment boundary falls at a new patient, an evaluation, the visit after a discharge and
+    a gap longer than ``gap_days``; a segment is an episode when its first visit is an
+    evaluation (``cumsum`` over the boundaries numbers the segments).
+    """
+    if gap_days < 0:
+        raise InputError("parameter gap_days: must be >= 0")
+    v = visits.assign(_type_rank=visits["visit_type"].map(_TYPE_ORDER).fillna(9))
+    v = v.sort_values(["patient_id", "visit_date", "_type_rank", "visit_id"], kind="mergesort")
+    v = v.drop(columns="_type_rank").reset_index(drop=True)
+    is_eval = _is_evaluation(v).to_numpy()
+    v["_is_eval"] = is_eval
+    pid = v["patient_id"].to_numpy()
+    new_patient = np.r_[True, pid[1:] != pid[:-1]]
+    gap = np.r_[np.inf, np.diff(v["visit_date"].to_numpy()) / _DAY]
+    after_gap = ~new_patient & (gap > gap_days)
+    is_dis = v["visit_type"].astype("string").eq("discharge").fillna(False).to_numpy()
+    after_dis = ~new_patient & np.r_[False, is_dis[:-1]]
+    boundary = new_patient | is_eval | after_gap | after_dis
+    segment = np.cumsum(boundary)
+    seg_eval = is_eval[boundary][segment - 1]
+    v["_episode"] = np.where(seg_eval, segment, np.nan)
+    reason = np.select([new_patient, after_dis, after_gap], ["before_first_evaluation",
+                       "after_discharge", "after_gap"], default="")[boundary][segment - 1]
+    v["_orphan_reason"] = pd.array(np.where(seg_eval, None, reason), dtype="string")
+    return v
+
+
+def _episode_frame(v: pd.DataFrame) -> pd.DataFrame:
+    """Identity, dates, counts and intake covariates of each episode (index ``_episode``)."""
+    g = v.groupby("_episode", sort=True)
+    first = g[["patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"]].first()
+    ep = first.join(_episode_ids(v))
+    ep["condition"] = condition_of(ep["icd10"])
+    ep["start_date"] = g["visit_date"].min()
+    ep["end_date"] = g["visit_date"].max()
+    ep["n_visits"] = g.size()
+    ep["days"] = ((ep["end_date"] - ep["start_date"]) / _DAY).astype("int64")
+    covs = [c for c in COVARIATE_COLUMNS if c in v.columns]
+    ep = ep.join(g[covs].first())
+    ep["start_quarter"] = ep["start_date"].dt.to_period("Q").astype("string")
+    ep["end_quarter"] = ep["end_date"].dt.to_period("Q").astype("string")
+    order = ["episode_id", "patient_id", "clinic_id", "therapist_id", "condition", "icd10",
+             "start_date", "end_date", "n_visits", "days", *covs, "start_quarter", "end_quarter"]
+    return ep[order]
+
+
+def _episode_ids(v: pd.DataFrame) -> pd.DataFrame:
+    """``episode_id`` per episode number: patient + evaluation date (+ visit id if needed)."""
+    first = v.groupby("_episode", sort=True)[["patient_id", "visit_date", "visit_id"]].first()
+    base = first["patient_id"].astype(str) + "-" + first["visit_date"].dt.strftime("%Y%m%d")
+    dup = base.duplicated(keep=False)
+    ids = base.where(~dup, base + "-" + first["visit_id"].astype(str))
+    return ids.rename("episode_id").to_frame()
+
+
+def _arms(v: pd.DataFrame, techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
+    """Arm of each episode from the technique families of its baseline window."""
+    eligible = v[v["visit_type"].eq("treatment") | (with_eval & v["_is_eval"])]
+    rank = eligible.groupby("_episode", sort=False).cumcount()
+    in_window = eligible[rank < window]
+    fam = techniques["family"].astype("string")
+    keep = fam.isin(["pri", "traditional"]).to_numpy()
+    try:
+        pos = pd.Index(in_window["visit_id"].astype(str)).get_indexer(
+            techniques.loc[keep, "visit_id"].astype(str))
+    except pd.errors.InvalidIndexError:
+        raise InputError("visits: column visit_id has duplicate values") from None
+    hit_ep = in_window["_episode"].to_numpy()[pos[pos >= 0]]
+    hit_fam = fam[keep].to_numpy()[pos >= 0]
+    episodes = np.sort(v["_episode"].unique())
+    pri = np.isin(episodes, hit_ep[hit_fam == "pri"])
+    trad = np.isin(episodes, hit_ep[hit_fam == "traditional"])
+    arm = np.select([pri & trad, pri, trad], ["mixed", "pri", "traditional"], default="none")
+    return pd.Series(arm, index=episodes, dtype="string")
+
+
+def _discharge_scores(v: pd.DataFrame) -> pd.DataFrame:
+    """Scores at the (first) discharge visit of each episode; NaN without one."""
+    scores = [*EPISODE_INSTRUMENTS, *(["groc"] if "groc" in v else [])]
+    dis = v[v["visit_type"] == "discharge"].groupby("_episode", sort=True)[scores].first()
+    out = dis.add_suffix("_discharge")
+    out["has_discharge_visit"] = True
+    return out.reindex(np.sort(v["_episode"].unique()))
+
+
+def _add_status(ep: pd.DataFrame, primary: str, gap_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
+    has_dis = ep["has_discharge_visit"].eq(True)
+    col = f"{primary}_discharge"
+    if col not in ep:
+        raise InputError(f"parameter primary: {primary!r} is not one of {EPISODE_INSTRUMENTS}")
+    ended = (as_of - ep["end_date"]) / _DAY > gap_days
+    status = np.select([has_dis & ep[col].notna(), has_dis | ended],
+                       ["completed", "no_discharge_score"], default="open")
+    return ep.assign(status=pd.array(status, dtype="string"), has_discharge_visit=has_dis)
+
+
+def _instrument_columns(v: pd.DataFrame, ep: pd.DataFrame) -> pd.DataFrame:
+    """Intake, last, change, percent change, ceiling and responder per instrument (registry)."""
+    intake = v[v["_is_eval"]].groupby("_episode", sort=True)[list(EPISODE_INSTRUMENTS)].first()
+    last = v.groupby("_episode", sort=True)[list(EPISODE_INSTRUMENTS)].last()
+    cols = {}
+    for code in EPISODE_INSTRUMENTS:
+        cols.update(_instrument_summary(code, intake[code], ep[f"{code}_discharge"], last[code]))
+    return pd.DataFrame(cols, index=ep.index)
+
+
+def _instrument_summary(code: str, intake: pd.Series, discharge: pd.Series,
+                        last: pd.Series) -> dict[str, pd.Series]:
+    inst = INSTRUMENTS[code]
+    sign = 1.0 if inst.higher_is_better else -1.0
+    change = discharge - intake
+    room = inst.high - intake if inst.higher_is_better else intake - inst.low
+    ceiling = (room < inst.mcid).astype("boolean").mask(intake.isna())
+    improvement = sign * change
+    responder = improvement >= inst.mcid - 1e-9
+    if inst.mcid_pct is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = improvement / intake.abs()
+        responder = responder | (rel >= inst.mcid_pct - 1e-9)
+    responder = responder.astype("boolean").mask(change.isna() | ceiling.fillna(True))
+    pct = (100 * change / intake).where(intake != 0)
+    return {f"{code}_intake": intake, f"{code}_discharge": discharge, f"{code}_last": last,
+            f"{code}_change": change, f"{code}_pct_change": pct,
+            f"{code}_responder": responder, f"{code}_ceiling": ceiling}

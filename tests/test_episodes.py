@@ -1,0 +1,229 @@
+"""Episodes of care: hand-built cases for every rule in DOMAIN.md, plus synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from outcomes.episodes import build_episodes, orphan_visits, visit_scores
+from outcomes.errors import InputError
+from outcomes.schema import VISIT_COLUMNS
+
+CPT = {"evaluation": "97162;97110", "treatment": "97110;97140", "re-evaluation": "97164",
+       "discharge": "97110"}
+
+
+def make_visits(rows: list[tuple]) -> pd.DataFrame:
+    """Rows of (patient, date, visit_type, nprs[, lefs[, extra dict]]) -> a clean visit table."""
+    recs = []
+    for i, row in enumerate(rows):
+        pid, date, vtype, nprs = row[:4]
+        lefs = row[4] if len(row) > 4 else np.nan
+        extra = row[5] if len(row) > 5 else {}
+        rec = dict.fromkeys(VISIT_COLUMNS, np.nan)
+        rec.update(visit_id=f"v{i:03d}", patient_id=pid, clinic_id="c1", therapist_id="t1",
+                   visit_date=pd.Timestamp(date), visit_type=vtype, cpt_codes=CPT[vtype],
+                   icd10="M76.31", technique_notes="", nprs=nprs, lefs=lefs, psfs=np.nan,
+                   groc=np.nan, age=40.0, sex="F", payer="commercial",
+                   symptom_duration_weeks=10.0, prior_pt=0.0, prior_injection=0.0,
+                   surgery_recommended=0.0)
+        rec.update(extra)
+        recs.append(rec)
+    return pd.DataFrame(recs, columns=list(VISIT_COLUMNS))
+
+
+def no_techniques() -> pd.DataFrame:
+    return pd.DataFrame({"visit_id": pd.Series(dtype=str), "technique_code": pd.Series(dtype=str),
+                         "family": pd.Series(dtype="string")})
+
+
+def test_simple_completed_episode():
+    v = make_visits([("p1", "2026-01-05", "evaluation", 7, 30),
+                     ("p1", "2026-01-08", "treatment", 6),
+                     ("p1", "2026-01-12", "treatment", 5),
+                     ("p1", "2026-02-02", "discharge", 2, 60)])
+    ep = build_episodes(v, no_techniques())
+    assert len(ep) == 1
+    row = ep.iloc[0]
+    assert row["episode_id"] == "p1-20260105"
+    assert row["n_visits"] == 4 and row["days"] == 28
+    assert row["status"] == "completed"
+    assert row["condition"] == "itbs"
+    assert row["nprs_intake"] == 7 and row["nprs_discharge"] == 2 and row["nprs_change"] == -5
+    assert row["nprs_pct_change"] == pytest.approx(-500 / 7)
+    assert row["nprs_responder"] == True  # noqa: E712
+    assert row["lefs_change"] == 30 and bool(row["lefs_responder"])
+    assert row["start_quarter"] == "2026Q1" and row["end_quarter"] == "2026Q1"
+    assert row["arm"] == "none"
+    assert ep.attrs["n_orphan_visits"] == 0
+
+
+def test_row_order_does_not_matter():
+    v = make_visits([("p1", "2026-01-05", "evaluation", 7), ("p1", "2026-01-08", "treatment", 6),
+                     ("p2", "2026-01-06", "evaluation", 5), ("p1", "2026-03-20", "evaluation", 4),
+                     ("p2", "2026-01-20", "discharge", 1)])
+    a = build_episodes(v, no_techniques())
+    b = build_episodes(v.sample(frac=1, random_state=3), no_techniques())
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a["episode_id"]) == ["p1-20260105", "p1-20260320", "p2-20260106"]
+
+
+def test_gap_splits_and_visits_after_gap_are_orphans():
+    """A gap > gap_days ends the episode; visits after it without an evaluation are orphans."""
+    v = make_visits([("p1", "2026-01-01", "evaluation", 6),
+                     ("p1", "2026-01-10", "treatment", 5),
+                     ("p1", "2026-03-12", "treatment", 4),  # 61 days later
+                     ("p1", "2026-03-20", "evaluation", 6),
+                     ("p1", "2026-04-01", "discharge", 3)])
+    ep = build_episodes(v, no_techniques(), as_of="2026-06-30")
+    assert list(ep["n_visits"]) == [2, 2]
+    assert list(ep["status"]) == ["no_discharge_score", "completed"]
+    orph = orphan_visits(v, as_of="2026-06-30")
+    assert list(orph["visit_id"]) == ["v002"] and list(orph["reason"]) == ["after_gap"]
+    assert ep.attrs["n_orphan_visits"] == 1
+    # exactly gap_days does not split
+    ep60 = build_episodes(v, no_techniques(), gap_days=61, as_of="2026-06-30")
+    assert list(ep60["n_visits"]) == [3, 2]
+
+
+def test_reevaluation_does_not_start_an_episode_but_new_evaluation_does():
+    v = make_visits([("p1", "2026-01-01", "evaluation", 6),
+                     ("p1", "2026-01-20", "re-evaluation", 5),
+                     ("p1", "2026-02-01", "treatment", 4),
+                     ("p1", "2026-02-10", "evaluation", 8, np.nan, {"icd10": "M54.50"}),
+                     ("p1", "2026-02-15", "discharge", 5)])
+    ep = build_episodes(v, no_techniques())
+    assert list(ep["n_visits"]) == [3, 2]
+    assert list(ep["condition"]) == ["itbs", "lbp"]
+    assert list(ep["nprs_intake"]) == [6, 8]
+
+
+def test_cpt_evaluation_code_starts_an_episode():
+    """A visit typed 'treatment' but billed 97163 is an initial evaluation."""
+    v = make_visits([("p1", "2026-01-01", "evaluation", 6),
+                     ("p1", "2026-01-05", "treatment", 5, np.nan, {"cpt_codes": "97110;97163"}),
+                     ("p1", "2026-01-09", "treatment", 5, np.nan, {"cpt_codes": "971630"})])
+    ep = build_episodes(v, no_techniques())
+    assert list(ep["n_visits"]) == [1, 2]
+
+
+def test_orphans_before_first_evaluation_and_after_discharge():
+    v = make_visits([("p1", "2026-01-01", "treatment", 6),
+                     ("p1", "2026-01-03", "evaluation", 6),
+                     ("p1", "2026-01-10", "discharge", 3),
+                     ("p1", "2026-01-12", "treatment", 3)])
+    ep = build_episodes(v, no_techniques())
+    assert len(ep) == 1 and ep["n_visits"].iloc[0] == 2
+    orph = orphan_visits(v)
+    assert dict(zip(orph["visit_id"], orph["reason"], strict=True)) == {
+        "v000": "before_first_evaluation", "v003": "after_discharge"}
+
+
+def test_status_open_vs_no_discharge_score():
+    v = make_visits([("a", "2026-01-01", "evaluation", 6),  # discharged without score
+                     ("a", "2026-01-20", "discharge", np.nan),
+                     ("b", "2026-01-01", "evaluation", 6),  # stopped coming long ago
+                     ("b", "2026-01-15", "treatment", 4),
+                     ("c", "2026-03-01", "evaluation", 6),  # still being seen
+                     ("c", "2026-03-20", "treatment", 4)])
+    ep = build_episodes(v, no_techniques(), as_of="2026-04-01").set_index("patient_id")
+    assert ep.loc["a", "status"] == "no_discharge_score"
+    assert ep.loc["b", "status"] == "no_discharge_score"  # 77 days > 60
+    assert ep.loc["c", "status"] == "open"
+    # discharge score is NOT the last observation; X_last is
+    assert np.isnan(ep.loc["b", "nprs_discharge"]) and ep.loc["b", "nprs_last"] == 4
+    assert pd.isna(ep.loc["b", "nprs_responder"])
+
+
+def test_as_of_ignores_later_visits():
+    v = make_visits([("a", "2026-01-01", "evaluation", 6), ("a", "2026-01-20", "treatment", 5),
+                     ("a", "2026-02-20", "discharge", 2)])
+    ep = build_episodes(v, no_techniques(), as_of="2026-02-01")
+    assert ep["status"].iloc[0] == "open" and ep["n_visits"].iloc[0] == 2
+
+
+def test_ceiling_and_responder_rules():
+    """Ceiling: NPRS intake <= 1, LEFS intake > 71. Responder: >= MCID or (NPRS) >= 30 %."""
+    v = make_visits([("a", "2026-01-01", "evaluation", 1, 72), ("a", "2026-01-20", "discharge", 0, 80),
+                     ("b", "2026-01-01", "evaluation", 3, 71), ("b", "2026-01-20", "discharge", 2, 80),
+                     ("c", "2026-01-01", "evaluation", 8, 40), ("c", "2026-01-20", "discharge", 6, 48),
+                     ("d", "2026-01-01", "evaluation", 10, 40), ("d", "2026-01-20", "discharge", 9, 49),
+                     ("e", "2026-01-01", "evaluation", 0, 40), ("e", "2026-01-20", "discharge", 2, 30)])
+    ep = build_episodes(v, no_techniques()).set_index("patient_id")
+    assert ep["nprs_ceiling"].tolist() == [True, False, False, False, True]
+    assert ep["lefs_ceiling"].tolist() == [True, False, False, False, False]
+    assert pd.isna(ep.loc["a", "nprs_responder"]) and pd.isna(ep.loc["a", "lefs_responder"])
+    # b: -1 point but 33 % of 3 -> responder by the relative rule
+    assert ep.loc["b", "nprs_responder"] == True  # noqa: E712
+    assert ep.loc["b", "lefs_responder"] == True  # noqa: E712  (+9 = MCID)
+    # c: -2 points (MCID) -> responder; LEFS +8 < 9 -> not
+    assert ep.loc["c", "nprs_responder"] == True  # noqa: E712
+    assert ep.loc["c", "lefs_responder"] == False  # noqa: E712
+    # d: -1 point, 10 % -> not
+    assert ep.loc["d", "nprs_responder"] == False  # noqa: E712
+    assert np.isnan(ep.loc["e", "nprs_pct_change"])
+    assert str(ep["nprs_responder"].dtype) == "boolean"
+
+
+def test_arm_from_baseline_window():
+    v = make_visits([("a", "2026-01-01", "evaluation", 6), ("a", "2026-01-02", "treatment", 6),
+                     ("a", "2026-01-03", "treatment", 6), ("a", "2026-01-04", "treatment", 6),
+                     ("a", "2026-01-05", "treatment", 6),
+                     ("b", "2026-01-01", "evaluation", 6), ("b", "2026-01-02", "treatment", 6),
+                     ("c", "2026-01-01", "evaluation", 6), ("c", "2026-01-02", "treatment", 6),
+                     ("c", "2026-01-03", "treatment", 6)])
+    tech = pd.DataFrame({
+        "visit_id": ["v000", "v001", "v002", "v004", "v005", "v006", "v006", "v008", "v009"],
+        "technique_code": ["trad_hip_stretching", "pri_repositioning", "other_modalities",
+                           "trad_hip_stretching", "trad_hip_stretching", "other_modalities",
+                           None, "pri_shoewear", "trad_core_strengthening"],
+        "family": pd.array(["traditional", "pri", "other", "traditional", "traditional", "other",
+                            pd.NA, "pri", "traditional"], dtype="string")})
+    ep = build_episodes(v, tech).set_index("patient_id")
+    # a: eval (excluded) traditional, window v001-v003 = pri + other; v004 (4th) ignored
+    assert ep.loc["a", "arm"] == "pri"
+    assert ep.loc["b", "arm"] == "none"  # only other / unmapped in the window
+    assert ep.loc["c", "arm"] == "mixed"
+    with_eval = build_episodes(v, tech, baseline_includes_evaluation=True).set_index("patient_id")
+    assert with_eval.loc["a", "arm"] == "mixed"
+    assert with_eval.loc["b", "arm"] == "traditional"  # v005 is b's evaluation
+    small = build_episodes(v, tech, baseline_visits=1).set_index("patient_id")
+    assert small.loc["c", "arm"] == "pri"
+
+
+def test_same_day_evaluations_get_distinct_ids():
+    v = make_visits([("a", "2026-01-01", "evaluation", 6),
+                     ("a", "2026-01-01", "evaluation", 3, np.nan, {"icd10": "M54.50"})])
+    ep = build_episodes(v, no_techniques())
+    assert sorted(ep["episode_id"]) == ["a-20260101-v000", "a-20260101-v001"]
+
+
+def test_inputs_not_mutated_and_errors():
+    v = make_visits([("a", "2026-01-01", "evaluation", 6)])
+    before = v.copy()
+    build_episodes(v, no_techniques())
+    pd.testing.assert_frame_equal(v, before)
+    with pytest.raises(InputError, match="visit_date"):
+        build_episodes(v.assign(visit_date=v["visit_date"].astype(str)), no_techniques())
+    with pytest.raises(InputError, match="missing column"):
+        build_episodes(v.drop(columns="visit_type"), no_techniques())
+    with pytest.raises(InputError, match="primary"):
+        build_episodes(v, no_techniques(), primary="odi")
+
+
+def test_visit_scores_long_table():
+    v = make_visits([("a", "2026-01-01", "evaluation", 7), ("a", "2026-01-08", "treatment", np.nan),
+                     ("a", "2026-01-16", "treatment", 5), ("a", "2026-02-01", "discharge", 3),
+                     ("a", "2026-02-03", "treatment", 3),  # orphan after discharge
+                     ("b", "2026-01-05", "evaluation", 4), ("b", "2026-01-07", "treatment", 4)])
+    ep = build_episodes(v, no_techniques())
+    long = visit_scores(v, ep)
+    a = long[long["patient_id"] == "a"]
+    assert a["visit_number"].tolist() == [1, 3, 4]
+    assert a["day"].tolist() == [0, 15, 31] and a["week"].tolist() == [0, 2, 4]
+    assert a["nprs"].tolist() == [7, 5, 3]
+    assert {"arm", "condition", "therapist_id", "age", "prior_pt"} <= set(long.columns)
+    # a filtered episode table keeps only its episodes
+    only_b = visit_scores(v, ep[ep["patient_id"] == "b"])
+    assert set(only_b["episode_id"]) == {"b-20260105"} and len(only_b) == 2
