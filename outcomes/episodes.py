@@ -230,6 +230,13 @@ def _is_evaluation(v: pd.DataFrame) -> pd.Series:
     return (by_type | by_cpt).astype(bool)
 
 
+def _visit_order(visits: pd.DataFrame) -> np.ndarray:
+    """Positions sorting visits by patient, date, visit type, visit_id (integer lexsort)."""
+    rank = visits["visit_type"].map(_TYPE_ORDER).fillna(9).to_numpy()
+    keys = [pd.factorize(visits[c].astype(str), sort=True)[0] for c in ("visit_id", "patient_id")]
+    return np.lexsort([keys[0], rank, visits["visit_date"].to_numpy(), keys[1]])
+
+
 def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
     """Sort visits and give each an episode number (``_episode``, NaN for orphans).
 
@@ -239,9 +246,7 @@ def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
     """
     if gap_days < 0:
         raise InputError("parameter gap_days: must be >= 0")
-    v = visits.assign(_type_rank=visits["visit_type"].map(_TYPE_ORDER).fillna(9))
-    v = v.sort_values(["patient_id", "visit_date", "_type_rank", "visit_id"], kind="mergesort")
-    v = v.drop(columns="_type_rank").reset_index(drop=True)
+    v = visits.take(_visit_order(visits)).reset_index(drop=True)
     is_eval = _is_evaluation(v).to_numpy()
     v["_is_eval"] = is_eval
     pid = v["patient_id"].to_numpy()
