@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "redact_phi": "outcomes.privacy",
     "suppress_small_cells": "outcomes.privacy",
     "neutralize_formulas": "outcomes.privacy",
+    "check_regime": "outcomes.privacy",
+    "escape_text": "outcomes.privacy",
     # models
     "fit_mixed": "outcomes.models",
     "fit_ancova": "outcomes.models",

@@ -1,0 +1,227 @@
+"""Precompiled patterns for the PHI scanner in :mod:`outcomes.privacy`.
+
+Each kind of identifier has one or more Python regexes (the *detectors*) and one cheap RE2
+regex (the *trigger*) that every detector match also matches. The scanner runs the triggers over
+all unique notes at once (pyarrow, vectorised) and runs the detectors only on notes a trigger hit,
+so clean notes never meet the expensive patterns. ``tests/test_privacy.py`` checks that scanning
+with and without the pre-filter gives identical hits on the labelled corpus.
+
+Names are found only where something says a name follows (a title, a patient or relative keyword,
+``per``/``with`` + a common first name) or as a common first name followed by a capitalised word.
+A bare surname with no cue ("Okafor called") is not found: that is the known limit of a rule-based
+scanner, and why notes are also kept out of every report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Kinds of identifier, in the order reports list them, and the label that replaces each.
+LABELS = {
+    "name": "[NAME]",
+    "phone": "[PHONE]",
+    "email": "[EMAIL]",
+    "url": "[URL]",
+    "ssn": "[SSN]",
+    "mrn": "[MRN]",
+    "dob": "[DOB]",
+    "address": "[ADDRESS]",
+    "age": "[AGE>89]",
+}
+KINDS = tuple(LABELS)
+
+#: Capitalised words that follow a name cue in clinical text but are not names: technique and
+#: anatomy words, sides, common verbs at the start of a clause, and note shorthand.
+CLINICAL_ALLOWLIST = frozenset(
+    """
+    left right bilateral l r b lt rt bil both side sided
+    postural restoration institute pri hruska aic bc pec pec's zone
+    patient pt pts client tolerated tolerates reports reported reporting states stated denies denied
+    presents presented arrived arrives educated instructed performed performs completed completes
+    demonstrates demonstrated progressing progressed continues continued returns returned notes noted
+    was is has had will can could would should did does able unable needs needed requires required
+    seen evaluated re-evaluated discharged ambulates ambulated walks walked ran runs running
+    feels felt verbalized verbalizes agrees agreed declined cancelled canceled no-showed
+    appt appointment appointments visit visits office note notes order orders referral referred
+    eval evaluation reeval re-eval tx treatment treatments plan poc goals goal hep home exercise
+    program script rx f/u fu follow followup follow-up recheck clinic pt's
+    hip hips knee knees ankle ankles foot feet glute glutes gluteus med medius max maximus min
+    hamstring hamstrings quad quads quadriceps adductor adductors abductor abductors oblique
+    obliques it itb band iliotibial tfl piriformis psoas iliacus diaphragm ribcage rib ribs
+    pelvis pelvic lumbar thoracic cervical spine sacral si joint trunk core back neck shoulder
+    breathing balloon balloons exhalation repositioning reposition hiking poles sticks stick gait
+    shoewear shoes orthotics stretching stretch stretches foam rolling roller strengthening
+    strength manual therapy ice heat ultrasound e-stim estim tens modalities dry needling
+    standing supine sidelying side-lying prone seated sitting quadruped kneeling
+    sets set reps rep x deg degrees rom arom prom mmt nprs lefs psfs odi groc promis
+    monday tuesday wednesday thursday friday saturday sunday
+    january february march april may june july august september october november december
+    jan feb mar apr jun jul aug sep sept oct nov dec
+    today yesterday tomorrow this next last week weeks month months day days am pm
+    the a an and or but if then with without for of on in at to from by per post pre s/p
+    good fair poor well better worse same improved improving increased decreased
+    mild moderate severe pain sore soreness tight tightness stiff stiffness weak weakness
+    new old prior previous initial final current daily weekly
+    """.split()
+)
+
+#: Common US first names: a bare "First Last" is a name when First is one of these.
+FIRST_NAMES = frozenset(
+    """
+    james john robert michael william david richard joseph thomas charles christopher daniel
+    matthew anthony mark donald steven paul andrew joshua kenneth kevin brian george timothy
+    ronald edward jason jeffrey ryan jacob gary nicholas eric jonathan stephen larry justin
+    scott brandon benjamin samuel gregory alexander frank patrick raymond jack dennis jerry
+    tyler aaron jose adam nathan henry douglas zachary peter kyle noah ethan jeremy walter
+    christian keith roger terry austin sean gerald carl harold dylan arthur lawrence jordan
+    jesse bryan billy bruce gabriel joe logan alan juan albert willie elijah wayne randy
+    vincent mason roy ralph bobby russell bradley philip eugene tom tim mike dave bill bob
+    mary patricia jennifer linda elizabeth barbara susan jessica sarah karen lisa nancy betty
+    sandra margaret ashley kimberly emily donna michelle carol amanda melissa deborah
+    stephanie dorothy rebecca sharon laura cynthia amy kathleen angela shirley brenda emma
+    anna pamela nicole samantha katherine christine helen debra rachel carolyn janet maria
+    catherine heather diane olivia julie joyce victoria ruth virginia lauren kelly christina
+    joan evelyn judith andrea hannah megan cheryl jacqueline martha madison teresa gloria
+    sara janice ann kathryn abigail sophia frances jean alice judy isabella julia grace
+    amber denise danielle marilyn beverly charlotte natalie theresa diana brittany doris
+    kayla alexis lori marie jane sue kate liz jenny beth anne ellen rose
+    """.split()
+)
+
+# One name word: Smith, O'Neil, D'Angelo, McDonald, Smith-Jones, Anne-Marie; optional initial.
+_WORD = r"(?:[A-Z]['\u2019][A-Z][a-z]+|(?:Mc|Mac)?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)"
+_NAME = rf"(?P<v>{_WORD}(?:\s+[A-Z]\.)?(?:\s+{_WORD}){{0,2}})"
+_SEP = r"[.,:]?[ \t]{1,3}"  # between cue and name; the trigger allows a superset of it
+
+_TITLES = r"(?:Dr|DR|dr|Doctor|doctor|Mr|MR|mr|Mrs|MRS|mrs|Ms|ms\.|Miss|Mx|Prof|Professor)"
+_PATIENT = r"(?:[Pp]t|PT|[Pp]atient|PATIENT|[Cc]lient|[Pp]atient name|[Nn]ame)"
+_RELATIVE = (
+    r"(?:wife|husband|spouse|partner|son|daughter|mother|father|mom|dad|brother|sister|"
+    r"grandson|granddaughter|grandmother|grandfather|aunt|uncle|niece|nephew|fianc[eé]e?|"
+    r"boyfriend|girlfriend|caregiver|friend|neighbou?r|roommate|coworker|boss)"
+)
+_WEAK = r"(?:per|with|by|from|cc|called|named|spoke to|spoke with|signed|told|saw|seen by)"
+_FIRST = (
+    "(?:" + "|".join(sorted((n.capitalize() for n in FIRST_NAMES), key=len, reverse=True)) + ")"
+)
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_DATE = (
+    rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}})|\d{{4}}[/.-]\d{{1,2}}[/.-]\d{{1,2}}|"
+    rf"(?i:{_MONTH})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|"
+    rf"\d{{1,2}}\s+(?i:{_MONTH})\.?,?\s+\d{{4}})"
+)
+_STREET = (
+    r"(?:St|Street|Ave|Avenue|Av|Rd|Road|Blvd|Boulevard|Dr|Drive|Ln|Lane|Ct|Court|Way|Pl|Place|"
+    r"Ter|Terrace|Cir|Circle|Pkwy|Parkway|Hwy|Highway|Trl|Trail|Sq|Square)"
+)
+_UNIT = r"(?:,?\s+(?i:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[A-Za-z0-9-]{1,6})"
+_AGE_NUM = r"(?:9\d|1[01]\d)"
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One regex for one kind; group ``v`` (when present) is the identifier's span."""
+
+    kind: str
+    regex: re.Pattern[str]
+    #: "plain"; "name" trims the span at the first allow-listed word (dropped if none is left);
+    #: "address" drops the match if a street word is allow-listed (``10 Hip Circle``).
+    mode: str = "plain"
+
+
+def _d(kind: str, pattern: str, mode: str = "plain") -> Detector:
+    return Detector(kind, re.compile(pattern), mode)
+
+
+DETECTORS: tuple[Detector, ...] = (
+    # names
+    _d("name", rf"\b{_TITLES}\b{_SEP}{_NAME}", "name"),
+    _d("name", rf"\b{_PATIENT}\b{_SEP}{_NAME}", "name"),
+    _d("name", rf"\b(?i:{_RELATIVE})\b{_SEP}{_NAME}", "name"),
+    _d("name", rf"\b(?i:{_WEAK})\b{_SEP}(?={_FIRST}\b){_NAME}", "name"),
+    _d("name", rf"(?<![\w'])(?P<v>{_FIRST}(?:\s+[A-Z]\.)?\s+{_WORD})", "name"),
+    # contact
+    _d("email", r"(?<![\w.+-])(?P<v>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"),
+    _d(
+        "url",
+        r"(?i)(?<![\w@.])(?P<v>(?:https?://|www\.)[^\s<>\"]+|"
+        r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|us|info|biz)\b(?:/[^\s<>\"]*)?)",
+    ),
+    _d(
+        "phone",
+        r"(?<![\w+])(?P<v>(?:\+?1[\s.-]?)?(?:\(\d{3}\)|\d{3})[\s.-]?\d{3}[\s.-]?\d{4}"
+        r"(?:\s*,?\s*(?i:ext|x|extension)\.?\s*\d{1,5})?)(?!\d)",
+    ),
+    _d(
+        "phone",
+        r"(?i)\b(?:phone|ph|tel|telephone|cell|mobile|fax|call|text|pager|beeper)\b\W{0,4}"
+        r"(?P<v>\d{3}[\s.-]\d{4}(?:\s*,?\s*(?:ext|x)\.?\s*\d{1,5})?)(?!\d)",
+    ),
+    # government and record numbers
+    _d("ssn", r"(?<![\w-])(?P<v>\d{3}([- ])\d{2}\2\d{4})(?![\w-])"),
+    _d(
+        "ssn",
+        r"(?i)\b(?:ssn|ss#|ss\s*no\.?|soc\.?\s*sec\.?|social\s+security(?:\s+(?:number|no\.?|#))?)"
+        r"\W{0,4}(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)",
+    ),
+    _d(
+        "mrn",
+        r"(?i)\b(?:mrn|mr#|mr\s*no\.?|med(?:ical)?\s+rec(?:ord)?(?:\s+(?:number|no\.?|num|#))?|"
+        r"record\s*(?:number|no\.?|num|#)|acct|account|chart|patient\s+id|pt\s+id|member\s+id|"
+        r"encounter|policy|claim|case)(?:\s*(?:#|no\.?|number|num|id))?\s*[:#=]?\s*#?\s*"
+        r"(?P<v>(?=[a-z0-9-]*\d)[a-z]{0,3}\d[a-z0-9-]{3,})(?![\w/])",
+    ),
+    # dates of birth
+    _d(
+        "dob",
+        rf"(?i)\b(?:dob|d\.o\.b\.?|date\s+of\s+birth|birth\s*date|birthday|born(?:\s+on)?)"
+        rf"\s*[:\-]?\s*(?P<v>{_DATE})(?!\d)",
+    ),
+    _d(
+        "dob",
+        rf"(?<![\d/.-])(?P<v>\d{{1,2}}[/.-]\d{{1,2}}[/.-]19\d\d|19\d\d-\d{{2}}-\d{{2}}|"
+        rf"(?i:{_MONTH})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+19\d\d)(?!\d)",
+    ),
+    # street addresses
+    _d(
+        "address",
+        rf"(?<![\w/.-])(?P<v>\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:{_WORD}|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,3}}"
+        rf"(?i:{_STREET})\b\.?{_UNIT}?)",
+        "address",
+    ),
+    _d("address", r"(?i)\b(?P<v>p\.?\s*o\.?\s*box\s+\d{1,6})\b"),
+    _d("address", r"(?<!\w)(?P<v>[A-Z][a-z]+(?:\s[A-Z][a-z]+)?,\s*[A-Z]{2}\s+\d{5}(?:-\d{4})?)\b"),
+    # ages over 89
+    _d(
+        "age",
+        rf"(?i)(?<![\w/.])(?P<v>{_AGE_NUM}\s*-?\s*(?:yo|y/o|y\.o\.?|yr|yrs|years?)"
+        r"(?:\s*-?\s*old)?)(?![\w/])",
+    ),
+    _d("age", rf"(?i)\b(?:age|aged|age:)\s*:?\s*(?P<v>{_AGE_NUM})(?![\w/.])"),
+)
+
+#: RE2 pre-filter (pyarrow): every detector match also matches this. Kept deliberately loose;
+#: ``test_prefilter_is_lossless`` checks the superset property on the labelled corpus.
+TRIGGER = "|".join(
+    (
+        rf"(?i:\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor|pt|patient|client|name|"
+        rf"{_RELATIVE}|{_WEAK}))\b[.,: \t]{{1,4}}[A-Z]",
+        rf"\b{_FIRST}\s+[A-Z]",
+        r"@",
+        r"(?i:https?://|www\.|\.(?:com|org|net|edu|gov|io|us|info|biz)\b)",
+        r"\d{3}\)?[\s.-]?\d{2}",  # phones, SSNs and most record numbers have a 3+2 digit run
+        r"\d[\s.-]\d{4}",
+        r"(?i:\b(?:mrn|mr#|mr\s*no|med(?:ical)?\s+rec|record|acct|account|chart|id|encounter|"
+        r"policy|claim|case)\b)",
+        rf"\d\s+(?:[NSEW]\.?\s+)?[A-Z0-9][^\n]{{0,80}}?(?i:\b{_STREET}\b)",
+        r"(?i:box\s+\d)",
+        r"(?i:\b(?:dob|d\.o\.b|birth|born)\b)",
+        r"(?i:(?:9\d|1[01]\d)\s*-?\s*y|\bage[ds:]?\s*:?\s*(?:9\d|1[01]\d))",
+        r"19\d\d",
+    )
+)
