@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     # episodes
     "build_episodes": "outcomes.episodes",
     "visit_scores": "outcomes.episodes",
+    "orphan_visits": "outcomes.episodes",
     # privacy
     "scan_phi": "outcomes.privacy",
     "redact_phi": "outcomes.privacy",
@@ -58,6 +59,8 @@ _LAZY: dict[str, str] = {
     "km_table": "outcomes.models",
     "fit_cox": "outcomes.models",
     "iptw": "outcomes.models",
+    "therapist_estimates": "outcomes.models.therapist",
+    "funnel_limits": "outcomes.models.therapist",
     # tables
     "table_one": "outcomes.tables",
 }
