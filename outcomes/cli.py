@@ -113,6 +113,90 @@ def episodes(db: str, out: str) -> None:
     click.echo(f"wrote {n} episodes to {out}")
 
 
+@cli.group()
+def report() -> None:
+    """Render the periodic reports (HTML) for a quarter; published atomically under --out."""
+
+
+def _report_options(func):
+    func = db_option(func)
+    func = click.option("--out", "out", type=click.Path(file_okay=False), default="reports",
+                        show_default=True, help="Report folder; the set goes to OUT/<quarter>/.")(func)
+    func = click.option("--jobs", "n_jobs", type=click.IntRange(1, 64), default=1,
+                        show_default=True, help="Notebooks rendered in parallel (warm kernels).")(func)
+    func = click.option("--cell-timeout", type=float, default=600.0, show_default=True,
+                        help="Seconds one notebook cell may run.")(func)
+    func = click.option("--wait", is_flag=True,
+                        help="Wait for another run on the same folder instead of refusing.")(func)
+    func = click.option("--quiet", is_flag=True, help="No progress bar.")(func)
+    return func
+
+
+def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+    from outcomes.report import render_reports
+
+    result = render_reports(jobs, quarter, db, out, n_jobs=n_jobs, cell_timeout=cell_timeout,
+                            progress=not quiet, wait=wait)
+    for path in result.paths:
+        click.echo(str(path))
+    click.echo(f"manifest: {result.manifest}")
+
+
+@report.command("quarterly")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@click.option("--clinic", default=None, help="One clinic id (default: all clinics).")
+@_report_options
+def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+    """The clinic director's quarterly outcomes report."""
+    from outcomes.report import plan_quarterly
+
+    jobs = plan_quarterly(quarter, db, clinic)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+
+
+@report.command("therapist")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@click.option("--therapist", "therapists", multiple=True, help="Therapist id (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every therapist active in the quarter.")
+@_report_options
+def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, wait,
+                     quiet) -> None:
+    """Caseload reports: one per therapist, their own patients only."""
+    from outcomes.report import plan_therapists
+
+    if bool(therapists) == all_:
+        raise click.UsageError("give --therapist ID (one or more) or --all")
+    jobs = plan_therapists(quarter, db, None if all_ else list(therapists))
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+
+
+@report.command("comparative")
+@click.option("--quarter", default=None, help="Quarter folder to file it under (default: latest).")
+@click.option("--condition", default="itbs", show_default=True, help="Condition label.")
+@click.option("--outcome", default="nprs", show_default=True, help="Primary outcome instrument.")
+@click.option("--estimand", type=click.Choice(["ate", "att"]), default="ate", show_default=True)
+@_report_options
+def report_comparative(quarter, condition, outcome, estimand, db, out, n_jobs, cell_timeout,
+                       wait, quiet) -> None:
+    """The researchers' comparative analysis (PRI-style vs traditional)."""
+    from outcomes.report import plan_comparative
+
+    jobs = plan_comparative(quarter, db, condition=condition, outcome=outcome, estimand=estimand)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+
+
+@report.command("all")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@_report_options
+def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+    """Director's report, every therapist's report and the comparative analysis, as one set."""
+    from outcomes.report import plan_comparative, plan_quarterly, plan_therapists
+
+    jobs = plan_quarterly(quarter, db) + plan_therapists(quarter, db)
+    jobs += plan_comparative(jobs[0].parameters["quarter"], db)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+
+
 def main() -> None:
     """Entry point of the ``outcomes`` console script."""
     cli(prog_name="outcomes")
