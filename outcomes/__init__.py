@@ -63,6 +63,7 @@ _LAZY: dict[str, str] = {
     "funnel_limits": "outcomes.models.therapist",
     # tables
     "table_one": "outcomes.tables",
+    "format_table_one": "outcomes.tables",
 }
 
 __all__ = ["__version__", *_LAZY]
