@@ -1,0 +1,829 @@
+"""Read an EMR export (CSV, XLSX, Parquet) through a profile and load it into the store.
+
+Flow: hash the file and check its encoding (one streaming pass) -> read it as text into the
+canonical columns (whole-file problems raise :class:`~outcomes.errors.InputError` before the
+store is touched) -> redact PHI in notes -> :func:`outcomes.clean.clean_visits` -> compare with
+the store -> map techniques -> write everything in one transaction -> rebuild episodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from outcomes.errors import InputError, ProfileError
+from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS, REQUIRED_COLUMNS, VISIT_COLUMNS
+
+__all__ = ["Profile", "load_profile", "RawExport", "read_export", "IngestResult", "ingest_file"]
+
+_STR = pd.StringDtype("pyarrow")
+_CHUNK = 1 << 23
+#: Files at least this big get a progress bar on stderr (when progress is asked for).
+PROGRESS_MIN_BYTES = 20 * (1 << 20)
+_REGIMES = ("limited_data_set", "safe_harbor")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one EMR writes its export, mapped onto the canonical schema.
+
+    Attributes
+    ----------
+    columns : dict
+        EMR column name -> canonical name (unlisted names are used as they are).
+    delimiter : str or None
+        CSV delimiter; None = detect from the header (``,``, ``;``, tab, ``|``).
+    encoding : str
+        Text encoding of CSV files; bytes invalid in it reject the file.
+    decimal : str
+        ``"."`` or ``","``.
+    header_row : int
+        1-based row of the column names (rows above it are titles, skipped).
+    date_format : str
+        ``strftime`` format of visit dates, or ``excel_serial`` / ``excel_1904``.
+    missing_values : tuple of str
+        Cell texts meaning "not recorded" in numeric columns.
+    values : dict
+        Per canonical column, EMR text -> canonical text.
+    regime : str
+        ``limited_data_set`` (day-level dates; default) or ``safe_harbor``.
+    sheet : str or None
+        XLSX sheet name (default: the first sheet).
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    decimal: str = "."
+    header_row: int = 1
+    date_format: str = "%Y-%m-%d"
+    missing_values: tuple[str, ...] = ("", "N/A", "NA")
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    regime: str = "limited_data_set"
+    sheet: str | None = None
+
+
+def load_profile(profile: str | os.PathLike | Profile | dict | None = None) -> Profile:
+    """Read a profile from a YAML or TOML file (or a dict); None gives the default profile.
+
+    Raises
+    ------
+    ProfileError
+        Unreadable file, unknown key, or an invalid value (named).
+    """
+    if profile is None or isinstance(profile, Profile):
+        return profile or Profile()
+    raw = profile if isinstance(profile, dict) else _read_profile_file(Path(profile))
+    name = "profile" if isinstance(profile, dict) else str(profile)
+    unknown = set(raw) - set(Profile.__dataclass_fields__)
+    if unknown:
+        raise ProfileError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                           f"{', '.join(Profile.__dataclass_fields__)}")
+    try:
+        prof = Profile(**{**raw, "missing_values": tuple(raw.get("missing_values",
+                                                                 Profile.missing_values))})
+    except TypeError as exc:
+        raise ProfileError(f"{name}: {exc}") from None
+    _check_profile(prof, name)
+    return prof
+
+
+def _read_profile_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {path} could not be read: {type(exc).__name__}") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parser error is the user's file
+        raise ProfileError(f"profile {path} is not valid {path.suffix[1:] or 'YAML'}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"profile {path} must be a mapping of keys to values")
+    return data
+
+
+def _check_profile(p: Profile, name: str) -> None:
+    checks = [
+        (p.regime in _REGIMES, f"regime must be one of {', '.join(_REGIMES)}"),
+        (p.decimal in (".", ","), "decimal must be '.' or ','"),
+        (isinstance(p.header_row, int) and p.header_row >= 1, "header_row must be 1 or more"),
+        (p.delimiter is None or (isinstance(p.delimiter, str) and len(p.delimiter) == 1),
+         "delimiter must be one character"),
+        (isinstance(p.columns, dict) and all(v in VISIT_COLUMNS for v in p.columns.values()),
+         "columns must map EMR names to canonical names (outcomes.schema.VISIT_COLUMNS)"),
+        (isinstance(p.values, dict) and all(isinstance(v, dict) for v in p.values.values()),
+         "values must map a column to a table of text -> canonical text"),
+        (p.date_format in ("excel_serial", "excel_1904") or "%" in p.date_format,
+         "date_format must be a strftime format or excel_serial / excel_1904"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ProfileError(f"{name}: {message}")
+    try:
+        "".encode(p.encoding)
+    except LookupError:
+        raise ProfileError(f"{name}: unknown encoding {p.encoding!r}") from None
+
+
+@dataclass
+class RawExport:
+    """An export read as text: canonical columns, index = spreadsheet row numbers.
+
+    ``bad_rows`` are records the reader could not place in columns:
+    ``(row_number, raw_text, kind)`` with kind ``ragged`` or ``blank``.
+    """
+
+    path: Path
+    frame: pd.DataFrame
+    file_sha256: str
+    file_format: str
+    bad_rows: list[tuple[int | None, str, str]] = field(default_factory=list)
+    delimiter: str | None = None
+    delimiter_detected: bool = False
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def rows_in(self) -> int:
+        """Data records read (after the header), however they end up."""
+        return len(self.frame) + len(self.bad_rows)
+
+
+def _fail(path: Path, message: str) -> InputError:
+    return InputError(f"{path.name}: {message}")
+
+
+def scan_file(path: Path, encoding: str | None) -> str:
+    """Stream the file once: sha256, and (for text) check every byte decodes as ``encoding``.
+
+    Raises :class:`InputError` naming the byte offset of the first invalid byte; characters are
+    never replaced.
+    """
+    import codecs
+
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(encoding)("strict") if encoding else None
+    offset = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+                if decoder is not None:
+                    _decode(decoder, chunk, offset, path, encoding, final=False)
+                offset += len(chunk)
+        if decoder is not None:
+            _decode(decoder, b"", offset, path, encoding, final=True)
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return digest.hexdigest()
+
+
+def _decode(decoder, chunk: bytes, offset: int, path: Path, encoding: str, final: bool) -> None:
+    pending = len(decoder.getstate()[0])
+    try:
+        decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as exc:
+        at = offset - pending + exc.start
+        raise _fail(path, f"byte offset {at} is not valid {encoding}; declare the file's "
+                          "encoding in the profile (encoding = ...)") from None
+
+
+def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *,
+                sha256: str | None = None) -> RawExport:
+    """Read an export as text into canonical columns; reject whole-file problems.
+
+    Parameters
+    ----------
+    path : path
+        ``.csv`` / ``.tsv`` / ``.txt``, ``.xlsx`` or ``.parquet``.
+    profile : Profile or path, optional
+        The EMR profile (default: canonical names, ISO dates, UTF-8, comma or detected).
+    sha256 : str, optional
+        The file hash when already computed by :func:`scan_file`.
+
+    Returns
+    -------
+    RawExport
+
+    Raises
+    ------
+    InputError
+        Unreadable, empty or header-only file, bad bytes for the encoding, corrupt or
+        password-protected workbook, duplicate or missing columns, direct-identifier columns.
+        Messages name the file and column, never a cell value.
+    """
+    path, prof = Path(path), load_profile(profile)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    if path.stat().st_size == 0:
+        raise _fail(path, "file is empty")
+    kind = _file_kind(path)
+    text_encoding = prof.encoding if kind == "csv" else None
+    digest = sha256 or scan_file(path, text_encoding)  # callers passing sha256 scanned already
+    reader = {"csv": _read_csv, "xlsx": _read_xlsx, "parquet": _read_parquet}[kind]
+    frame, bad, delim, detected = reader(path, prof)
+    frame, ignored = _map_columns(path, frame, prof)
+    if len(frame) + len(bad) == 0:
+        raise _fail(path, "has a header but no data rows")
+    _check_regime(path, frame, prof)
+    return RawExport(path, frame, digest, kind, bad, delim, detected, ignored)
+
+
+def _check_regime(path: Path, frame: pd.DataFrame, prof: Profile) -> None:
+    """Reject a file that does not fit the data regime its profile declares."""
+    from outcomes.privacy import check_regime
+
+    problems = check_regime(frame, prof.regime)
+    if problems:
+        raise _fail(path, f"does not fit the {prof.regime} regime: {problems[0]}")
+
+
+def _file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise _fail(path, f"unsupported file type {suffix or '(none)'}; use .csv, .xlsx or .parquet")
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def check_header(path: Path, names: list[str]) -> None:
+    """Reject duplicate, empty or direct-identifier column names (names only, no values)."""
+    seen: set[str] = set()
+    for i, name in enumerate(names, start=1):
+        if name.strip() == "":
+            raise _fail(path, f"column {i} has no name in the header row")
+        if name in seen:
+            raise _fail(path, f"duplicate column name {name!r} in the header row")
+        seen.add(name)
+        if any(p.match(_norm_name(name)) for p in DIRECT_IDENTIFIER_PATTERNS):
+            raise _fail(path, f"column {name!r} is a direct identifier; remove it from the "
+                              "export (records must arrive de-identified)")
+
+
+def _map_columns(path: Path, frame: pd.DataFrame, prof: Profile) -> tuple[pd.DataFrame, list]:
+    """Rename by the profile, keep canonical columns, require the required ones."""
+    check_header(path, list(frame.columns))
+    renamed = frame.rename(columns=prof.columns)
+    if renamed.columns.duplicated().any():
+        dup = renamed.columns[renamed.columns.duplicated()][0]
+        raise _fail(path, f"two columns map to {dup!r}; fix the profile's columns table")
+    missing = [c for c in REQUIRED_COLUMNS if c not in renamed.columns]
+    if missing:
+        hint = (" (the header has a single column: is the delimiter right?)"
+                if len(frame.columns) == 1 else "")
+        raise _fail(path, f"missing required column(s) {', '.join(missing)}{hint}")
+    keep = [c for c in VISIT_COLUMNS if c in renamed.columns]
+    ignored = [str(c) for c in frame.columns if prof.columns.get(c, c) not in VISIT_COLUMNS]
+    return renamed[keep], ignored
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def _header_line(path: Path, prof: Profile) -> str:
+    """The header row's text (decoded), for names and delimiter detection."""
+    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
+        for _ in range(prof.header_row - 1):
+            fh.readline()
+        return fh.readline().rstrip("\r\n")
+
+
+def _py_encoding(encoding: str) -> str:
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def detect_delimiter(header: str) -> str:
+    """The delimiter of a header line among ``,`` ``;`` tab ``|`` (csv.Sniffer; default ``,``)."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_csv(path: Path, prof: Profile):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    header = _header_line(path, prof)
+    if header.strip() == "":
+        raise _fail(path, f"row {prof.header_row} (the header row) is empty")
+    delim = prof.delimiter or detect_delimiter(header)
+    names = next(csv.reader([header], delimiter=delim))
+    check_header(path, names)
+    bad: list[tuple[int | None, str, str]] = []
+
+    def on_invalid(row) -> str:
+        bad.append((None, row.text, "blank" if row.text.strip(" \t\r") == "" else "ragged"))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=prof.header_row, column_names=names,
+                                           encoding=prof.encoding, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
+                                             ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False, null_values=[]),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError):
+        raise _fail(path, "could not be parsed as CSV (unbalanced quotes or broken rows?)") from None
+    frame = table.to_pandas(types_mapper={pa.string(): _STR}.get)
+    del table
+    frame.index = _record_numbers(path, prof, delim, len(names), len(frame), bad)
+    return frame, bad, delim, prof.delimiter is None
+
+
+def _record_numbers(path: Path, prof: Profile, delim: str, width: int, n_ok: int,
+                    bad: list) -> pd.Index:
+    """Spreadsheet row numbers of the parsed records (header_row + record ordinal).
+
+    Arrow skips ragged records without saying where they were; when there are any, one
+    streaming pass of Python's csv reader locates them (same quoting rules).
+    """
+    first = prof.header_row + 1
+    if not bad:
+        return pd.RangeIndex(first, first + n_ok)
+    ok_rows, bad_rows = [], []
+    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
+        for _ in range(prof.header_row):
+            next(csv.reader(fh, delimiter=delim), None)
+        for i, rec in enumerate(csv.reader(fh, delimiter=delim), start=first):
+            (ok_rows if (len(rec) == width or rec == []) else bad_rows).append(i)
+    if len(ok_rows) != n_ok or len(bad_rows) != len(bad):
+        raise _fail(path, "rows could not be split into columns unambiguously "
+                          "(check quoting and the delimiter)")
+    bad[:] = [(r, text, kind) for r, (_, text, kind) in zip(bad_rows, bad, strict=True)]
+    return pd.Index(ok_rows, dtype="int64")
+
+
+# --- XLSX and Parquet ------------------------------------------------------------------------
+
+
+def _cell_text(value: Any, prof: Profile, epoch) -> str:
+    """A workbook cell as text; typed dates follow the profile's declared date format."""
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime | dt.date):
+        if prof.date_format in ("excel_serial", "excel_1904"):
+            from openpyxl.utils.datetime import to_excel
+
+            return f"{to_excel(value, epoch):g}"
+        return value.strftime(prof.date_format)
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    return str(value)
+
+
+def _open_workbook(path: Path, prof: Profile):
+    import zipfile
+
+    with path.open("rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(bytes.fromhex("D0CF11E0A1B11AE1")):
+        import msoffcrypto
+
+        try:
+            with path.open("rb") as fh:
+                encrypted = msoffcrypto.OfficeFile(fh).is_encrypted()
+        except Exception:  # noqa: BLE001 - any failure means we cannot read it
+            encrypted = False
+        if encrypted:
+            raise _fail(path, "workbook is password-protected; save an unprotected copy")
+        raise _fail(path, "is not an .xlsx workbook (old .xls?); save it as .xlsx or CSV")
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+        raise _fail(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
+    if prof.sheet is not None and prof.sheet not in wb.sheetnames:
+        raise _fail(path, f"has no sheet named {prof.sheet!r}")
+    return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
+
+
+def _read_xlsx(path: Path, prof: Profile):
+    wb, ws = _open_workbook(path, prof)
+    try:
+        rows = ws.iter_rows(values_only=True)
+        for _ in range(prof.header_row - 1):
+            next(rows, None)
+        header = next(rows, None)
+        if header is None or all(v is None for v in header):
+            raise _fail(path, f"row {prof.header_row} (the header row) is empty")
+        names = [_cell_text(v, prof, wb.epoch) for v in header]
+        while names and names[-1] == "":
+            names.pop()
+        check_header(path, names)
+        width, data, index, bad = len(names), [], [], []
+        for number, row in enumerate(rows, start=prof.header_row + 1):
+            cells = [_cell_text(v, prof, wb.epoch) for v in row]
+            if any(c.strip() for c in cells[width:]):
+                bad.append((number, "\t".join(cells), "ragged"))
+                continue
+            data.append((cells + [""] * width)[:width])
+            index.append(number)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on broken parts
+        raise _fail(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
+    finally:
+        wb.close()
+    frame = pd.DataFrame(data, columns=names, index=pd.Index(index, dtype="int64"), dtype=_STR)
+    return frame, bad, None, False
+
+
+def _read_parquet(path: Path, prof: Profile):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise _fail(path, f"is not a readable Parquet file ({type(exc).__name__})") from None
+    check_header(path, table.column_names)
+    cols = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_temporal(col.type) and "%" in prof.date_format:
+            col = pc.strftime(col, format=prof.date_format)
+        cols[name] = pc.fill_null(col.cast(pa.string()), "")
+    frame = pa.table(cols).to_pandas(types_mapper={pa.string(): _STR}.get)
+    first = prof.header_row + 1
+    frame.index = pd.RangeIndex(first, first + len(frame))
+    return frame, [], None, False
+
+
+# --- orchestration ---------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    """The intake summary of one file (see :meth:`to_dict` for the JSON keys)."""
+
+    file: str
+    file_sha256: str
+    already_ingested: bool
+    ingest_id: int | None
+    rows_in: int
+    rows_loaded: int
+    rows_quarantined: int
+    rows_duplicate: int
+    rows_blank: int
+    rows_withdrawn: int = 0
+    file_format: str = "csv"
+    delimiter: str | None = None
+    delimiter_detected: bool = False
+    regime: str = "limited_data_set"
+    quarantine_by_reason: dict[str, int] = field(default_factory=dict)
+    unmapped_techniques: dict[str, int] = field(default_factory=dict)
+    phi_counts: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, Any] = field(default_factory=dict)
+    episodes: int | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-ready dict."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A short human summary (counts and reason codes only, never cell values)."""
+        if self.already_ingested:
+            return (f"{self.file}: already ingested (ingest {self.ingest_id}); nothing changed")
+        lines = [
+            f"{self.file}: {self.rows_in} rows read -> {self.rows_loaded} loaded, "
+            f"{self.rows_quarantined} quarantined, {self.rows_duplicate} duplicates, "
+            f"{self.rows_blank} blank",
+        ]
+        if self.delimiter_detected:
+            lines.append(f"delimiter detected: {self.delimiter!r}")
+        if self.quarantine_by_reason:
+            lines.append("quarantined: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.quarantine_by_reason.items())))
+        if self.rows_withdrawn:
+            lines.append(f"withdrawn from the store (conflicting values): {self.rows_withdrawn}")
+        if self.unmapped_techniques:
+            n = sum(self.unmapped_techniques.values())
+            lines.append(f"unmapped technique texts: {len(self.unmapped_techniques)} "
+                         f"distinct, {n} mentions (see `outcomes status`)")
+        if self.phi_counts:
+            lines.append("PHI redacted in notes: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.phi_counts.items())))
+        for key, value in self.warnings.items():
+            lines.append(f"warning: {key}: {value}")
+        if self.episodes is not None:
+            lines.append(f"episodes in store: {self.episodes}")
+        return "\n".join(lines)
+
+
+class _Stages:
+    """A stage progress bar on stderr (tqdm), shown only for big files when asked for."""
+
+    def __init__(self, enabled: bool, total: int = 5) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, file=sys.stderr, disable=not enabled, unit="stage",
+                        desc="ingest", leave=False)
+
+    def step(self, name: str) -> None:
+        self.bar.set_postfix_str(name)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
+                profile: Profile | str | os.PathLike | None = None, progress: bool = False,
+                today: pd.Timestamp | str | None = None) -> IngestResult:
+    """Validate an export, quarantine bad rows and load the rest into the store, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The export (CSV, XLSX or Parquet).
+    db : path, optional
+        The store (default ``$OUTCOMES_DB`` or ``./outcomes.duckdb``); created on first use.
+    profile : Profile or path, optional
+        EMR profile (YAML/TOML); default: canonical names, ISO dates, UTF-8.
+    progress : bool
+        Show a stage progress bar on stderr for big files.
+    today : date, optional
+        Ingest date for the future-visit check (default: today, UTC).
+
+    Returns
+    -------
+    IngestResult
+        Counts (``rows_in = rows_loaded + rows_quarantined + rows_duplicate + rows_blank``),
+        quarantine by reason, unmapped technique texts, PHI counts by kind.
+
+    Raises
+    ------
+    InputError
+        The whole file is rejected; nothing is written.
+    StoreBusyError
+        Another process kept the store locked past the timeout.
+
+    Notes
+    -----
+    Everything is written in one DuckDB transaction (visits, techniques, quarantine, withdrawn
+    visits, the rebuilt episode table and the ingest log): a killed process leaves the store as
+    it was. A file whose sha256 is already in the log is not loaded again.
+    """
+    started = time.perf_counter()
+    path, prof = Path(path), load_profile(profile)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    kind = _file_kind(path)
+    stages = _Stages(progress and path.stat().st_size >= PROGRESS_MIN_BYTES)
+    try:
+        sha = scan_file(path, prof.encoding if kind == "csv" else None)
+        previous = _peek_previous(db, sha)
+        if previous is not None:
+            return _already(path, previous)
+        raw = read_export(path, prof, sha256=sha)
+        stages.step("read")
+        result = _load_in_transaction(raw, prof, db, today, stages)
+    finally:
+        stages.close()
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _peek_previous(db, sha: str) -> dict | None:
+    """The log row of an earlier ingest of this file, when the store can be read right now."""
+    from outcomes.errors import StoreError
+    from outcomes.store import find_ingest, open_store, resolve_db
+
+    if not resolve_db(db).exists():
+        return None
+    try:
+        with open_store(db, read_only=True, timeout=0) as con:
+            return find_ingest(con, sha)
+    except StoreError:
+        return None
+
+
+def _already(path: Path, log: dict) -> IngestResult:
+    import json
+
+    summary = json.loads(log.get("summary") or "{}")
+    return IngestResult(
+        file=path.name, file_sha256=log["file_sha256"], already_ingested=True,
+        ingest_id=int(log["ingest_id"]),
+        **{k: int(log[k]) for k in ("rows_in", "rows_loaded", "rows_quarantined",
+                                    "rows_duplicate", "rows_blank", "rows_withdrawn")},
+        file_format=log["file_format"], regime=log["regime"],
+        **{k: summary.get(k, {}) for k in ("quarantine_by_reason", "unmapped_techniques",
+                                           "phi_counts")},
+    )
+
+
+def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> IngestResult:
+    from outcomes.store import find_ingest, open_store
+
+    frame, bad, phi, warnings = _redact(raw)
+    with open_store(db, read_only=False) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            previous = find_ingest(con, raw.file_sha256)
+            if previous is not None:  # another process loaded it while we waited
+                con.execute("ROLLBACK")
+                return _already(raw.path, previous)
+            result = _load(con, raw, frame, bad, prof, today, stages)
+            result.phi_counts = phi
+            result.warnings.update(warnings)
+            _log(con, result, raw, prof)
+            _hold_for_fault_tests()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return result
+
+
+def _hold_for_fault_tests() -> None:
+    """Pause before COMMIT when ``$OUTCOMES_HOLD_BEFORE_COMMIT`` is set (kill/lock tests)."""
+    hold = os.environ.get("OUTCOMES_HOLD_BEFORE_COMMIT")
+    if hold:
+        print("outcomes: holding before commit", file=sys.stderr, flush=True)
+        time.sleep(float(hold))
+
+
+def _redact(raw: RawExport):
+    """Redact PHI in notes (and in unparsed rows) with :func:`outcomes.privacy.redact_phi`.
+
+    Counts are by kind over rows; kinds with no hit are left out of the summary.
+    """
+    from outcomes.privacy import redact_phi
+
+    frame, phi = raw.frame, {}
+    if "technique_notes" in frame:
+        frame = frame.copy()
+        frame["technique_notes"], phi = redact_phi(frame["technique_notes"])
+    bad = raw.bad_rows
+    if bad:
+        texts, extra = redact_phi(pd.Series([t for _, t, _ in bad], dtype=object))
+        bad = [(r, t, k) for (r, _, k), t in zip(bad, texts, strict=True)]
+        phi = {k: phi.get(k, 0) + extra.get(k, 0) for k in {*phi, *extra}}
+    return frame, bad, {k: int(v) for k, v in sorted(phi.items()) if v}, {}
+
+
+def _load(con, raw: RawExport, frame: pd.DataFrame, bad: list, prof: Profile, today,
+          stages: _Stages) -> IngestResult:
+    """Clean, reconcile with the store and insert; runs inside the caller's transaction."""
+    from outcomes import store
+    from outcomes.clean import clean_visits, normalize_ids, reconcile_visits
+
+    ingest_id = store.next_ingest_id(con)
+    known = store.first_evaluations(con, normalize_ids(frame["patient_id"]))
+    cleaned = clean_visits(frame, date_format=prof.date_format, decimal=prof.decimal,
+                           missing_values=prof.missing_values, value_map=prof.values,
+                           today=today, known_evaluations=known)
+    stages.step("clean")
+    visits = cleaned.visits
+    rec = reconcile_visits(visits, store.existing_visits(con, visits["visit_id"]),
+                           store.conflicted_ids(con, visits["visit_id"]))
+    quarantine = _quarantine(frame, bad, cleaned.quarantine, visits, rec)
+    loaded = visits[rec.load]
+    techniques, unmapped = _techniques(loaded)
+    store.withdraw_visits(con, rec.withdraw["visit_id"])
+    store.insert_frame(con, "visits", loaded.assign(ingest_id=ingest_id))
+    store.insert_frame(con, "visit_techniques", techniques.assign(ingest_id=ingest_id))
+    store.insert_frame(con, "quarantine", quarantine.assign(ingest_id=ingest_id))
+    stages.step("store")
+    n_bad_blank = sum(1 for _, _, kind in bad if kind == "blank")
+    result = IngestResult(
+        file=raw.path.name, file_sha256=raw.file_sha256, already_ingested=False,
+        ingest_id=ingest_id, rows_in=raw.rows_in, rows_loaded=len(loaded),
+        rows_quarantined=int((quarantine["row_number"].notna()).sum()),
+        rows_duplicate=cleaned.n_duplicate + int(rec.duplicate.sum()),
+        rows_blank=cleaned.n_blank + n_bad_blank, rows_withdrawn=len(rec.withdraw),
+        file_format=raw.file_format, delimiter=raw.delimiter,
+        delimiter_detected=raw.delimiter_detected, regime=prof.regime,
+        quarantine_by_reason=_by_reason(quarantine), unmapped_techniques=unmapped,
+        warnings={k: v for k, v in cleaned.warnings.items() if v},
+    )
+    if raw.ignored_columns:
+        result.warnings["ignored_columns"] = ", ".join(raw.ignored_columns)
+    check_conservation(result)
+    del frame, cleaned, visits, loaded
+    result.episodes, warning = store.rebuild_episodes(con)
+    if warning:
+        result.warnings["episodes"] = warning
+    stages.step("episodes")
+    return result
+
+
+def check_conservation(result: IngestResult) -> None:
+    """Raise unless rows read = loaded + quarantined + duplicates + blank (nothing vanished)."""
+    accounted = (result.rows_loaded + result.rows_quarantined + result.rows_duplicate
+                 + result.rows_blank)
+    if accounted != result.rows_in:
+        raise AssertionError(f"{result.file}: {result.rows_in} rows read but {accounted} "
+                             "accounted for; this is a bug in outcomes (nothing was written)")
+
+
+def _by_reason(quarantine: pd.DataFrame) -> dict[str, int]:
+    rows = quarantine[quarantine["row_number"].notna()]
+    return {str(k): int(v) for k, v in rows["reason_code"].value_counts().sort_index().items()}
+
+
+def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
+    """All quarantine rows of this ingest; withdrawn stored visits have no row number."""
+    import json
+
+    from outcomes.clean import quarantine_frame
+
+    ragged = pd.DataFrame({
+        "row_number": pd.array([r for r, _, k in bad if k == "ragged"], dtype="Int64"),
+        "visit_id": None, "reason_code": "ragged_row",
+        "reason_text": "row has a different number of cells than the header",
+        "raw_row": [json.dumps({"raw_text": t}, ensure_ascii=False)
+                    for _, t, k in bad if k == "ragged"],
+    })
+    conflict_idx = visits.index[rec.conflict.to_numpy()]
+    against_store = quarantine_frame(
+        frame, conflict_idx, "conflicting_duplicate",
+        "visit_id already stored (or quarantined) with different values", visits["visit_id"])
+    withdrawn = rec.withdraw.assign(visit_date=rec.withdraw["visit_date"].dt.strftime("%Y-%m-%d"))
+    withdrawn = pd.DataFrame({
+        "row_number": pd.array([pd.NA] * len(withdrawn), dtype="Int64"),
+        "visit_id": withdrawn["visit_id"].to_numpy(), "reason_code": "conflicting_duplicate",
+        "reason_text": "stored visit withdrawn: a later file has the same visit_id with "
+                       "different values",
+        "raw_row": [json.dumps(r, default=str) for r in
+                    withdrawn.astype(object).where(withdrawn.notna(), None).to_dict("records")],
+    })
+    parts = [p for p in (ragged, from_clean, against_store, withdrawn) if len(p)]
+    if not parts:
+        return from_clean.astype({"row_number": "Int64"})
+    return pd.concat([p.astype({"row_number": "Int64"}) for p in parts], ignore_index=True)
+
+
+def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts."""
+    from outcomes.techniques import map_techniques
+
+    mapped = map_techniques(visits["technique_notes"])
+    out = pd.DataFrame({
+        "visit_id": visits.loc[mapped["row"], "visit_id"].to_numpy(),
+        "technique_code": mapped["technique_code"].astype(object).to_numpy(),
+        "family": mapped["family"].astype(object).to_numpy(),
+        "source_text": mapped["source_text"].astype(object).to_numpy(),
+    })
+    out = out.where(out.notna(), None)
+    unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
+    return out, {str(k): int(v) for k, v in unmapped.items()}
+
+
+def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:
+    import json
+    from importlib.metadata import PackageNotFoundError, version
+
+    from outcomes.store import log_ingest
+
+    try:
+        pkg = version("outcomes")
+    except PackageNotFoundError:
+        from outcomes import __version__ as pkg
+    summary = {k: getattr(result, k) for k in (
+        "quarantine_by_reason", "unmapped_techniques", "phi_counts", "warnings", "delimiter",
+        "delimiter_detected")}
+    summary["profile"] = asdict(prof)
+    log_ingest(con, {
+        "ingest_id": result.ingest_id, "file_name": raw.path.name,
+        "file_sha256": raw.file_sha256, "file_format": raw.file_format,
+        "ingested_at": pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+        "package_version": pkg, "regime": prof.regime,
+        **{k: getattr(result, k) for k in ("rows_in", "rows_loaded", "rows_quarantined",
+                                           "rows_duplicate", "rows_blank", "rows_withdrawn")},
+        "summary": json.dumps(summary, default=str),
+    })

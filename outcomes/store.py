@@ -1,0 +1,446 @@
+"""The embedded DuckDB store: schema, locking, one-transaction writes, status and exports.
+
+Only this module (with :mod:`outcomes.ingest` and the report renderer) touches the database file.
+Report and analysis code read the store through :func:`open_store`, :func:`load_visits`,
+:func:`load_episodes`, :func:`load_quarantine_summary` and :func:`load_unmapped`.
+
+Tables
+------
+``meta``             key/value: ``schema_version``, ``created_at``.
+``ingest_log``       one row per ingested file: sha256, counts, time, package version, summary JSON.
+``visits``           clean visit rows (canonical columns of :data:`outcomes.schema.VISIT_COLUMNS`)
+                     plus ``ingest_id``.
+``visit_techniques`` visit_id, technique_code (NULL when the note was not mapped), family,
+                     source_text (redacted), ingest_id.
+``quarantine``       ingest_id, row_number, visit_id, raw_row (JSON), reason_code, reason_text.
+``episodes``         the table :func:`outcomes.episodes.build_episodes` returns, rebuilt after
+                     every ingest from all stored visits.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from outcomes.errors import StoreBusyError, StoreError
+from outcomes.schema import VISIT_COLUMNS
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "open_store",
+    "init_store",
+    "load_visits",
+    "load_episodes",
+    "load_quarantine_summary",
+    "load_unmapped",
+    "store_status",
+    "export_episodes",
+]
+
+#: Version of the table layout below; a store of another version is refused.
+SCHEMA_VERSION = 1
+#: Seconds a writer waits for another process to release the store (``$OUTCOMES_LOCK_TIMEOUT``).
+DEFAULT_LOCK_TIMEOUT = 30.0
+
+_TEXT = "VARCHAR"
+_NUM = "DOUBLE"
+VISIT_SQL_TYPES: dict[str, str] = {
+    "visit_id": _TEXT, "patient_id": _TEXT, "clinic_id": _TEXT, "therapist_id": _TEXT,
+    "visit_date": "DATE", "visit_type": _TEXT, "cpt_codes": _TEXT, "icd10": _TEXT,
+    "technique_notes": _TEXT, "nprs": _NUM, "lefs": _NUM, "psfs": _NUM, "groc": _NUM,
+    "age": _NUM, "sex": _TEXT, "payer": _TEXT, "symptom_duration_weeks": _NUM,
+    "prior_pt": _NUM, "prior_injection": _NUM, "surgery_recommended": _NUM,
+}
+assert tuple(VISIT_SQL_TYPES) == VISIT_COLUMNS  # one definition of the columns: outcomes.schema
+
+_DDL = [
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS ingest_log (
+        ingest_id INTEGER PRIMARY KEY, file_name VARCHAR, file_sha256 VARCHAR UNIQUE,
+        file_format VARCHAR, ingested_at TIMESTAMP, package_version VARCHAR, regime VARCHAR,
+        rows_in BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT,
+        rows_blank BIGINT, rows_withdrawn BIGINT, summary VARCHAR)""",
+    "CREATE TABLE IF NOT EXISTS visits ("
+    + ", ".join(f"{c} {t}" for c, t in VISIT_SQL_TYPES.items())
+    + ", ingest_id INTEGER)",
+    """CREATE TABLE IF NOT EXISTS visit_techniques (
+        visit_id VARCHAR, technique_code VARCHAR, family VARCHAR, source_text VARCHAR,
+        ingest_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        ingest_id INTEGER, row_number BIGINT, visit_id VARCHAR, raw_row VARCHAR,
+        reason_code VARCHAR, reason_text VARCHAR)""",
+    "CREATE TABLE IF NOT EXISTS episodes (episode_id VARCHAR)",
+]
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for the store lock: ``$OUTCOMES_LOCK_TIMEOUT`` or 30."""
+    try:
+        return float(os.environ.get("OUTCOMES_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+def resolve_db(db: str | os.PathLike | None) -> Path:
+    """The store path: ``db``, else ``$OUTCOMES_DB``, else ``./outcomes.duckdb``."""
+    return Path(db if db is not None else os.environ.get("OUTCOMES_DB", "outcomes.duckdb"))
+
+
+def _connect(path: Path, read_only: bool, timeout: float):
+    """Open ``path``, retrying while another process holds DuckDB's file lock."""
+    import duckdb
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"store {path} could not be opened: {_first_line(exc)}") from None
+            if time.monotonic() >= deadline:
+                raise StoreBusyError(
+                    f"store {path} is busy: another outcomes process is using it "
+                    f"(waited {timeout:g} s); try again when it finishes"
+                ) from None
+            time.sleep(0.1)
+        except duckdb.Error as exc:
+            raise StoreError(f"store {path} could not be opened: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+@contextmanager
+def open_store(db: str | os.PathLike | None = None, read_only: bool = True,
+               timeout: float | None = None) -> Iterator[Any]:
+    """Open the DuckDB store as a context manager and yield the connection.
+
+    Parameters
+    ----------
+    db : path, optional
+        The store file (default ``$OUTCOMES_DB`` or ``./outcomes.duckdb``).
+    read_only : bool
+        Read-only connections never create the file; a missing store raises :class:`StoreError`.
+        A writable connection creates the tables on first use.
+    timeout : float, optional
+        Seconds to wait while another process holds the store (default
+        ``$OUTCOMES_LOCK_TIMEOUT`` or 30); then :class:`StoreBusyError`.
+
+    Returns
+    -------
+    duckdb.DuckDBPyConnection
+        Closed when the block exits.
+
+    Notes
+    -----
+    DuckDB lets one process write a database file at a time and takes an OS file lock; this
+    function turns "lock held" into waiting, then a clear :class:`StoreBusyError`.
+    """
+    path = resolve_db(db)
+    if read_only and not path.exists():
+        raise StoreError(f"store {path} does not exist; run `outcomes ingest FILE --db {path}` first")
+    con = _connect(path, read_only, lock_timeout() if timeout is None else timeout)
+    try:
+        if read_only:
+            check_version(con, path)
+        else:
+            init_store(con, path)
+        yield con
+    finally:
+        con.close()
+
+
+def init_store(con: Any, path: Path | str = "store") -> None:
+    """Create the tables if needed and record the schema version; refuse other versions."""
+    for statement in _DDL:
+        con.execute(statement)
+    row = _one(con, "SELECT value FROM meta WHERE key = 'schema_version'")
+    if row is None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?), ('created_at', ?)",
+                    [str(SCHEMA_VERSION), pd.Timestamp.now(tz="UTC").isoformat()])
+    else:
+        check_version(con, path)
+
+
+def check_version(con: Any, path: Path | str = "store") -> None:
+    """Raise :class:`StoreError` unless the store carries :data:`SCHEMA_VERSION`."""
+    import duckdb
+
+    try:
+        row = _one(con, "SELECT value FROM meta WHERE key = 'schema_version'")
+    except duckdb.Error:
+        raise StoreError(f"{path} is not an outcomes store (no meta table)") from None
+    if row is None or row[0] != str(SCHEMA_VERSION):
+        found = row[0] if row else "none"
+        raise StoreError(f"{path} has store schema version {found}; this outcomes expects "
+                         f"{SCHEMA_VERSION}: re-ingest the exports into a new store")
+
+
+def _one(con: Any, sql: str, params: list | None = None) -> tuple | None:
+    """The first row of a query (all rows fetched, so the connection is free again)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def _frame(con: Any, sql: str, params: list | None = None) -> pd.DataFrame:
+    return con.execute(sql, params or []).df()
+
+
+def load_visits(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,
+                therapist_id: str | None = None) -> pd.DataFrame:
+    """Return the clean visit table (columns of :data:`outcomes.schema.VISIT_COLUMNS`).
+
+    Parameters
+    ----------
+    db : path, optional
+        The store.
+    clinic_id, therapist_id : str, optional
+        Keep only that clinic's / therapist's visits.
+
+    Returns
+    -------
+    DataFrame
+        One row per visit, ``visit_date`` as ``datetime64[ns]``, sorted by patient and date.
+    """
+    where, params = _filters(clinic_id=clinic_id, therapist_id=therapist_id)
+    cols = ", ".join(VISIT_COLUMNS)
+    with open_store(db) as con:
+        out = _frame(con, f"SELECT {cols} FROM visits{where} "
+                          "ORDER BY patient_id, visit_date, visit_id", params)
+    out["visit_date"] = pd.to_datetime(out["visit_date"]).astype("datetime64[ns]")
+    return out
+
+
+def load_techniques(db: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Return ``visit_techniques`` rows that mapped to a code (visit_id, technique_code, family)."""
+    with open_store(db) as con:
+        return _techniques(con)
+
+
+def _techniques(con: Any) -> pd.DataFrame:
+    return _frame(con, "SELECT visit_id, technique_code, family FROM visit_techniques "
+                       "WHERE technique_code IS NOT NULL ORDER BY visit_id, technique_code")
+
+
+def load_episodes(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,
+                  therapist_id: str | None = None) -> pd.DataFrame:
+    """Return the episode table built at the last ingest (see :class:`outcomes.schema.EpisodeSchema`).
+
+    Parameters
+    ----------
+    db : path, optional
+        The store.
+    clinic_id, therapist_id : str, optional
+        Keep only that clinic's / therapist's episodes.
+    """
+    where, params = _filters(clinic_id=clinic_id, therapist_id=therapist_id)
+    with open_store(db) as con:
+        cols = {r[0] for r in con.execute("DESCRIBE episodes").fetchall()}
+        if where and not {"clinic_id", "therapist_id"} <= cols:
+            return _frame(con, "SELECT * FROM episodes WHERE false")
+        return _frame(con, f"SELECT * FROM episodes{where} ORDER BY episode_id", params)
+
+
+def _filters(**eq: str | None) -> tuple[str, list]:
+    items = [(k, v) for k, v in eq.items() if v is not None]
+    if not items:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k, _ in items), [v for _, v in items]
+
+
+def load_quarantine_summary(db: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Quarantined rows by reason: columns ``reason_code, n`` (most frequent first)."""
+    with open_store(db) as con:
+        return _quarantine_counts(con)
+
+
+def _quarantine_counts(con: Any) -> pd.DataFrame:
+    return _frame(con, "SELECT reason_code, count(*)::BIGINT AS n FROM quarantine "
+                       "GROUP BY reason_code ORDER BY n DESC, reason_code")
+
+
+def load_unmapped(db: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Technique texts no vocabulary entry matched, over stored visits: columns ``text, n``."""
+    with open_store(db) as con:
+        return _frame(con, "SELECT source_text AS text, count(*)::BIGINT AS n "
+                           "FROM visit_techniques WHERE technique_code IS NULL "
+                           "GROUP BY source_text ORDER BY n DESC, text")
+
+
+def store_status(db: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Summarise the store: files ingested, visits, patients, episodes, dates, quarantine.
+
+    Returns
+    -------
+    dict
+        ``store, schema_version, files_ingested, visits, patients, episodes, first_visit,
+        last_visit, quarantined, quarantine_by_reason, unmapped_technique_texts, last_ingest``.
+    """
+    path = resolve_db(db)
+    with open_store(path) as con:
+        one = _one(con,
+            "SELECT count(*), count(DISTINCT patient_id), min(visit_date), max(visit_date) "
+            "FROM visits")
+        files, last = _one(con, "SELECT count(*), max(ingested_at) FROM ingest_log")
+        n_episodes = _one(con, "SELECT count(*) FROM episodes")[0]
+        reasons = _quarantine_counts(con)
+        unmapped = _one(con, "SELECT count(DISTINCT source_text) FROM visit_techniques "
+                               "WHERE technique_code IS NULL")[0]
+    return {
+        "store": str(path),
+        "schema_version": SCHEMA_VERSION,
+        "files_ingested": int(files),
+        "visits": int(one[0]),
+        "patients": int(one[1]),
+        "episodes": int(n_episodes),
+        "first_visit": None if one[2] is None else str(one[2]),
+        "last_visit": None if one[3] is None else str(one[3]),
+        "quarantined": int(reasons["n"].sum()) if len(reasons) else 0,
+        "quarantine_by_reason": {r: int(n) for r, n in zip(reasons["reason_code"], reasons["n"],
+                                                           strict=True)},
+        "unmapped_technique_texts": int(unmapped),
+        "last_ingest": None if last is None else str(last),
+    }
+
+
+def export_episodes(db: str | os.PathLike | None, out: Path) -> int:
+    """Write the episode table to ``out`` (``.csv`` or ``.parquet``); return the row count.
+
+    CSV cells starting with ``=``, ``+``, ``-`` or ``@`` are neutralised with
+    :func:`outcomes.privacy.neutralize_formulas` so spreadsheets do not run them as formulas.
+    The file is written beside ``out`` and renamed into place, so a crash leaves no half file.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise StoreError(f"--out {out}: use a .csv or .parquet file name")
+    data = load_episodes(db)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if suffix == ".csv":
+        from outcomes.privacy import neutralize_formulas
+
+        neutralize_formulas(data).to_csv(tmp, index=False)
+    else:
+        data.to_parquet(tmp, index=False)
+    os.replace(tmp, out)
+    return len(data)
+
+
+# --- write side, used by outcomes.ingest inside one transaction ------------------------------
+
+
+def find_ingest(con: Any, sha256: str) -> dict[str, Any] | None:
+    """The ``ingest_log`` row of a file with this hash, or None."""
+    rows = _frame(con, "SELECT * FROM ingest_log WHERE file_sha256 = ?", [sha256])
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def next_ingest_id(con: Any) -> int:
+    """The id the next ingest gets (ids are dense, starting at 1)."""
+    return int(_one(con, "SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log")[0])
+
+
+def _with_keys(con: Any, name: str, keys: pd.Series, sql: str) -> pd.DataFrame:
+    """Run ``sql`` joined against a registered one-column key table ``name``."""
+    import pyarrow as pa
+
+    table = pa.table({"k": pa.array(pd.unique(keys.astype(str)), type=pa.string())})
+    con.register(name, table)
+    try:
+        return _frame(con, sql)
+    finally:
+        con.unregister(name)
+
+
+def existing_visits(con: Any, visit_ids: pd.Series) -> pd.DataFrame:
+    """Stored visits whose ``visit_id`` is in ``visit_ids`` (canonical columns)."""
+    cols = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
+    out = _with_keys(con, "_ids", visit_ids,
+                     f"SELECT {cols} FROM visits v JOIN _ids ON v.visit_id = _ids.k")
+    out["visit_date"] = pd.to_datetime(out["visit_date"]).astype("datetime64[ns]")
+    return out
+
+
+def conflicted_ids(con: Any, visit_ids: pd.Series) -> set[str]:
+    """Visit ids already quarantined as conflicting duplicates (a third copy must not load)."""
+    out = _with_keys(con, "_ids", visit_ids,
+                     "SELECT DISTINCT q.visit_id FROM quarantine q JOIN _ids ON q.visit_id = _ids.k "
+                     "WHERE q.reason_code = 'conflicting_duplicate'")
+    return set(out["visit_id"])
+
+
+def first_evaluations(con: Any, patient_ids: pd.Series) -> pd.Series:
+    """Earliest stored evaluation date per patient (index patient_id)."""
+    out = _with_keys(con, "_pids", patient_ids,
+                     "SELECT v.patient_id, min(v.visit_date) AS first_eval FROM visits v "
+                     "JOIN _pids ON v.patient_id = _pids.k WHERE v.visit_type = 'evaluation' "
+                     "GROUP BY v.patient_id")
+    return pd.to_datetime(out.set_index("patient_id")["first_eval"]).astype("datetime64[ns]")
+
+
+def insert_frame(con: Any, table: str, data: pd.DataFrame) -> None:
+    """Bulk-insert ``data`` (columns in the table's order) through Arrow."""
+    import pyarrow as pa
+
+    if data.empty:
+        return
+    arrow = pa.Table.from_pandas(data, preserve_index=False)
+    con.register("_new_rows", arrow)
+    try:
+        cols = ", ".join(data.columns)
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _new_rows")
+    finally:
+        con.unregister("_new_rows")
+
+
+def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
+    """Delete stored visits (and their techniques) that a later file contradicts."""
+    if len(visit_ids) == 0:
+        return
+    for table in ("visits", "visit_techniques"):
+        _with_keys(con, "_wids", visit_ids,
+                   f"DELETE FROM {table} WHERE visit_id IN (SELECT k FROM _wids)")
+
+
+def rebuild_episodes(con: Any) -> tuple[int, str | None]:
+    """Replace ``episodes`` with :func:`outcomes.episodes.build_episodes` of all stored visits.
+
+    Returns the episode count and a warning (None when the build ran).
+    """
+    try:
+        from outcomes.episodes import build_episodes
+    except ModuleNotFoundError:  # the episodes module is built separately; store stays usable
+        return 0, "episodes_not_built: outcomes.episodes is not installed"
+    cols = ", ".join(VISIT_COLUMNS)
+    visits = _frame(con, f"SELECT {cols} FROM visits ORDER BY patient_id, visit_date, visit_id")
+    visits["visit_date"] = pd.to_datetime(visits["visit_date"]).astype("datetime64[ns]")
+    episodes = build_episodes(visits, _techniques(con))
+    del visits
+    con.execute("DROP TABLE IF EXISTS episodes")
+    if episodes.empty and len(episodes.columns) == 0:
+        con.execute("CREATE TABLE episodes (episode_id VARCHAR)")
+        return 0, None
+    import pyarrow as pa
+
+    episodes = episodes.copy(deep=False)
+    episodes.attrs = {}  # build metadata (as_of...) is not table data
+    con.register("_episodes", pa.Table.from_pandas(episodes, preserve_index=False))
+    try:
+        con.execute("CREATE TABLE episodes AS SELECT * FROM _episodes")
+    finally:
+        con.unregister("_episodes")
+    return len(episodes), None
+
+
+def log_ingest(con: Any, record: dict[str, Any]) -> None:
+    """Append one row to ``ingest_log``."""
+    cols = list(record)
+    con.execute(f"INSERT INTO ingest_log ({', '.join(cols)}) VALUES "
+                f"({', '.join('?' for _ in cols)})", [record[c] for c in cols])
