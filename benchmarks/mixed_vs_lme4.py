@@ -1,0 +1,165 @@
+"""fit_mixed's fast engine against statsmodels MixedLM and R's lme4, in the same run.
+
+Data: simulated repeated measures, ``G`` episodes x 6 visits (weeks 0-5), two arms, a random
+intercept and slope per episode (SDs 8 and 1.5, correlation 0.2), residual SD 6; G = 2,000,
+20,000 and 200,000 (12k, 120k and 1.2M rows). Model, REML:
+``score ~ week * C(arm) + (week | episode)``.
+
+Timed: our ``fit_mixed(engine="fast")`` (design matrices included); statsmodels through
+``fit_mixed(engine="statsmodels")`` (MixedLM, lbfgs) on 2k and 20k only (on 200k it would run for
+many minutes); lme4's ``lmer()`` inside R with ``system.time`` (R start-up and CSV reading not
+counted). Each engine is warmed up on a small fit first, so imports and lazy loading are not timed.
+Targets (issue): fast <= 0.5 x lme4 and <= 1/20 x statsmodels on 20k x 6, same estimates
+(fixed effects and loglik 1e-5 relative, variance components and SEs 1e-3), time linear in rows.
+
+R and lme4 are Debian packages: ``sudo apt-get install r-base-core r-cran-lme4`` (or
+``make sysdeps``). Without /usr/bin/Rscript the lme4 columns are skipped with a message.
+
+Run: ``.venv/bin/python benchmarks/mixed_vs_lme4.py [--sizes 2000 20000 200000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from outcomes.models import fit_mixed
+
+RSCRIPT = "/usr/bin/Rscript"
+FORMULA = "score ~ week * C(arm)"
+R_SCRIPT = r"""
+suppressMessages(library(lme4))
+args <- commandArgs(trailingOnly = TRUE)
+warm <- data.frame(score = rnorm(600), week = rep(0:5, 100), arm = rep(c("pri", "trad"), 300),
+                   episode = rep(1:100, each = 6))
+invisible(lmer(score ~ week * arm + (week | episode), data = warm))
+d <- read.csv(args[1])
+d$arm <- factor(d$arm)
+t <- system.time(m <- lmer(score ~ week * arm + (week | episode), data = d, REML = TRUE))
+vc <- as.data.frame(VarCorr(m))
+cat(sprintf("time,%.6f\n", t[["elapsed"]]))
+cat(sprintf("loglik,%.12g\n", as.numeric(logLik(m))))
+fe <- fixef(m); se <- sqrt(diag(as.matrix(vcov(m))))
+for (i in seq_along(fe)) cat(sprintf("fixef,%s,%.12g,%.12g\n", names(fe)[i], fe[i], se[i]))
+for (i in seq_len(nrow(vc))) cat(sprintf("vcov,%s,%s,%.12g\n", vc$var1[i], vc$var2[i], vc$vcov[i]))
+"""
+R_NAMES = {"(Intercept)": "Intercept", "armtrad": "C(arm)[T.trad]",
+           "week:armtrad": "week:C(arm)[T.trad]", "week": "week"}
+
+
+def simulate_episodes(n_episodes: int, seed: int = 2026) -> pd.DataFrame:
+    """Balanced repeated measures: 6 weekly visits per episode, random intercept and slope."""
+    rng = np.random.default_rng(seed)
+    cov = np.array([[64.0, 0.2 * 8 * 1.5], [0.2 * 8 * 1.5, 2.25]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_episodes)
+    arm = rng.choice(["pri", "trad"], n_episodes)
+    episode = np.repeat(np.arange(n_episodes), 6)
+    week = np.tile(np.arange(6.0), n_episodes)
+    pri = (arm[episode] == "pri").astype(float)
+    score = (45 - 2.5 * week - 0.8 * pri * week + b[episode, 0] + b[episode, 1] * week
+             + rng.normal(0, 6, len(week)))
+    return pd.DataFrame({"score": score, "week": week, "arm": arm[episode], "episode": episode})
+
+
+def time_ours(data: pd.DataFrame, engine: str) -> tuple[float, object]:
+    start = time.perf_counter()
+    fit = fit_mixed(data, FORMULA, "episode", "~week", engine=engine)
+    return time.perf_counter() - start, fit
+
+
+def run_lme4(data: pd.DataFrame) -> dict | None:
+    """lme4's fit time and estimates, or None (with a message) when R is not installed."""
+    if shutil.which(RSCRIPT) is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, script = Path(tmp) / "d.csv", Path(tmp) / "fit.R"
+        data.to_csv(csv, index=False)
+        script.write_text(R_SCRIPT)
+        out = subprocess.run([RSCRIPT, str(script), str(csv)], capture_output=True, text=True,
+                             check=True)
+    result: dict = {"fixef": {}, "se": {}, "vcov": {}}
+    for line in out.stdout.splitlines():
+        kind, *rest = line.split(",")
+        if kind in ("time", "loglik"):
+            result[kind] = float(rest[0])
+        elif kind == "fixef":
+            result["fixef"][R_NAMES[rest[0]]] = float(rest[1])
+            result["se"][R_NAMES[rest[0]]] = float(rest[2])
+        elif kind == "vcov":
+            result["vcov"][(rest[0], rest[1])] = float(rest[2])
+    return result
+
+
+def reldiff(a: pd.Series, b: pd.Series) -> float:
+    return float(np.max(np.abs(a - b.loc[a.index]) / np.abs(b.loc[a.index])))
+
+
+def compare_lme4(fit, ref: dict) -> str:
+    """Largest relative differences between our fit and lme4's."""
+    fe = reldiff(fit.coef["estimate"], pd.Series(ref["fixef"]))
+    se = reldiff(fit.coef["se"], pd.Series(ref["se"]))
+    names = {"(Intercept)": "Intercept", "week": "week"}
+    vc, cov = [], fit.cov_re
+    for (v1, v2), value in ref["vcov"].items():
+        ours = fit.scale if v1 == "NA" else cov.loc[names[v1], names[v2 if v2 != "NA" else v1]]
+        vc.append(abs(ours - value) / abs(value))
+    ll = abs(fit.loglik - ref["loglik"]) / abs(ref["loglik"])
+    return f"fixef {fe:.1e}, SE {se:.1e}, var. comp. {max(vc):.1e}, loglik {ll:.1e}"
+
+
+def compare_statsmodels(fit, ref) -> str:
+    fe = reldiff(fit.coef["estimate"], ref.coef["estimate"])
+    se = reldiff(fit.coef["se"], ref.coef["se"])
+    vc = float(np.max(np.abs(fit.cov_re.to_numpy() - ref.cov_re.to_numpy())
+                      / np.abs(ref.cov_re.to_numpy())))
+    vc = max(vc, abs(fit.scale - ref.scale) / ref.scale)
+    ll = abs(fit.loglik - ref.loglik) / abs(ref.loglik)
+    return f"fixef {fe:.1e}, SE {se:.1e} (lme4 vs Hessian convention), var. comp. {vc:.1e}, loglik {ll:.1e}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 200000])
+    parser.add_argument("--statsmodels-max", type=int, default=20000,
+                        help="largest number of episodes to fit with statsmodels (slow)")
+    args = parser.parse_args()
+    print(f"machine: {' '.join(platform.uname())}; cores: {os.cpu_count()}")
+    if shutil.which(RSCRIPT) is None:
+        print(f"lme4: SKIPPED, {RSCRIPT} not found. Install R and lme4 from Debian: "
+              "sudo apt-get install r-base-core r-cran-lme4 (or `make sysdeps`).")
+    time_ours(simulate_episodes(100, seed=1), "fast")  # warm-up: imports, not timed
+    rows = []
+    for g in args.sizes:
+        data = simulate_episodes(g)
+        t_fast, fast = time_ours(data, "fast")
+        line = [f"{g:>7,} episodes x 6 = {len(data):>9,} rows", f"fast {t_fast:7.3f} s"]
+        ref = run_lme4(data)
+        if ref is not None:
+            line.append(f"lme4 {ref['time']:7.3f} s (fast/lme4 = {t_fast / ref['time']:.3f})")
+        if g <= args.statsmodels_max:
+            t_sm, sm = time_ours(data, "statsmodels")
+            line.append(f"statsmodels {t_sm:7.2f} s (statsmodels/fast = {t_sm / t_fast:.0f}x)")
+        else:
+            line.append("statsmodels not run (too slow at this size)")
+        print("; ".join(line))
+        if ref is not None:
+            print(f"    largest relative difference vs lme4: {compare_lme4(fast, ref)}")
+        if g <= args.statsmodels_max:
+            print(f"    largest relative difference vs statsmodels: {compare_statsmodels(fast, sm)}")
+        rows.append((len(data), t_fast))
+    if len(rows) > 1:
+        per_row = ", ".join(f"{t / n * 1e6:.2f}" for n, t in rows)
+        print(f"fast engine, microseconds per row: {per_row} (constant = linear growth)")
+
+
+if __name__ == "__main__":
+    main()
