@@ -133,6 +133,7 @@ def fit_ancova(
     extra = [c for c in ("_w", cluster) if c is not None and c in df.columns]
     terms = [term, baseline, *covariates]
     fit_df = model_frame(df, [outcome, treatment, baseline, *extra], terms)
+    fit_df = _drop_unused_levels(fit_df, treatment)
     if cluster is not None and cluster not in fit_df.columns:
         raise ModelError(f"cluster column {cluster!r} is not in the data")
     if len(fit_df) <= len(terms) + 1:
@@ -144,6 +145,17 @@ def fit_ancova(
     return tidy(res.params.index, res.params, res.bse, n=len(fit_df),
                 warnings=_dropped_warning(len(data), len(fit_df)),
                 df=res.df_resid if res.cov_type == "nonrobust" else None)
+
+
+def _drop_unused_levels(fit_df: pd.DataFrame, treatment: str) -> pd.DataFrame:
+    """Drop treatment levels without complete rows (they would make the design singular)."""
+    col = fit_df[treatment]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        if col.dropna().nunique() < 2:
+            raise ModelError(f"treatment column {treatment!r} has fewer than two levels with "
+                             "complete rows")
+        fit_df = fit_df.assign(**{treatment: col.cat.remove_unused_categories()})
+    return fit_df
 
 
 def _fit_ols(model, fit_df: pd.DataFrame, cluster: str | None, weighted: bool):
@@ -223,7 +235,7 @@ def fit_responder(
     df = df.assign(_y=_responder_values(df, outcome))
     terms = [term, *covariates]
     fit_df = model_frame(df, ["_y", treatment, *([therapist] if therapist else [])], terms)
-    res = _fit_logit(fit_df, terms)
+    res = _fit_logit(_drop_unused_levels(fit_df, treatment), terms)
     coef = tidy(res.params.index, res.params, res.bse, n=len(fit_df), converged=res.converged,
                 warnings=_dropped_warning(len(data), len(fit_df)) + _logit_warnings(res),
                 alpha=alpha, exponentiate=True)
