@@ -64,6 +64,16 @@ _LAZY: dict[str, str] = {
     # tables
     "table_one": "outcomes.tables",
     "format_table_one": "outcomes.tables",
+    # plots
+    "plot_trajectories": "outcomes.plots",
+    "plot_change_distribution": "outcomes.plots",
+    "plot_km": "outcomes.plots",
+    "plot_ps_overlap": "outcomes.plots",
+    "plot_love": "outcomes.plots",
+    "plot_funnel": "outcomes.plots",
+    "plot_run_chart": "outcomes.plots",
+    "detect_run_signals": "outcomes.plots",
+    "summarize_trajectories": "outcomes.plots",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -64,7 +64,8 @@ def therapist_estimates(
         0-1), ``shrinkage`` (1 - reliability: share pulled toward the clinic value),
         ``target`` (clinic value), ``funnel_flag`` (``within``, or ``high_95``, ``low_95``,
         ``high_99.8``, ``low_99.8``: the raw value lies outside the widest such funnel limit at
-        its n). ``attrs`` holds the fitted hyper-parameters.
+        its n). ``attrs`` holds the fitted hyper-parameters, ``kind`` and ``sd`` (the clinic SD
+        used for the mean funnel; None for proportions).
 
     Notes
     -----
@@ -100,7 +101,8 @@ def therapist_estimates(
     target = float(np.mean(y))
     out["target"] = target
     out["funnel_flag"] = _funnel_flags(out, target, kind, sd, funnel_levels)
-    out.attrs.update(attrs, kind=kind, outcome=outcome, adjusted=adjust is not None)
+    out.attrs.update(attrs, kind=kind, outcome=outcome, adjusted=adjust is not None, sd=sd,
+                     funnel_levels=tuple(funnel_levels))
     return out.rename(columns={"_group": therapist})
 
 
