@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from outcomes.episodes import build_episodes, orphan_visits, visit_scores
 from outcomes.errors import InputError
@@ -227,3 +229,35 @@ def test_visit_scores_long_table():
     # a filtered episode table keeps only its episodes
     only_b = visit_scores(v, ep[ep["patient_id"] == "b"])
     assert set(only_b["episode_id"]) == {"b-20260105"} and len(only_b) == 2
+
+
+visit_rows = st.lists(
+    st.tuples(st.sampled_from(["p1", "p2", "p3"]), st.integers(0, 400),
+              st.sampled_from(["evaluation", "treatment", "treatment", "re-evaluation",
+                               "discharge"])),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=visit_rows, gap=st.integers(1, 90))
+def test_property_every_visit_in_one_episode_or_orphan(rows, gap):
+    """Invariants: each visit is in exactly one episode or is an orphan; episodes begin with
+    their only evaluation, contain no gap > gap_days, end at their only discharge (if any);
+    the result does not depend on row order."""
+    v = make_visits([(p, pd.Timestamp("2026-01-01") + pd.Timedelta(days=d), t, 5.0)
+                     for p, d, t in rows])
+    ep = build_episodes(v, no_techniques(), gap_days=gap)
+    orph = orphan_visits(v, gap_days=gap)
+    assert ep["n_visits"].sum() + len(orph) == len(v)
+    assert ep.attrs["n_orphan_visits"] == len(orph)
+    long = visit_scores(v, ep)  # every visit is scored here, so this lists all episode visits
+    assert len(long) == ep["n_visits"].sum()
+    assert set(long["visit_id"]).isdisjoint(orph["visit_id"])
+    for _, e in long.groupby("episode_id"):
+        assert e["visit_type"].iloc[0] == "evaluation"
+        assert (e["visit_type"].iloc[1:] != "evaluation").all()
+        assert (e["visit_type"].iloc[:-1] != "discharge").all()
+        assert (e["visit_date"].diff().dt.days.dropna() <= gap).all()
+        assert e["visit_number"].tolist() == list(range(1, len(e) + 1))
+    shuffled = build_episodes(v.iloc[::-1], no_techniques(), gap_days=gap)
+    pd.testing.assert_frame_equal(ep, shuffled)
