@@ -261,3 +261,61 @@ def test_property_every_visit_in_one_episode_or_orphan(rows, gap):
         assert e["visit_number"].tolist() == list(range(1, len(e) + 1))
     shuffled = build_episodes(v.iloc[::-1], no_techniques(), gap_days=gap)
     pd.testing.assert_frame_equal(ep, shuffled)
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """A 600-episode synthetic export, cleaned minimally (dates parsed, numbers as float) and
+    with techniques mapped by ``outcomes.techniques.map_techniques``."""
+    from outcomes.schema import SCORE_COLUMNS
+    from outcomes.synthetic import generate_export
+    from outcomes.techniques import map_techniques
+
+    frame, truth = generate_export(600, seed=3)
+    num = [*SCORE_COLUMNS, "age", "symptom_duration_weeks", "prior_pt", "prior_injection",
+           "surgery_recommended"]
+    v = frame.assign(visit_date=pd.to_datetime(frame["visit_date"]),
+                     **{c: frame[c].astype("float64") for c in num})
+    m = map_techniques(v["technique_notes"])
+    tech = m.assign(visit_id=v["visit_id"].loc[m["row"]].to_numpy())
+    return v, tech[["visit_id", "technique_code", "family"]], truth
+
+
+def test_synthetic_episodes_match_generator_truth(synthetic):
+    """The generator's truth (one row per generated episode) is recovered: same episodes, visit
+    counts, therapists, conditions, intake scores; the arm of every episode with a full
+    baseline window; status completed <-> completed, dropout -> no_discharge_score (or open
+    when its last visit is within gap_days of the export end)."""
+    v, tech, truth = synthetic
+    as_of = pd.Timestamp(truth["end"])
+    ep = build_episodes(v, tech, as_of=as_of)
+    t = truth["episodes"].assign(start_date=lambda d: pd.to_datetime(d["start_date"]))
+    j = t.merge(ep, on=["patient_id", "start_date"], how="outer", suffixes=("_t", ""),
+                indicator=True)
+    assert (j["_merge"] == "both").all() and len(j) == len(t)
+    assert (j["n_visits"] == j["attended_visits"]).all()
+    assert (j["therapist_id"] == j["therapist_id_t"]).all()
+    assert (j["condition"] == j["condition_t"]).all()
+    assert (j["nprs_intake"] == j["nprs_intake_t"]).all()
+    full = j[j["attended_visits"] >= 4]
+    assert len(full) > 300 and (full["arm"] == full["arm_t"]).all()
+    short = j[j["attended_visits"] < 4]
+    assert ((short["arm"] == short["arm_t"]) | (short["arm"] == "none")
+            | (short["arm_t"] == "mixed")).all()
+    recent = (as_of - j["end_date"]).dt.days <= 60
+    expected = np.select([j["status_t"] == "completed", j["status_t"] == "open", recent],
+                         ["completed", "open", "open"], default="no_discharge_score")
+    assert (j["status"] == expected).all()
+    assert ep.attrs["n_orphan_visits"] == 0
+
+
+def test_synthetic_visit_scores(synthetic):
+    v, tech, _ = synthetic
+    ep = build_episodes(v, tech)
+    long = visit_scores(v, ep)
+    scored = v[["nprs", "lefs", "psfs"]].notna().any(axis=1)
+    assert len(long) == scored.sum()
+    first = long[long["visit_number"] == 1]
+    assert (first["day"] == 0).all() and first["episode_id"].is_unique
+    merged = first.merge(ep[["episode_id", "nprs_intake"]], on="episode_id")
+    assert (merged["nprs"] == merged["nprs_intake"]).all()
