@@ -207,3 +207,5 @@ def test_errors():
         therapist_estimates(d[d["therapist_id"] == "a"], "y")
     with pytest.raises(ModelError, match="not found"):
         therapist_estimates(d, "nope")
+    with pytest.raises(ModelError, match="2\\+ rows"):
+        therapist_estimates(d.drop_duplicates("therapist_id"), "y")

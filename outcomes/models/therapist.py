@@ -197,6 +197,9 @@ def _pool_means(y: np.ndarray, groups: pd.Series, method: str, level: float
                 ) -> tuple[pd.DataFrame, dict]:
     st = _group_stats(y, groups)
     n, ybar, ssw = st["n"].to_numpy(float), st["raw"].to_numpy(), float(st["_ssw"].sum())
+    if n.sum() <= len(n):
+        raise ModelError("kind='mean' needs a therapist with 2+ rows to separate within- from "
+                         "between-therapist variance")
     if method == "reml":
         tau2, sigma2, crit = _reml_one_way(n, ybar, ssw)
     elif method == "moments":
