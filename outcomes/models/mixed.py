@@ -159,7 +159,8 @@ def fit_mixed(
         ``"fast"`` raises :class:`ModelError` if it cannot be used.
     vc_formula : dict, optional
         statsmodels variance components (e.g. episodes nested in a therapist ``groups``:
-        ``{"episode": "0 + C(episode)"}``); always fitted with statsmodels.
+        ``{"episode": "0 + C(episode)"}``); always fitted with statsmodels. As in statsmodels,
+        ``groups`` then has no random intercept unless ``re_formula="1"`` is given.
     allow_nonconverged : bool
         Return a fit that failed its convergence check, marked ``converged=False`` with a
         warning, instead of raising :class:`ConvergenceError`.
@@ -381,8 +382,9 @@ def _fit_statsmodels(
     if not good:
         extra.append(f"NOT CONVERGED ({best['problem']}): estimates are not an answer")
     fe = list(design.X.columns)
-    re = list(design.Z.columns)
-    cov_re = pd.DataFrame(np.asarray(res.cov_re), re, re)
+    # with vc_formula and no re_formula statsmodels fits no random intercept for `groups`
+    re = list(design.Z.columns) if np.asarray(res.cov_re).size else []
+    cov_re = pd.DataFrame(np.asarray(res.cov_re).reshape(len(re), len(re)), re, re)
     vcov = res.cov_params().loc[fe, fe].to_numpy()
     vcomp = pd.Series(np.asarray(res.vcomp, float), index=list(model.exog_vc.names)) \
         if vc_formula else None
