@@ -78,31 +78,83 @@ class CleanResult:
     warnings: dict[str, int] = field(default_factory=dict)
 
 
+def _arrow(values: pd.Series):
+    """The Arrow string data behind a Series (zero-copy for ``string[pyarrow]``)."""
+    return values.astype(_STR).array.__arrow_array__()
+
+
 def normalize_ids(values: pd.Series) -> pd.Series:
     """Remove invisible characters and trim whitespace (incl. NBSP) so joins work.
 
-    Zero-width characters and BOMs are removed anywhere; spaces only at both ends.
+    Zero-width characters and BOMs are removed anywhere; Unicode whitespace only at both ends.
     Returns a new ``string[pyarrow]`` Series; empty strings stay empty.
+
+    Notes
+    -----
+    Vectorised with Arrow (RE2 + ``utf8_trim_whitespace``, which trims every Unicode space
+    separator: NBSP, thin and ideographic spaces).
     """
-    text = values.astype(_STR).str.replace(_INVISIBLE, "", regex=True)
-    return text.str.replace(f"^{_SPACE}+|{_SPACE}+$", "", regex=True)
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    if len(arr) and pc.any(pc.match_substring_regex(arr, _INVISIBLE)).as_py():
+        arr = pc.replace_substring_regex(arr, _INVISIBLE, "")
+    return pd.Series(pd.arrays.ArrowStringArray(pc.utf8_trim_whitespace(arr)),
+                     index=values.index, name=values.name)
+
+
+def _is_empty(values: pd.Series) -> np.ndarray:
+    """True where a text cell is missing or the empty string (numpy bool)."""
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    empty = pc.fill_null(pc.equal(pc.utf8_length(arr), 0), True)
+    return np.asarray(empty.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+class _Factor:
+    """A low-cardinality column: distinct normalised texts ``u`` (last = NA) and row codes.
+
+    Parsing runs once per distinct text and is broadcast back to rows with :meth:`rows`.
+    """
+
+    def __init__(self, values: pd.Series, mapping: dict[str, str] | None) -> None:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        u = normalize_ids(pd.Series(uniques, dtype=_STR))
+        if mapping:
+            u = u.replace(mapping).astype(_STR)
+        self.u = pd.concat([u, pd.Series([pd.NA], dtype=_STR)], ignore_index=True)
+        self.idx = np.where(codes < 0, len(uniques), codes)
+        self.index = values.index
+
+    def rows(self, on_u: pd.Series | np.ndarray) -> np.ndarray:
+        return np.asarray(on_u)[self.idx]
+
+    def text(self) -> pd.Series:
+        """Row texts (empty -> NA) as ``string[pyarrow]``."""
+        u = self.u.mask(self.u == "")
+        return pd.Series(u.array.take(self.idx), index=self.index)
 
 
 class _Flags:
     """First reason per row, in the order checks run; later checks never overwrite."""
 
-    def __init__(self, index: pd.Index) -> None:
-        self.code = pd.Series(pd.NA, index=index, dtype=object)
-        self.text = pd.Series(pd.NA, index=index, dtype=object)
+    def __init__(self, n: int) -> None:
+        self.code = np.full(n, None, dtype=object)
+        self.text = np.full(n, None, dtype=object)
 
-    def add(self, mask: pd.Series, code: str, text: str) -> None:
-        mask = mask.fillna(False).astype(bool) & self.code.isna()
-        self.code[mask] = code
-        self.text[mask] = text
+    def add(self, mask, code: str, text: str | np.ndarray) -> None:
+        mask = np.asarray(pd.array(mask, dtype="boolean").fillna(False), dtype=bool)
+        sel = mask & self.ok
+        self.code[sel] = code
+        self.text[sel] = text[sel] if isinstance(text, np.ndarray) else text
 
     @property
-    def ok(self) -> pd.Series:
-        return self.code.isna()
+    def ok(self) -> np.ndarray:
+        return pd.isna(self.code)
+
+
+_HIGH_CARDINALITY = ("visit_id", "patient_id", "technique_notes")
 
 
 def clean_visits(
@@ -122,7 +174,7 @@ def clean_visits(
     ----------
     data : DataFrame
         The export as text: canonical column names (optional columns may be absent), one string
-        per cell, index = row numbers. Not modified.
+        per cell, index = row numbers (unique). Not modified.
     date_format : str
         ``strftime`` format of ``visit_date`` (default ISO), or ``excel_serial`` /
         ``excel_1904`` for Excel day numbers. Nothing else is tried: no per-row guessing.
@@ -143,19 +195,21 @@ def clean_visits(
     Returns
     -------
     CleanResult
+        ``visits`` pass :class:`outcomes.schema.VisitSchema` (checked with pandera).
 
     Notes
     -----
     Invariant: ``len(data) == len(visits) + len(quarantine) + n_duplicate + n_blank``.
     Exact duplicates are rows equal in every canonical column after parsing (``5`` and ``5.0``
     are equal); rows sharing a ``visit_id`` with different values are all quarantined as
-    ``conflicting_duplicate``.
+    ``conflicting_duplicate``. Low-cardinality columns are parsed once per distinct text and
+    broadcast back to rows, so cost grows with rows only through Arrow/numpy kernels.
     """
-    text = _normalise(data, value_map or {})
-    blank = (text.fillna("") == "").all(axis=1)
-    text = text[~blank]
-    flags = _Flags(text.index)
-    typed, warnings = _parse(text, flags, date_format, decimal, missing_values, today)
+    cols = _columns(data, value_map or {})
+    flags = _Flags(len(data))
+    blank = np.logical_and.reduce([_empty_rows(c) for c in cols.values()])
+    flags.add(blank, "_blank", "")
+    typed, warnings = _parse(cols, flags, date_format, decimal, missing_values, today)
     _flag_before_intake(typed, flags, known_evaluations, gap_days)
     dup, conflict = _duplicates(typed, flags.ok)
     flags.add(conflict, "conflicting_duplicate",
@@ -164,61 +218,110 @@ def clean_visits(
               "visit_id also appears on a quarantined row of this file")
     dup &= flags.ok
     keep = flags.ok & ~dup
+    visits = validate_visits(typed[keep])
+    bad = np.flatnonzero(~flags.ok & ~blank)
     return CleanResult(
-        visits=typed[keep],
-        quarantine=quarantine_frame(data, flags.code.dropna().index, flags.code, flags.text),
+        visits=visits,
+        quarantine=quarantine_frame(data, data.index[bad], flags.code[bad], flags.text[bad],
+                                    typed["visit_id"]),
         n_blank=int(blank.sum()),
         n_duplicate=int(dup.sum()),
         warnings=warnings,
     )
 
 
-def _normalise(data: pd.DataFrame, value_map: dict[str, dict[str, str]]) -> pd.DataFrame:
-    """Canonical columns as trimmed text (absent optional columns become NA)."""
-    out = pd.DataFrame(index=data.index)
+def validate_visits(visits: pd.DataFrame) -> pd.DataFrame:
+    """Check clean rows against :class:`outcomes.schema.VisitSchema` (pandera); return them.
+
+    The schema's own checks run (unique ``visit_id``, ``visit_type`` values, score ranges...);
+    string columns keep their Arrow dtype instead of being coerced to Python objects. A failure
+    here means a row check above let a bad row through: a bug, raised as AssertionError.
+    """
+    import pandera.errors
+
+    schema = _visit_schema()
+    try:
+        return schema.validate(visits, lazy=True, inplace=True)  # our own frame: no copy
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases[["column", "check"]].drop_duplicates().head(5)
+        raise AssertionError(f"clean rows fail VisitSchema: {cases.to_dict('records')}") from None
+
+
+def _visit_schema():
+    from outcomes.schema import VisitSchema
+
+    schema = VisitSchema.to_schema()
+    update = {c: {"dtype": _STR} for c in _STRING_COLUMNS}
+    update["visit_date"] = {"dtype": "datetime64[ns]"}
+    schema = schema.update_columns(update)
+    schema.coerce = False
+    return schema
+
+
+def _columns(data: pd.DataFrame, value_map: dict) -> dict[str, pd.Series | _Factor]:
+    """Normalised text per canonical column: a Series for IDs/notes, a _Factor otherwise."""
+    out: dict[str, pd.Series | _Factor] = {}
     for col in VISIT_COLUMNS:
-        if col not in data:
-            out[col] = pd.Series(pd.NA, index=data.index, dtype=_STR)
-            continue
-        values = normalize_ids(data[col])
-        if col in value_map:
-            values = values.replace(value_map[col])
-        out[col] = values
+        raw = data[col] if col in data else pd.Series(pd.NA, index=data.index, dtype=_STR)
+        if col in _HIGH_CARDINALITY:
+            text = normalize_ids(raw)
+            out[col] = text.replace(value_map[col]).astype(_STR) if col in value_map else text
+        else:
+            out[col] = _Factor(raw, value_map.get(col))
     return out
 
 
-def _parse(text: pd.DataFrame, flags: _Flags, date_format: str, decimal: str,
-           missing_values, today) -> tuple[pd.DataFrame, dict[str, int]]:
+def _empty_rows(col: pd.Series | _Factor) -> np.ndarray:
+    return col.rows(_is_empty(col.u)) if isinstance(col, _Factor) else _is_empty(col)
+
+
+def _text(col: pd.Series | _Factor) -> pd.Series:
+    return col.text() if isinstance(col, _Factor) else col.mask(col == "")
+
+
+def _add(flags: _Flags, factor: _Factor, checks: list[tuple[pd.Series, str, str]]) -> None:
+    for mask_u, code, text in checks:
+        flags.add(factor.rows(np.asarray(pd.array(mask_u, dtype="boolean").fillna(False))),
+                  code, text)
+
+
+def _parse(cols: dict, flags: _Flags, date_format: str, decimal: str, missing_values,
+           today) -> tuple[pd.DataFrame, dict[str, int]]:
     """Run the row checks in order; return typed columns and warning counts."""
-    _flag_totals(text, flags)
+    _flag_totals(cols, flags)
     for col in ID_COLUMNS:
-        flags.add(_empty(text[col]), "missing_key", f"missing {col}")
-    dates = parse_dates(text["visit_date"], date_format, flags, today)
-    flags.add(_empty(text["icd10"]), "missing_value", "missing icd10")
-    visit_type = text["visit_type"].str.lower()
-    flags.add(~visit_type.isin(VISIT_TYPES).fillna(False), "bad_visit_type",
-              f"visit_type is not one of {', '.join(VISIT_TYPES)}")
+        flags.add(_empty_rows(cols[col]), "missing_key", f"missing {col}")
+    dates, checks = _parse_dates(cols["visit_date"].u, date_format, today)
+    _add(flags, cols["visit_date"], checks)
+    flags.add(_empty_rows(cols["icd10"]), "missing_value", "missing icd10")
+    vt = cols["visit_type"]
+    vt.u = vt.u.str.lower()
+    _add(flags, vt, [(~vt.u.isin(VISIT_TYPES), "bad_visit_type",
+                      f"visit_type is not one of {', '.join(VISIT_TYPES)}")])
     missing = {m.strip().lower() for m in missing_values}
-    typed = pd.DataFrame(index=text.index)
-    for col in _STRING_COLUMNS:
-        typed[col] = text[col].mask(_empty(text[col]))
-    typed["visit_type"] = visit_type
-    typed["visit_date"] = dates
+    typed = pd.DataFrame({c: _text(cols[c]) for c in _STRING_COLUMNS}, index=_row_index(cols))
+    typed["visit_date"] = cols["visit_date"].rows(dates.to_numpy())
     for col in SCORE_COLUMNS:
-        typed[col] = _parse_score(text[col], col, decimal, missing, flags)
-    warnings = _parse_covariates(text, typed, decimal, missing, flags)
+        values, checks = _parse_score(cols[col].u, col, decimal, missing)
+        _add(flags, cols[col], checks)
+        typed[col] = cols[col].rows(values.to_numpy())
+    warnings = _parse_covariates(cols, typed, decimal, missing, flags)
     return typed[list(VISIT_COLUMNS)], warnings
 
 
-def _empty(values: pd.Series) -> pd.Series:
-    return values.isna() | (values == "")
+def _row_index(cols: dict) -> pd.Index:
+    return cols["visit_id"].index
 
 
-def _flag_totals(text: pd.DataFrame, flags: _Flags) -> None:
+def _flag_totals(cols: dict, flags: _Flags) -> None:
     """Rows whose key cells read like ``Total`` / ``Grand total`` / ``Sum``."""
-    hit = pd.Series(False, index=text.index)
-    for col in ("visit_id", "patient_id", "clinic_id", "therapist_id"):
-        hit |= text[col].str.contains(_TOTALS, regex=True).fillna(False).astype(bool)
+    hit = np.zeros(len(flags.code), dtype=bool)
+    for col in ID_COLUMNS:
+        c = cols[col]
+        if isinstance(c, _Factor):
+            hit |= c.rows(c.u.str.contains(_TOTALS, regex=True).fillna(False).astype(bool))
+        else:
+            hit |= c.str.contains(_TOTALS, regex=True).fillna(False).to_numpy(dtype=bool)
     flags.add(hit, "totals_row", "a totals/summary row, not a visit")
 
 
@@ -233,39 +336,37 @@ def _date_shape(date_format: str) -> str:
     return pattern
 
 
-def parse_dates(values: pd.Series, date_format: str, flags: _Flags,
-                today: pd.Timestamp | str | None = None) -> pd.Series:
-    """Parse dates exactly as declared; flag bad, impossible and future ones.
+def _parse_dates(values: pd.Series, date_format: str, today=None):
+    """Parse distinct date texts exactly as declared; return dates and (mask, code, text) checks.
 
     ``excel_serial`` counts days from 1899-12-30 (Excel's 1900 system, including its phantom
     1900-02-29); ``excel_1904`` from 1904-01-01.
     """
-    present = ~_empty(values)
+    present = ~(values.isna() | (values == ""))
     if date_format in ("excel_serial", "excel_1904"):
         origin = "1899-12-30" if date_format == "excel_serial" else "1904-01-01"
         shape = values.str.fullmatch(r"\d+(\.\d+)?").fillna(False).astype(bool)
         days = pd.to_numeric(values.where(shape), errors="coerce").astype("float64")
-        parsed = pd.to_datetime(np.floor(days), unit="D", origin=origin, errors="coerce")
-        parsed = pd.Series(parsed, index=values.index)
+        parsed = pd.Series(pd.to_datetime(np.floor(days), unit="D", origin=origin,
+                                          errors="coerce"), index=values.index)
     else:
         shape = values.str.fullmatch(_date_shape(date_format)).fillna(False).astype(bool)
         parsed = pd.to_datetime(values.where(shape).astype(object), format=date_format,
                                 errors="coerce")
     parsed = parsed.astype("datetime64[ns]")
-    flags.add(~present, "bad_date", "missing visit_date")
-    flags.add(~shape, "bad_date", f"visit_date does not match the declared format {date_format}")
-    flags.add(parsed.isna(), "impossible_date", "visit_date is not a real calendar date")
-    flags.add(parsed < EARLIEST_DATE, "impossible_date",
-              f"visit_date before {EARLIEST_DATE.date()}")
     limit = pd.Timestamp(today) if today is not None else pd.Timestamp.now(tz="UTC")
-    limit = limit.tz_localize(None) if limit.tzinfo else limit
-    flags.add(parsed > limit.normalize(), "future_date",
-              f"visit_date after the ingest date {limit.date()}")
-    return parsed
+    limit = (limit.tz_convert(None) if limit.tzinfo else limit).normalize()
+    return parsed, [
+        (~present, "bad_date", "missing visit_date"),
+        (~shape, "bad_date", f"visit_date does not match the declared format {date_format}"),
+        (parsed.isna(), "impossible_date", "visit_date is not a real calendar date"),
+        (parsed < EARLIEST_DATE, "impossible_date", f"visit_date before {EARLIEST_DATE.date()}"),
+        (parsed > limit, "future_date", f"visit_date after the ingest date {limit.date()}"),
+    ]
 
 
 def _to_number(values: pd.Series, decimal: str, missing: set[str]) -> tuple[pd.Series, ...]:
-    """(numbers as float64, recorded-missing mask, not-a-number mask, decimal-comma mask)."""
+    """(numbers as float64, not-a-number mask, decimal-comma mask) for distinct texts."""
     is_missing = values.isna() | values.str.lower().isin(missing).fillna(False).astype(bool)
     text = values.mask(is_missing)
     comma = text.str.fullmatch(r"[+-]?\d+,\d+").fillna(False).astype(bool)
@@ -275,49 +376,53 @@ def _to_number(values: pd.Series, decimal: str, missing: set[str]) -> tuple[pd.S
     number = text.str.fullmatch(_NUMBER).fillna(False).astype(bool)
     out = pd.to_numeric(text.where(number), errors="coerce").astype("float64")
     bad = ~is_missing & ~number
-    return out, is_missing, bad, comma & (decimal != ",")
+    return out, bad, comma & (decimal != ",")
 
 
-def _parse_score(values: pd.Series, col: str, decimal: str, missing: set[str],
-                 flags: _Flags) -> pd.Series:
+def _parse_score(values: pd.Series, col: str, decimal: str, missing: set[str]):
     """One score column: explicit missing mappings only; range and integer checks."""
-    out, _, bad, comma = _to_number(values, decimal, missing)
+    out, bad, comma = _to_number(values, decimal, missing)
     inst = INSTRUMENTS[col]
-    flags.add(bad & comma, "score_not_numeric",
-              f"{col} has a decimal comma; declare decimal = \",\" in the profile if intended")
-    flags.add(bad, "score_not_numeric",
-              f"{col} is text, not a number (only the profile's missing_values map to missing)")
-    flags.add((out < inst.low) | (out > inst.high), "score_out_of_range",
-              f"{col} outside the {inst.name} range {inst.range_text}")
+    checks = [
+        (bad & comma, "score_not_numeric",
+         f"{col} has a decimal comma; declare decimal = \",\" in the profile if intended"),
+        (bad, "score_not_numeric",
+         f"{col} is text, not a number (only the profile's missing_values map to missing)"),
+        ((out < inst.low) | (out > inst.high), "score_out_of_range",
+         f"{col} outside the {inst.name} range {inst.range_text}"),
+    ]
     if inst.integer:
-        flags.add(out.notna() & (out % 1 != 0), "score_not_integer",
-                  f"{col} must be a whole number ({inst.name} range {inst.range_text})")
-    return out
+        checks.append((out.notna() & (out % 1 != 0), "score_not_integer",
+                       f"{col} must be a whole number ({inst.name} range {inst.range_text})"))
+    return out, checks
 
 
-def _parse_covariates(text: pd.DataFrame, typed: pd.DataFrame, decimal: str,
-                      missing: set[str], flags: _Flags) -> dict[str, int]:
+def _parse_covariates(cols: dict, typed: pd.DataFrame, decimal: str, missing: set[str],
+                      flags: _Flags) -> dict[str, int]:
     """Age (top-coded at 90), symptom duration, sex, yes/no flags."""
-    age, _, bad_age, _ = _to_number(text["age"], decimal, missing)
-    flags.add(bad_age | (age < 0), "bad_value", "age is not a non-negative number")
-    top = age > 90
-    typed["age"] = age.mask(top, 90.0)
-    weeks, _, bad_weeks, _ = _to_number(text["symptom_duration_weeks"], decimal, missing)
-    flags.add(bad_weeks | (weeks < 0), "bad_value",
-              "symptom_duration_weeks is not a non-negative number")
-    typed["symptom_duration_weeks"] = weeks
-    sex = text["sex"].str.upper().mask(_empty(text["sex"]))
-    flags.add(sex.notna() & ~sex.isin(("F", "M", "X")).fillna(False), "bad_value",
-              "sex is not F, M or X")
-    typed["sex"] = sex
+    age_f = cols["age"]
+    age, bad_age, _ = _to_number(age_f.u, decimal, missing)
+    _add(flags, age_f, [(bad_age | (age < 0), "bad_value", "age is not a non-negative number")])
+    top = age_f.rows((age > 90).to_numpy())
+    typed["age"] = age_f.rows(age.clip(upper=90.0).to_numpy())
+    wk = cols["symptom_duration_weeks"]
+    weeks, bad_weeks, _ = _to_number(wk.u, decimal, missing)
+    _add(flags, wk, [(bad_weeks | (weeks < 0), "bad_value",
+                      "symptom_duration_weeks is not a non-negative number")])
+    typed["symptom_duration_weeks"] = wk.rows(weeks.to_numpy())
+    sex = cols["sex"]
+    sex.u = sex.u.str.upper()
+    _add(flags, sex, [(~(sex.u.isna() | (sex.u == "") | sex.u.isin(("F", "M", "X"))),
+                       "bad_value", "sex is not F, M or X")])
+    typed["sex"] = sex.text()
     for col in _BOOL_COLUMNS:
-        low = text[col].str.lower()
-        value = pd.Series(np.nan, index=text.index)
-        value[low.isin(_TRUE).fillna(False).astype(bool)] = 1.0
-        value[low.isin(_FALSE).fillna(False).astype(bool)] = 0.0
+        f = cols[col]
+        low = f.u.str.lower()
+        value = pd.Series(np.where(low.isin(_TRUE).fillna(False), 1.0,
+                                   np.where(low.isin(_FALSE).fillna(False), 0.0, np.nan)))
         recorded = ~(low.isna() | low.isin(missing).fillna(False).astype(bool))
-        flags.add(recorded & value.isna(), "bad_value", f"{col} is not yes/no (1/0)")
-        typed[col] = value
+        _add(flags, f, [(recorded & value.isna(), "bad_value", f"{col} is not yes/no (1/0)")])
+        typed[col] = f.rows(value.to_numpy())
     return {"age_top_coded": int((top & flags.ok).sum())}
 
 
@@ -325,25 +430,26 @@ def _flag_before_intake(typed: pd.DataFrame, flags: _Flags,
                         known: pd.Series | None, gap_days: int) -> None:
     """Non-evaluation visits dated (within ``gap_days``) before the patient's first evaluation."""
     ok = flags.ok
-    evals = typed.loc[ok & (typed["visit_type"] == "evaluation"), ["patient_id", "visit_date"]]
-    first = evals.groupby("patient_id")["visit_date"].min()
+    is_eval = (typed["visit_type"] == "evaluation").fillna(False).to_numpy(dtype=bool)
+    evals = typed.loc[ok & is_eval, ["patient_id", "visit_date"]]
+    first = evals.groupby("patient_id", observed=True)["visit_date"].min()
     if known is not None and len(known):
         first = pd.concat([first, known.astype("datetime64[ns]")]).groupby(level=0).min()
     if first.empty:
         return
     first_eval = typed["patient_id"].map(first)
-    lead = (first_eval - typed["visit_date"]).dt.days
-    hit = ok & (typed["visit_type"] != "evaluation") & (lead > 0) & (lead <= gap_days)
+    lead = (first_eval - typed["visit_date"]).dt.days.to_numpy()
+    hit = ok & ~is_eval & (lead > 0) & (lead <= gap_days)
     flags.add(hit, "before_intake", "visit dated before the patient's initial evaluation")
 
 
-def _shadowed(typed: pd.DataFrame, flags: _Flags) -> pd.Series:
+def _shadowed(typed: pd.DataFrame, flags: _Flags) -> np.ndarray:
     """Clean rows sharing a visit_id with a row quarantined for its values (which is right?)."""
-    keyed = flags.code.notna() & ~flags.code.isin(("missing_key", "totals_row"))
+    keyed = ~flags.ok & ~np.isin(flags.code, ["missing_key", "totals_row", "_blank"])
+    if not keyed.any():
+        return np.zeros(len(typed), dtype=bool)
     bad_ids = typed.loc[keyed, "visit_id"].dropna()
-    if bad_ids.empty:
-        return pd.Series(False, index=typed.index)
-    return flags.ok & typed["visit_id"].isin(bad_ids).fillna(False).astype(bool)
+    return flags.ok & typed["visit_id"].isin(bad_ids).fillna(False).to_numpy(dtype=bool)
 
 
 def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
@@ -360,18 +466,17 @@ def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(canon, index=False)
 
 
-def _duplicates(typed: pd.DataFrame, ok: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicates to drop, conflicting copies) among rows that passed the checks."""
-    none = pd.Series(False, index=typed.index)
     vid = typed["visit_id"].where(ok)
-    multi = vid.duplicated(keep=False) & ok
+    multi = vid.duplicated(keep=False).to_numpy(dtype=bool) & ok
     if not multi.any():
-        return none, none
+        return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
     sub = pd.DataFrame({"vid": vid[multi], "fp": fingerprint_rows(typed[multi])})
-    n_versions = sub.groupby("vid")["fp"].nunique()
-    conflict = multi & vid.isin(n_versions.index[n_versions > 1]).fillna(False)
-    dup = multi & ~conflict & vid.duplicated(keep="first")
-    return dup.astype(bool), conflict.astype(bool)
+    n_versions = sub.groupby("vid", observed=True)["fp"].nunique()
+    conflict = multi & vid.isin(n_versions.index[n_versions > 1]).fillna(False).to_numpy(bool)
+    dup = multi & ~conflict & vid.duplicated(keep="first").to_numpy(dtype=bool)
+    return dup, conflict
 
 
 @dataclass
@@ -420,20 +525,23 @@ def reconcile_visits(visits: pd.DataFrame, existing: pd.DataFrame,
                       conflict=conflict.astype(bool), withdraw=withdraw)
 
 
-def quarantine_frame(data: pd.DataFrame, index: pd.Index, code: pd.Series | str,
-                     text: pd.Series | str, visit_ids: pd.Series | None = None) -> pd.DataFrame:
-    """Quarantine rows for ``data.loc[index]``: raw row as JSON plus reason code and text."""
+def quarantine_frame(data: pd.DataFrame, index: pd.Index, code, text,
+                     visit_ids: pd.Series | None = None) -> pd.DataFrame:
+    """Quarantine rows for ``data.loc[index]``: raw row as JSON plus reason code and text.
+
+    ``code`` and ``text`` are one string for all rows or one value per row of ``index``;
+    ``visit_ids`` (normalised, indexed like ``data``) default to ``data``'s own.
+    """
     raw = data.loc[index]
     if visit_ids is None:
         visit_ids = normalize_ids(raw["visit_id"]) if "visit_id" in raw else pd.Series(
             pd.NA, index=index, dtype=object)
+    ids = pd.Series(visit_ids.loc[index].to_numpy(), dtype=object)
     records = raw.astype(object).where(raw.notna(), None).to_dict("records")
-    pick = (lambda s: s.loc[index].to_numpy()) if isinstance(code, pd.Series) else (
-        lambda s: [s] * len(index))
     return pd.DataFrame({
         "row_number": np.asarray(index, dtype="int64"),
-        "visit_id": pd.Series(visit_ids.loc[index].to_numpy(), dtype=object).replace("", None),
-        "reason_code": pick(code),
-        "reason_text": pick(text) if isinstance(text, pd.Series) else [text] * len(index),
+        "visit_id": ids.where(ids.notna() & (ids != ""), None),
+        "reason_code": code if isinstance(code, str) else np.asarray(code, dtype=object),
+        "reason_text": text if isinstance(text, str) else np.asarray(text, dtype=object),
         "raw_row": [json.dumps(r, ensure_ascii=False, default=str) for r in records],
     })

@@ -190,7 +190,12 @@ def _one(con: Any, sql: str, params: list | None = None) -> tuple | None:
 
 
 def _frame(con: Any, sql: str, params: list | None = None) -> pd.DataFrame:
-    return con.execute(sql, params or []).df()
+    """Query -> DataFrame through Arrow; text columns come back as ``string[pyarrow]``."""
+    import pyarrow as pa
+
+    table = con.sql(sql, params=params or None).to_arrow_table()
+    strings = pd.StringDtype("pyarrow")
+    return table.to_pandas(types_mapper={pa.string(): strings, pa.large_string(): strings}.get)
 
 
 def load_visits(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,

@@ -24,7 +24,7 @@ def make_visit_rows(n_patients: int = 3, start: str = "2024-01-08") -> list[dict
     notes = ["90/90 hip lift w/ balloon", "hiking poles; glute med re-ed", "foam rolling",
              "IT band stretch", "ice"]
     for p in range(n_patients):
-        day0 = pd.Timestamp(start) + pd.Timedelta(days=30 * p)
+        day0 = pd.Timestamp(start) + pd.Timedelta(days=30 * (p % 12))
         for k, kind in enumerate(kinds):
             rows.append({
                 "visit_id": f"V{p:03d}{k}", "patient_id": f"P{p:03d}", "clinic_id": "C1",
