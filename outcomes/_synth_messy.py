@@ -196,7 +196,10 @@ def _record(cols, ext, position, n, inserted_kind, inserted_src, mutations, deta
     for kind in INSERTED:
         idx = np.flatnonzero(inserted_kind == kind)
         copies = position[n + idx]
-        entry = {"count": int(len(idx)), "rows": sorted(int(p) for p in copies)}
+        # duplicates: rows[i] is the copy of original_rows[i]
+        entry = {"count": int(len(idx)), "rows": [int(p) for p in copies]}
+        if kind == "blank_row":
+            entry["rows"].sort()
         if kind != "blank_row":
             src = inserted_src[idx]
             entry["original_rows"] = [int(position[s]) for s in src]

@@ -167,11 +167,10 @@ def _order_slots(slots: list, swap: np.ndarray) -> list:
 
 
 def _join(prefix: np.ndarray, slots: list, sep: np.ndarray) -> np.ndarray:
-    note = prefix.astype(object)
-    for present, _, text in slots:
-        joined = np.where(note == "", text, note + sep + text)
-        note = np.where(present, joined, note)
-    return note
+    columns = [prefix] + [np.where(present, text, "") for present, _, text in slots]
+    rows = zip(*(c.tolist() for c in columns), strict=True)
+    return np.array([s.join([f for f in row if f]) for s, row in zip(sep.tolist(), rows,
+                                                                    strict=True)], dtype=object)
 
 
 def _vary_case(rng: np.random.Generator, notes: np.ndarray) -> np.ndarray:
@@ -192,8 +191,13 @@ def _cpt_strings(rng: np.random.Generator, vt: np.ndarray, slots: list,
         rows = np.flatnonzero(present)
         flags[rows, code_cpt[code[rows]]] = True
     flags[:, 0] |= (vt != 0) & ~flags.any(axis=1)  # every treatment bills something
-    eval_code = np.array(["97161", "97162", "97163"], dtype=object)[rng.choice(3, n, p=[.3, .5, .2])]
-    out = np.where(vt == 0, eval_code, np.where(vt == 2, "97164", "")).astype(object)
-    for j, cpt in enumerate(_CPT_ORDER):
-        out = np.where(flags[:, j], np.where(out == "", cpt, out + ";" + cpt), out)
-    return out
+    kind = np.where(vt == 0, rng.choice(3, n, p=[.3, .5, .2]), np.where(vt == 2, 3, 4))
+    key = kind * (1 << len(_CPT_ORDER)) + flags @ (1 << np.arange(len(_CPT_ORDER)))
+    uniq, inverse = np.unique(key, return_inverse=True)
+    heads = ("97161", "97162", "97163", "97164", None)
+    table = []
+    for u in uniq.tolist():
+        head = heads[u >> len(_CPT_ORDER)]
+        parts = [c for j, c in enumerate(_CPT_ORDER) if u >> j & 1]
+        table.append(";".join(([head] if head else []) + parts))
+    return np.array(table, dtype=object)[inverse]
