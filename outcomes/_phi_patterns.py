@@ -7,8 +7,11 @@ so clean notes never meet the expensive patterns. ``tests/test_privacy.py`` chec
 with and without the pre-filter gives identical hits on the labelled corpus.
 
 Names are found only where something says a name follows (a title, a patient or relative keyword,
-``per``/``with`` + a common first name) or as a common first name followed by a capitalised word.
-A bare surname with no cue ("Okafor called") is not found: that is the known limit of a rule-based
+``per``/``with``/``for`` + a common first name) or as a common first name followed by a
+capitalised word; :func:`name_length` then decides, word by word, how much of what follows the cue
+is a name (title case; upper or lower case only after a strong cue or for a common first name;
+never a word on the clinical allowlist). A bare surname with no cue ("Okafor called") or an
+uncommon first name without a strong cue is not found: that is the known limit of a rule-based
 scanner, and why notes are also kept out of every report.
 """
 
@@ -37,7 +40,19 @@ CLINICAL_ALLOWLIST = frozenset(
     """
     left right bilateral l r b lt rt bil both side sided
     postural restoration institute pri hruska aic bc pec pec's zone
-    patient pt pts client tolerated tolerates reports reported reporting states stated denies denied
+    patient pt pts client name education response responded tolerance status history hx
+    subjective objective assessment independent independently compliant noncompliant motivated
+    pleasant late early ambulatory instructions instruction verbal drove present attended
+    lateral medial anterior posterior proximal distal superior inferior upper lower mid
+    scholl scholl's scholls theraband bosu brooks hoka asics nike
+    called calls came left asked said says drove helps helped attended ran
+    dr mr mrs ms md do pa np rn ot dpt pta atc ortho orthopedics pcp surgeon provider
+    call test tests sign
+    unit apt apartment suite ste box age
+    time times supportive concerned involved helpful available deceased ill sick aware
+    trendelenburg faber fadir ober lachman mcmurray apley thessaly hawkins neer spurling phalen
+    tinel finkelstein ely stinchfield gaenslen slump scour kemp
+    tolerated tolerates reports reported reporting states stated denies denied
     presents presented arrived arrives educated instructed performed performs completed completes
     demonstrates demonstrated progressing progressed continues continued returns returned notes noted
     was is has had will can could would should did does able unable needs needed requires required
@@ -66,6 +81,12 @@ CLINICAL_ALLOWLIST = frozenset(
     """.split()
 )
 
+#: Words after a name that make it an eponym ("Thomas test", "Ober's sign").
+EPONYM_FOLLOWERS = frozenset(
+    "test tests sign signs maneuver manoeuvre technique techniques method protocol position "
+    "procedure approach exercise exercises splint brace classification criteria scale".split()
+)
+
 #: Common US first names: a bare "First Last" is a name when First is one of these.
 FIRST_NAMES = frozenset(
     """
@@ -85,26 +106,90 @@ FIRST_NAMES = frozenset(
     joan evelyn judith andrea hannah megan cheryl jacqueline martha madison teresa gloria
     sara janice ann kathryn abigail sophia frances jean alice judy isabella julia grace
     amber denise danielle marilyn beverly charlotte natalie theresa diana brittany doris
-    kayla alexis lori marie jane sue kate liz jenny beth anne ellen rose
+    kayla alexis lori marie jane kate liz jenny beth anne ellen
     """.split()
+) - frozenset(
+    # first names that are also common words in notes ("mark the spot", "frank bleeding")
+    "mark grace bill frank rose jack jean amber austin jordan christian sue will joy hope".split()
 )
 
-# One name word: Smith, O'Neil, D'Angelo, McDonald, Smith-Jones, Anne-Marie; optional initial.
-_WORD = r"(?:[A-Z]['\u2019][A-Z][a-z]+|(?:Mc|Mac)?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)"
-_NAME = rf"(?P<v>{_WORD}(?:\s+[A-Z]\.)?(?:\s+{_WORD}){{0,2}})"
-_SEP = r"[.,:]?[ \t]{1,3}"  # between cue and name; the trigger allows a superset of it
-
-_TITLES = r"(?:Dr|DR|dr|Doctor|doctor|Mr|MR|mr|Mrs|MRS|mrs|Ms|ms\.|Miss|Mx|Prof|Professor)"
-_PATIENT = r"(?:[Pp]t|PT|[Pp]atient|PATIENT|[Cc]lient|[Pp]atient name|[Nn]ame)"
+_TITLE = r"(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor)"
+_PATIENT = r"(?:pt|patient|client)(?:[ \t]+name)?"
 _RELATIVE = (
     r"(?:wife|husband|spouse|partner|son|daughter|mother|father|mom|dad|brother|sister|"
     r"grandson|granddaughter|grandmother|grandfather|aunt|uncle|niece|nephew|fianc[eé]e?|"
     r"boyfriend|girlfriend|caregiver|friend|neighbou?r|roommate|coworker|boss)"
 )
-_WEAK = r"(?:per|with|by|from|cc|called|named|spoke to|spoke with|signed|told|saw|seen by)"
-_FIRST = (
-    "(?:" + "|".join(sorted((n.capitalize() for n in FIRST_NAMES), key=len, reverse=True)) + ")"
+_CONTACT = (
+    r"(?:spoke|talked|speaking|talking)[ \t]+(?:with|to)|(?:left[ \t]+)?(?:msg|message|voicemail|"
+    r"vm)[ \t]+(?:left[ \t]+)?for|left[ \t]+(?:a[ \t]+)?(?:msg|message|vm)[ \t]+for|lvm[ \t]+for"
 )
+_WEAK = r"(?:per|with|by|from|for|cc|called|named|signed|told|saw|seen[ \t]+by|referred[ \t]+by)"
+#: Verbs after a capitalised name that say it is a person ("Wei Hill called to reschedule").
+_CALLED = r"called|calls|phoned|rang|emailed|texted|cancell?ed|no-showed|rescheduled"
+_SEP = r"[.,:]?[ \t]{1,3}"  # between cue and name
+# What follows a cue, up to five words, inside a lookahead so a rejected cue consumes nothing.
+_FOLLOW = r"(?=(?P<v>[A-Za-z][^\s]*(?:[ \t]+[^\s]+){0,4}))"
+# One title-case name word: Smith, O'Neil, D'Angelo, McDonald, Smith-Jones.
+_WORD = r"(?:[A-Z]['\u2019][A-Z][a-z]+|(?:Mc|Mac)?[A-Z][a-z]+(?:-[A-Z][a-z]+)?)"
+_FIRST = "(?:" + "|".join(sorted(FIRST_NAMES, key=len, reverse=True)) + ")"
+
+_TITLE_CASE = re.compile(r"^(?:[A-Z]['\u2019])?(?:Mc|Mac)?[A-Z][a-z]+(?:-[A-Z][a-z]+)?$")
+_UPPER_CASE = re.compile(r"^[A-Z](?:['\u2019]?[A-Z])+(?:-[A-Z]+)?$")
+_LOWER_CASE = re.compile(r"^[a-z](?:['\u2019]?[a-z])+(?:-[a-z]+)?$")
+_INITIAL = re.compile(r"^[A-Za-z]\.$")
+_WORD_TOKEN = re.compile(r"[^\s]+")
+
+
+def _style(word: str) -> str | None:
+    for style, pattern in (("title", _TITLE_CASE), ("upper", _UPPER_CASE), ("lower", _LOWER_CASE)):
+        if pattern.match(word):
+            return style
+    return None
+
+
+def _first_word_ok(word: str, style: str | None, cue: str) -> bool:
+    """Whether the word right after a cue of this strength starts a name."""
+    if style is None or word.lower() in CLINICAL_ALLOWLIST:
+        return False
+    common = word.lower() in FIRST_NAMES
+    if cue == "title":
+        return style in ("title", "upper") or common
+    if cue == "strong":
+        return style in ("title", "upper") or common  # upper: needs two words, see name_length
+    return common  # weak cue or no cue: a common first name in any case
+
+
+def name_length(text: str, cue: str) -> int:
+    """Length of the name at the start of ``text`` (0 when none), after a cue of this strength.
+
+    ``cue`` is ``"title"`` (Dr, Mrs...), ``"strong"`` (patient, relative) or ``"weak"`` (per,
+    with, for...). Following words join the name while they keep the first word's case (a
+    middle initial is allowed), are not allow-listed, and the previous word did not end a clause.
+    """
+    end, style, words, common, following = 0, None, 0, False, ""
+    for m in _WORD_TOKEN.finditer(text):
+        token = m.group()
+        word = token.rstrip(".,;:)!?")
+        if words == 0:
+            style, common = _style(word), word.lower() in FIRST_NAMES
+            if not _first_word_ok(word, style, cue):
+                return 0
+        elif not _INITIAL.match(token):
+            following = word.lower()
+            if _style(word) != style or following in CLINICAL_ALLOWLIST or words >= 3:
+                break
+            if style == "lower" and words >= 2:
+                break
+        end, words, following = m.start() + len(word), words + 1, ""
+        if word != token and not _INITIAL.match(token):
+            break  # punctuation after a word ends the name
+    if following in EPONYM_FOLLOWERS:
+        return 0  # "Thomas test", "Trendelenburg sign": an eponym, not a person
+    if style == "upper" and not common and cue == "strong" and words < 2:
+        return 0  # a lone capitalised word after "PT" in an all-caps note is usually not a name
+    return end
+
 
 _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
@@ -119,8 +204,25 @@ _STREET = (
     r"(?:St|Street|Ave|Avenue|Av|Rd|Road|Blvd|Boulevard|Dr|Drive|Ln|Lane|Ct|Court|Way|Pl|Place|"
     r"Ter|Terrace|Cir|Circle|Pkwy|Parkway|Hwy|Highway|Trl|Trail|Sq|Square)"
 )
-_UNIT = r"(?:,?\s+(?i:apt|apartment|unit|suite|ste|#|no\.?)\.?\s*#?\s*[A-Za-z0-9-]{1,6})"
+_UNIT = r"(?:,?[ \t]+(?i:apt|apartment|unit|suite|ste|#|no\.?)\.?[ \t]*#?[ \t]*[A-Za-z0-9-]{1,6})"
+_ADDRESS_CUE = (
+    r"(?:lives|living|resides|residing)\s+at|address(?:\s+is)?|moved\s+to|home(?:\s+address)?|"
+    r"(?:mail|send|sent|ship)\w*\s+(?:\S+\s+){0,2}to"
+)
 _AGE_NUM = r"(?:9\d|1[01]\d)"
+
+
+_STREET_WORDS = re.compile(rf"^(?i:{_STREET}|[nsew])\.?,?$")
+
+
+def address_ok(value: str) -> bool:
+    """False when a street-name word of an address match is clinical (``10 Hip Circle``)."""
+    words = []
+    for word in value.split()[1:]:
+        if _STREET_WORDS.match(word):
+            break
+        words.append(word.strip(".,").lower())
+    return not any(w in CLINICAL_ALLOWLIST for w in words)
 
 
 @dataclass(frozen=True)
@@ -129,8 +231,8 @@ class Detector:
 
     kind: str
     regex: re.Pattern[str]
-    #: "plain"; "name" trims the span at the first allow-listed word (dropped if none is left);
-    #: "address" drops the match if a street word is allow-listed (``10 Hip Circle``).
+    #: "plain"; "title" / "strong" / "weak": a name after a cue of that strength, trimmed by
+    #: :func:`name_length`; "address": dropped if a street word is allow-listed (``10 Hip Circle``).
     mode: str = "plain"
 
 
@@ -139,18 +241,25 @@ def _d(kind: str, pattern: str, mode: str = "plain") -> Detector:
 
 
 DETECTORS: tuple[Detector, ...] = (
-    # names
-    _d("name", rf"\b{_TITLES}\b{_SEP}{_NAME}", "name"),
-    _d("name", rf"\b{_PATIENT}\b{_SEP}{_NAME}", "name"),
-    _d("name", rf"\b(?i:{_RELATIVE})\b{_SEP}{_NAME}", "name"),
-    _d("name", rf"\b(?i:{_WEAK})\b{_SEP}(?={_FIRST}\b){_NAME}", "name"),
-    _d("name", rf"(?<![\w'])(?P<v>{_FIRST}(?:\s+[A-Z]\.)?\s+{_WORD})", "name"),
+    # names: cue + whatever follows, trimmed word by word by name_length
+    _d("name", rf"\b(?!MS\b)(?i:{_TITLE})\b{_SEP}{_FOLLOW}", "title"),  # MS: sclerosis
+    _d("name", rf"\b(?i:{_PATIENT})\b{_SEP}{_FOLLOW}", "strong"),
+    _d("name", rf"\b(?i:{_RELATIVE})\b{_SEP}{_FOLLOW}", "strong"),
+    _d("name", rf"\b(?i:{_CONTACT})\b{_SEP}{_FOLLOW}", "strong"),
+    _d("name", rf"\b(?i:{_WEAK})\b{_SEP}{_FOLLOW}", "weak"),
+    _d(
+        "name",
+        rf"(?<![\w'])(?=(?P<v>(?i:{_FIRST})\b(?:[ \t]+[^\s]+){{0,3}}))",
+        "weak",
+    ),
+    _d("name", rf"(?<![\w'])(?P<v>{_WORD}(?:[ \t]+{_WORD}){{0,2}})[ \t]+(?i:{_CALLED})\b", "post"),
     # contact
     _d("email", r"(?<![\w.+-])(?P<v>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"),
     _d(
         "url",
-        r"(?i)(?<![\w@.])(?P<v>(?:https?://|www\.)[^\s<>\"]+|"
-        r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|us|info|biz)\b(?:/[^\s<>\"]*)?)",
+        r"(?i)(?<![\w@.])(?P<v>(?:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:)!?]|"
+        r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|us|info|biz)\b"
+        r"(?:/[^\s<>\"]*[^\s<>\".,;:)!?])?)",
     ),
     _d(
         "phone",
@@ -170,6 +279,10 @@ DETECTORS: tuple[Detector, ...] = (
         r"\W{0,4}(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})(?!\d)",
     ),
     _d(
+        "ssn",
+        r"(?i)(?<![\w-])(?P<v>\d{3}[- ]?\d{2}[- ]?\d{4})\s*[(\[]?\s*(?:ssn|ss#|soc\.?\s*sec|social)",
+    ),
+    _d(
         "mrn",
         r"(?i)\b(?:mrn|mr#|mr\s*no\.?|med(?:ical)?\s+rec(?:ord)?(?:\s+(?:number|no\.?|num|#))?|"
         r"record\s*(?:number|no\.?|num|#)|acct|account|chart|patient\s+id|pt\s+id|member\s+id|"
@@ -187,11 +300,17 @@ DETECTORS: tuple[Detector, ...] = (
         rf"(?<![\d/.-])(?P<v>\d{{1,2}}[/.-]\d{{1,2}}[/.-]19\d\d|19\d\d-\d{{2}}-\d{{2}}|"
         rf"(?i:{_MONTH})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+19\d\d)(?!\d)",
     ),
-    # street addresses
+    # street addresses: capitalised street names anywhere, any case after an address cue
     _d(
         "address",
-        rf"(?<![\w/.-])(?P<v>\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:{_WORD}|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,3}}"
-        rf"(?i:{_STREET})\b\.?{_UNIT}?)",
+        rf"(?<![\w/.-])(?P<v>\d{{1,6}}[ \t]+(?:[NSEW]\.?[ \t]+)?"
+        rf"(?:(?:{_WORD}|\d{{1,3}}(?:st|nd|rd|th))[ \t]+){{1,3}}(?i:{_STREET})\b\.?{_UNIT}?)",
+        "address",
+    ),
+    _d(
+        "address",
+        rf"(?i)\b(?:{_ADDRESS_CUE})\b[:\s]*(?P<v>\d{{1,6}}[ \t]+(?:[nsew]\.?[ \t]+)?"
+        rf"(?:[a-z0-9'-]+[ \t]+){{1,3}}{_STREET}\b\.?{_UNIT}?)",
         "address",
     ),
     _d("address", r"(?i)\b(?P<v>p\.?\s*o\.?\s*box\s+\d{1,6})\b"),
@@ -202,25 +321,25 @@ DETECTORS: tuple[Detector, ...] = (
         rf"(?i)(?<![\w/.])(?P<v>{_AGE_NUM}\s*-?\s*(?:yo|y/o|y\.o\.?|yr|yrs|years?)"
         r"(?:\s*-?\s*old)?)(?![\w/])",
     ),
-    _d("age", rf"(?i)\b(?:age|aged|age:)\s*:?\s*(?P<v>{_AGE_NUM})(?![\w/.])"),
+    _d("age", rf"(?i)\b(?:age|aged)\s*:?\s*(?P<v>{_AGE_NUM})(?![\w/]|\.\d)"),
 )
 
 #: RE2 pre-filter (pyarrow): every detector match also matches this. Kept deliberately loose;
 #: ``test_prefilter_is_lossless`` checks the superset property on the labelled corpus.
 TRIGGER = "|".join(
     (
-        rf"(?i:\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor|pt|patient|client|name|"
-        rf"{_RELATIVE}|{_WEAK}))\b[.,: \t]{{1,4}}[A-Z]",
-        rf"\b{_FIRST}\s+[A-Z]",
+        rf"(?i:\b(?:{_TITLE}|{_PATIENT}|{_RELATIVE}|{_CONTACT}|{_WEAK})\b)[.,: \t]{{1,4}}[A-Z]",
+        rf"(?i:\b{_FIRST}\b)",
+        rf"[A-Z][a-z]+[ \t]+(?i:{_CALLED})",
         r"@",
         r"(?i:https?://|www\.|\.(?:com|org|net|edu|gov|io|us|info|biz)\b)",
         r"\d{3}\)?[\s.-]?\d{2}",  # phones, SSNs and most record numbers have a 3+2 digit run
         r"\d[\s.-]\d{4}",
         r"(?i:\b(?:mrn|mr#|mr\s*no|med(?:ical)?\s+rec|record|acct|account|chart|id|encounter|"
-        r"policy|claim|case)\b)",
-        rf"\d\s+(?:[NSEW]\.?\s+)?[A-Z0-9][^\n]{{0,80}}?(?i:\b{_STREET}\b)",
+        r"policy|claim|case))",
+        rf"\d[ \t]+(?:[NSEW]\.?[ \t]+)?[A-Za-z0-9][^\n]{{0,80}}?(?i:{_STREET})",
         r"(?i:box\s+\d)",
-        r"(?i:\b(?:dob|d\.o\.b|birth|born)\b)",
+        r"(?i:dob|d\.o\.b|birth|born)",
         r"(?i:(?:9\d|1[01]\d)\s*-?\s*y|\bage[ds:]?\s*:?\s*(?:9\d|1[01]\d))",
         r"19\d\d",
     )

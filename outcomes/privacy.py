@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from outcomes._phi_patterns import CLINICAL_ALLOWLIST, DETECTORS, KINDS, LABELS, TRIGGER, Detector
+from outcomes._phi_patterns import (
+    CLINICAL_ALLOWLIST,
+    DETECTORS,
+    KINDS,
+    LABELS,
+    TRIGGER,
+    Detector,
+    address_ok,
+    name_length,
+)
 from outcomes.errors import InputError
 from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS
 
@@ -46,7 +55,6 @@ _PRIORITY = {
     k: i
     for i, k in enumerate(("ssn", "mrn", "dob", "email", "phone", "url", "address", "age", "name"))
 }
-_TOKEN = re.compile(r"\S+")
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,18 +68,13 @@ def _span(det: Detector, m: re.Match[str]) -> tuple[int, int] | None:
     start, end = m.span(group)
     if det.mode == "plain":
         return start, end
-    tokens = [
-        (t.start(), t.end(), t.group().strip(".,").lower()) for t in _TOKEN.finditer(m.group(group))
-    ]
     if det.mode == "address":
-        words = tokens[1:-1]
-        return None if any(w in CLINICAL_ALLOWLIST for _, _, w in words) else (start, end)
-    kept = []
-    for _, t_end, word in tokens:
-        if word in CLINICAL_ALLOWLIST:
-            break
-        kept.append(t_end)
-    return (start, start + kept[-1]) if kept else None
+        return (start, end) if address_ok(m.group(group)) else None
+    if det.mode == "post":  # a name before a verb: every word must be a name word
+        words = m.group(group).split()
+        return None if any(w.lower() in CLINICAL_ALLOWLIST for w in words) else (start, end)
+    length = name_length(m.group(group), det.mode)
+    return (start, start + length) if length else None
 
 
 def _resolve(hits: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
