@@ -59,7 +59,9 @@ def inject_defects(rng: np.random.Generator, frame: pd.DataFrame,
     picker = _RowPicker(rng, n, cols)
     sources = {k: picker.take(counts[k]) for k in INSERTED[:2]}
     extra_cols, inserted_kind, inserted_src = _inserted_rows(rng, cols, sources, counts)
-    mutations = {k: picker.take(counts[k], need=_needs(k)) for k in counts if k not in INSERTED}
+    # a ragged first data row makes pandas silently read column 1 as the index: keep it later
+    mutations = {k: picker.take(counts[k], need=_needs(k), min_row=10 * (k == "ragged_row"))
+                 for k in counts if k not in INSERTED}
     details = _apply_mutations(rng, cols, mutations)
     ext = {c: np.concatenate([cols[c], extra_cols[c]]) for c in cols}
     keys = np.concatenate([np.arange(n, dtype=float), rng.uniform(0, n, len(inserted_kind))])
@@ -80,8 +82,8 @@ class _RowPicker:
         self.used = np.zeros(n, dtype=bool)
         self.cols = cols
 
-    def take(self, k: int, need: str | None = None) -> np.ndarray:
-        ok = ~self.used[self.order]
+    def take(self, k: int, need: str | None = None, min_row: int = 0) -> np.ndarray:
+        ok = ~self.used[self.order] & (self.order >= min_row)
         if need is not None:
             ok &= pd.notna(self.cols[need][self.order])
         rows = self.order[ok][:k]
