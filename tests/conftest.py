@@ -14,7 +14,8 @@ from outcomes.schema import VISIT_COLUMNS
 TODAY = "2025-06-30"
 
 
-def make_visit_rows(n_patients: int = 3, start: str = "2024-01-08") -> list[dict[str, str]]:
+def make_visit_rows(n_patients: int = 3, start: str = "2024-01-08",
+                    prefix: str = "") -> list[dict[str, str]]:
     """Valid canonical visit rows as text: per patient an evaluation, 3 treatments, a discharge.
 
     Built by hand (not by outcomes.synthetic) so ingest tests control every cell.
@@ -27,7 +28,7 @@ def make_visit_rows(n_patients: int = 3, start: str = "2024-01-08") -> list[dict
         day0 = pd.Timestamp(start) + pd.Timedelta(days=30 * (p % 12))
         for k, kind in enumerate(kinds):
             rows.append({
-                "visit_id": f"V{p:03d}{k}", "patient_id": f"P{p:03d}", "clinic_id": "C1",
+                "visit_id": f"{prefix}V{p:03d}{k}", "patient_id": f"{prefix}P{p:03d}", "clinic_id": "C1",
                 "therapist_id": f"T{p % 2}", "visit_date": (day0 + pd.Timedelta(days=7 * k))
                 .strftime("%Y-%m-%d"), "visit_type": kind,
                 "cpt_codes": "97162" if k == 0 else "97110", "icd10": "M76.31",
@@ -68,3 +69,20 @@ def db_path(tmp_path: Path) -> Path:
 def clean_csv(tmp_path: Path, visit_rows) -> Path:
     """A valid canonical CSV export of :func:`make_visit_rows`."""
     return write_rows(tmp_path / "export.csv", visit_rows)
+
+
+def store_snapshot(db: Path) -> dict | None:
+    """Everything a reader can see in a store (None when the file does not exist)."""
+    import duckdb
+
+    if not Path(db).exists():
+        return None
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {}
+        for table in ("visits", "visit_techniques", "quarantine", "ingest_log", "episodes"):
+            rows = con.execute(f"SELECT * FROM {table}").fetchall()
+            out[table] = sorted(map(repr, rows))
+        return out
+    finally:
+        con.close()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
-from conftest import TODAY, make_visit_rows, write_rows
+from click.testing import CliRunner
+from conftest import TODAY, make_visit_rows, store_snapshot, write_rows
 
+from outcomes.cli import cli
 from outcomes.errors import InputError, ProfileError
 from outcomes.ingest import (
     Profile,
@@ -15,7 +19,14 @@ from outcomes.ingest import (
     load_profile,
     read_export,
 )
-from outcomes.store import load_visits, store_status
+from outcomes.schema import VISIT_COLUMNS
+from outcomes.store import (
+    load_episodes,
+    load_unmapped,
+    load_visits,
+    open_store,
+    store_status,
+)
 
 
 def assert_conserved(result) -> None:
@@ -83,3 +94,358 @@ def test_missing_file_is_input_error(tmp_path, db_path):
     with pytest.raises(InputError, match="not found"):
         ingest_file(tmp_path / "nope.csv", db=db_path)
     assert not db_path.exists()
+
+
+# --- the bad-input table of QUALITY.md, one file per row -----------------------------------
+
+
+def write_xlsx(path, rows, header=None, title_rows=()):
+    """An .xlsx with optional title rows above the header (cells as given)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for title in title_rows:
+        ws.append(title)
+    ws.append(list(VISIT_COLUMNS) if header is None else header)
+    for row in rows:
+        ws.append([row.get(c, "") for c in (header or VISIT_COLUMNS)]
+                  if isinstance(row, dict) else row)
+    wb.save(path)
+    return path
+
+
+def cli_reject(path, db, *args):
+    """Run `outcomes ingest` expecting a whole-file reject: exit 2, one `error:` line."""
+    before = store_snapshot(db)
+    res = CliRunner().invoke(cli, ["ingest", str(path), "--db", str(db), *args])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert res.stdout == ""
+    assert store_snapshot(db) == before, "a rejected file must not change the store"
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory):
+    """A store holding one clean export, built once per module."""
+    base = tmp_path_factory.mktemp("seed")
+    other = write_rows(base / "seed.csv", make_visit_rows(2, "2023-03-06", prefix="S"))
+    ingest_file(other, db=base / "seed.duckdb", today=TODAY)
+    return base / "seed.duckdb"
+
+
+@pytest.fixture
+def seeded_db(seeded_template, db_path):
+    """A copy of a store that already holds one export (so 'unchanged' is a real check)."""
+    import shutil
+
+    shutil.copy(seeded_template, db_path)
+    return db_path
+
+
+def test_utf8_bom_loads_with_a_clean_first_column(tmp_path, db_path, visit_rows):
+    path = write_rows(tmp_path / "bom.csv", visit_rows, encoding="utf-8-sig")
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert list(read_export(path).frame.columns)[0] == "visit_id"
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.rows_loaded == 15
+    assert_conserved(result)
+
+
+def test_bad_bytes_for_the_encoding_reject_with_the_offset(tmp_path, seeded_db, visit_rows):
+    path = write_rows(tmp_path / "cp.csv", visit_rows)
+    data = path.read_bytes()
+    at = data.index(b"foam")
+    path.write_bytes(data[:at] + b"caf\xe9 " + data[at:])  # cp1252 e-acute in a UTF-8 file
+    line = cli_reject(path, seeded_db)
+    assert f"byte offset {at + 3}" in line and "utf-8" in line
+    # declared as cp1252 it loads, the character decoded, not replaced
+    result = ingest_file(path, db=seeded_db, profile={"encoding": "cp1252"}, today=TODAY)
+    assert result.rows_loaded == 15
+    notes = load_visits(seeded_db)["technique_notes"]
+    assert notes.str.contains("café", regex=False).any()
+
+
+@pytest.mark.parametrize("delim", [";", "\t"])
+def test_semicolon_and_tab_are_detected_and_recorded(tmp_path, db_path, visit_rows, delim):
+    path = write_rows(tmp_path / "d.csv", visit_rows, delimiter=delim)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.delimiter == delim and result.delimiter_detected
+    assert result.rows_loaded == 15 and result.rows_quarantined == 0
+    assert "delimiter detected" in result.summary()
+
+
+def test_declared_delimiter_is_used_not_detected(tmp_path, db_path, visit_rows):
+    path = write_rows(tmp_path / "d.csv", visit_rows, delimiter=";")
+    result = ingest_file(path, db=db_path, profile={"delimiter": ";"}, today=TODAY)
+    assert result.delimiter == ";" and not result.delimiter_detected
+    line = cli_reject(path, tmp_path / "other.duckdb", "--profile",
+                      str(_profile(tmp_path, 'delimiter = ","\n')))
+    assert "missing required column" in line and "delimiter" in line
+
+
+def _profile(tmp_path, text, name="p.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_quoted_fields_with_delimiters_and_newlines(tmp_path, db_path, visit_rows):
+    visit_rows[1]["technique_notes"] = 'hiking poles, "quoted"\nline two; glute med re-ed'
+    path = write_rows(tmp_path / "q.csv", visit_rows)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.rows_loaded == 15 and result.rows_quarantined == 0
+    notes = load_visits(db_path).set_index("visit_id")["technique_notes"]
+    assert notes["V0001"] == 'hiking poles, "quoted"\nline two; glute med re-ed'
+
+
+def test_ragged_rows_are_quarantined_with_their_row_numbers(tmp_path, db_path, visit_rows):
+    rows = [[r[c] for c in VISIT_COLUMNS] for r in visit_rows]
+    rows[2] = rows[2] + ["EXTRA"]
+    rows[5] = rows[5][:8]
+    rows[7][8] = "note with\nnewline"  # record numbers, not line numbers
+    rows[9] = rows[9] + ["x", "y"]
+    path = write_rows(tmp_path / "r.csv", rows)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.quarantine_by_reason == {"ragged_row": 3}
+    assert result.rows_loaded == 12
+    assert_conserved(result)
+    with open_store(db_path) as con:
+        q = con.execute("SELECT row_number FROM quarantine ORDER BY 1").fetchall()
+        loaded = con.execute("SELECT count(*) FROM visits WHERE visit_id = 'V0012'").fetchall()
+    assert [r[0] for r in q] == [4, 7, 11]
+    assert loaded == [(1,)]  # the row after the embedded newline still lines up
+
+
+def test_ragged_rows_in_xlsx(tmp_path, db_path, visit_rows):
+    rows = [[r[c] for c in VISIT_COLUMNS] for r in visit_rows]
+    rows[2] = rows[2] + ["EXTRA"]
+    path = write_xlsx(tmp_path / "r.xlsx", rows)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.quarantine_by_reason == {"ragged_row": 1} and result.rows_loaded == 14
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_missing_required_column_is_rejected_naming_it(tmp_path, seeded_db, visit_rows, fmt):
+    header = [c for c in VISIT_COLUMNS if c != "visit_date"]
+    path = (write_rows(tmp_path / "m.csv", visit_rows, header=header) if fmt == "csv"
+            else write_xlsx(tmp_path / "m.xlsx", visit_rows, header=header))
+    line = cli_reject(path, seeded_db)
+    assert "missing required column(s) visit_date" in line
+
+
+IDENTIFIERS = [("Patient Name", "Jane Doe"), ("DOB", "1961-02-03"), ("SSN", "123-45-6789"),
+               ("phone", "555-867-5309"), ("Email", "jd@example.com"),
+               ("Street Address", "12 Elm St"), ("MRN", "00912345")]
+
+
+@pytest.mark.parametrize("fmt,column,value", [("csv", c, v) for c, v in IDENTIFIERS]
+                         + [("xlsx", *IDENTIFIERS[0]), ("parquet", *IDENTIFIERS[1])])
+def test_identifier_columns_reject_without_echoing_values(tmp_path, db_path, visit_rows, fmt,
+                                                          column, value):
+    header = [*VISIT_COLUMNS, column]
+    for r in visit_rows:
+        r[column] = value
+    if fmt == "csv":
+        path = write_rows(tmp_path / "i.csv", visit_rows, header=header)
+    elif fmt == "xlsx":
+        path = write_xlsx(tmp_path / "i.xlsx", visit_rows, header=header)
+    else:
+        path = tmp_path / "i.parquet"
+        pd.DataFrame(visit_rows)[header].to_parquet(path)
+    line = cli_reject(path, db_path)
+    assert not db_path.exists()  # nothing written: the store is not even created
+    assert repr(column) in line and "direct identifier" in line
+    assert value not in line
+
+
+def test_duplicate_header_is_rejected(tmp_path, seeded_db, visit_rows):
+    header = [*VISIT_COLUMNS, "nprs"]
+    line = cli_reject(write_rows(tmp_path / "h.csv", visit_rows, header=header), seeded_db)
+    assert "duplicate column name 'nprs'" in line
+
+
+def test_title_rows_need_the_header_row_option(tmp_path, db_path, visit_rows):
+    path = tmp_path / "t.csv"
+    write_rows(path, visit_rows)
+    path.write_text("Clinic visit export\nRun 2025-01-02,,\n" + path.read_text())
+    prof = _profile(tmp_path, "header_row = 3\n")
+    result = ingest_file(path, db=db_path, profile=prof, today=TODAY)
+    assert result.rows_loaded == 15
+    with open_store(db_path) as con:  # row numbers count the title rows, like a spreadsheet
+        assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
+    xlsx = write_xlsx(tmp_path / "t.xlsx", visit_rows, title_rows=[["Clinic export"], []])
+    result = ingest_file(xlsx, db=db_path, profile=prof, today=TODAY)
+    assert result.rows_duplicate == 15  # same visits as the CSV: no double count
+
+
+def test_totals_row_at_the_bottom_is_quarantined(tmp_path, db_path, visit_rows):
+    visit_rows.append({"visit_id": "Total", "nprs": "75", "lefs": "900"})
+    result = ingest_file(write_rows(tmp_path / "t.csv", visit_rows), db=db_path, today=TODAY)
+    assert result.quarantine_by_reason == {"totals_row": 1} and result.rows_loaded == 15
+
+
+def test_blank_rows_are_skipped_and_counted(tmp_path, db_path, visit_rows):
+    path = write_rows(tmp_path / "b.csv", visit_rows)
+    lines = path.read_text().splitlines(keepends=True)
+    lines.insert(3, "\n")
+    lines.insert(6, "," * (len(VISIT_COLUMNS) - 1) + "\n")
+    lines.insert(8, "   \n")
+    path.write_text("".join(lines))
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert (result.rows_in, result.rows_blank, result.rows_loaded) == (18, 3, 15)
+    assert result.rows_quarantined == 0
+
+
+def test_duplicates_reingest_and_overlap(tmp_path, db_path):
+    rows = make_visit_rows(4)
+    first = write_rows(tmp_path / "q1.csv", rows[:12] + [rows[3]])
+    r1 = ingest_file(first, db=db_path, today=TODAY)
+    assert (r1.rows_loaded, r1.rows_duplicate) == (12, 1)
+    assert ingest_file(first, db=db_path, today=TODAY).already_ingested
+    second = write_rows(tmp_path / "q2.csv", rows[6:])  # overlaps rows 6..11
+    r2 = ingest_file(second, db=db_path, today=TODAY)
+    assert (r2.rows_loaded, r2.rows_duplicate, r2.rows_quarantined) == (8, 6, 0)
+    assert store_status(db_path)["visits"] == 20
+    assert store_status(db_path)["episodes"] == 4
+
+
+def test_conflict_with_the_store_quarantines_both_copies(tmp_path, db_path):
+    rows = make_visit_rows(2)
+    ingest_file(write_rows(tmp_path / "a.csv", rows), db=db_path, today=TODAY)
+    changed = [dict(r) for r in rows[:3]]
+    changed[1]["nprs"] = "2"  # was 6
+    result = ingest_file(write_rows(tmp_path / "b.csv", changed), db=db_path, today=TODAY)
+    assert result.quarantine_by_reason == {"conflicting_duplicate": 1}
+    assert (result.rows_duplicate, result.rows_withdrawn) == (2, 1)
+    visits = load_visits(db_path)
+    assert "V0001" not in set(visits["visit_id"]) and len(visits) == 9
+    with open_store(db_path) as con:
+        q = con.execute("SELECT row_number, raw_row FROM quarantine WHERE visit_id = 'V0001' "
+                        "ORDER BY row_number NULLS LAST").fetchall()
+    assert q[0][0] == 3 and q[1][0] is None  # the new row, then the withdrawn stored copy
+    assert '"nprs": 6.0' in q[1][1]
+    # a third copy (even equal to one of them) joins the quarantine
+    third = ingest_file(write_rows(tmp_path / "c.csv", rows[1:2]), db=db_path, today=TODAY)
+    assert third.quarantine_by_reason == {"conflicting_duplicate": 1}
+
+
+def test_unknown_technique_text_is_counted(tmp_path, db_path, visit_rows):
+    visit_rows[2]["technique_notes"] = "foam rolling; zorbing therapy"
+    result = ingest_file(write_rows(tmp_path / "u.csv", visit_rows), db=db_path, today=TODAY)
+    assert result.unmapped_techniques == {"zorbing therapy": 1}
+    assert result.rows_loaded == 15
+    assert load_unmapped(db_path).to_dict("records") == [{"text": "zorbing therapy", "n": 1}]
+
+
+def test_whitespace_ids_still_join(tmp_path, db_path, visit_rows):
+    visit_rows[4]["patient_id"] = "P000\u00a0"
+    visit_rows[3]["patient_id"] = "\u200bP000"
+    result = ingest_file(write_rows(tmp_path / "w.csv", visit_rows), db=db_path, today=TODAY)
+    assert result.rows_loaded == 15
+    episodes = load_episodes(db_path)
+    assert len(episodes) == 3 and set(episodes["patient_id"]) == {"P000", "P001", "P002"}
+
+
+def test_phi_in_notes_is_redacted_and_counted(tmp_path, db_path, visit_rows):
+    visit_rows[1]["technique_notes"] = "hiking poles; call pt at 555-867-5309"
+    result = ingest_file(write_rows(tmp_path / "p.csv", visit_rows), db=db_path, today=TODAY)
+    assert result.phi_counts == {"phone": 1}
+    assert "555-867-5309" not in json.dumps(result.to_dict()) + result.summary()
+    stored = store_snapshot(db_path)
+    assert "555-867-5309" not in repr(stored)
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "file is empty"),
+    (",".join(VISIT_COLUMNS).encode() + b"\n", "header but no data rows"),
+    (b"\n\n", "header row) is empty"),
+])
+def test_empty_and_header_only_files_are_rejected(tmp_path, seeded_db, content, message):
+    path = tmp_path / "e.csv"
+    path.write_bytes(content)
+    assert message in cli_reject(path, seeded_db)
+
+
+def test_header_only_xlsx_and_parquet_are_rejected(tmp_path, seeded_db):
+    assert "no data rows" in cli_reject(write_xlsx(tmp_path / "h.xlsx", []), seeded_db)
+    path = tmp_path / "h.parquet"
+    pd.DataFrame(columns=list(VISIT_COLUMNS), dtype=str).to_parquet(path)
+    assert "no data rows" in cli_reject(path, seeded_db)
+
+
+def test_corrupt_and_password_protected_xlsx_are_rejected(tmp_path, seeded_db, visit_rows):
+    good = write_xlsx(tmp_path / "g.xlsx", visit_rows)
+    corrupt = tmp_path / "c.xlsx"
+    corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    assert "corrupt" in cli_reject(corrupt, seeded_db)
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    locked = tmp_path / "l.xlsx"
+    with good.open("rb") as src, locked.open("wb") as out:
+        OOXMLFile(src).encrypt("s3cret", out)
+    assert "password-protected" in cli_reject(locked, seeded_db)
+    notxlsx = tmp_path / "n.xlsx"
+    notxlsx.write_text("visit_id,patient_id\n1,2\n")
+    assert "corrupt" in cli_reject(notxlsx, seeded_db)
+
+
+def test_unreadable_file_is_rejected(clean_csv, db_path, monkeypatch):
+    """Permission bits do not stop root, so the OS error is simulated."""
+    import pathlib
+
+    real_open = pathlib.Path.open
+
+    def deny(self, *a, **kw):
+        if self == clean_csv:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *a, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "open", deny)
+    with pytest.raises(InputError, match="cannot be read .Permission denied"):
+        ingest_file(clean_csv, db=db_path)
+    assert not db_path.exists()
+
+
+def test_unreadable_and_unknown_files_are_rejected(tmp_path, seeded_db):
+    assert "not found" in cli_reject(tmp_path / "missing.csv", seeded_db)
+    (tmp_path / "x.json").write_text("{}")
+    assert "unsupported file type" in cli_reject(tmp_path / "x.json", seeded_db)
+    garbage = tmp_path / "g.parquet"
+    garbage.write_bytes(b"PAR1 not really")
+    assert "not a readable Parquet" in cli_reject(garbage, seeded_db)
+
+
+def test_xlsx_typed_dates_and_numbers(tmp_path, db_path, visit_rows):
+    import datetime as dt
+
+    rows = []
+    for r in visit_rows:
+        cells = [r[c] for c in VISIT_COLUMNS]
+        cells[4] = dt.datetime.fromisoformat(r["visit_date"])  # a real Excel date cell
+        cells[9] = int(r["nprs"])
+        cells[1] = r["patient_id"]
+        rows.append(cells)
+    path = write_xlsx(tmp_path / "x.xlsx", rows)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.rows_loaded == 15 and result.rows_quarantined == 0
+    assert load_visits(db_path)["nprs"].tolist()[:2] == [7.0, 6.0]
+
+
+def test_parquet_with_typed_columns(tmp_path, db_path, visit_rows):
+    data = pd.DataFrame(visit_rows)
+    data["visit_date"] = pd.to_datetime(data["visit_date"])
+    data["nprs"] = data["nprs"].astype(float)
+    path = tmp_path / "x.parquet"
+    data.to_parquet(path)
+    result = ingest_file(path, db=db_path, today=TODAY)
+    assert result.rows_loaded == 15 and result.rows_quarantined == 0
+    assert load_visits(db_path)["visit_date"].min() == pd.Timestamp("2024-01-08")
+
+
+def test_safe_harbor_regime_rejects_day_level_dates(tmp_path, seeded_db, clean_csv):
+    line = cli_reject(clean_csv, seeded_db, "--profile",
+                      str(_profile(tmp_path, 'regime = "safe_harbor"\n')))
+    assert "safe_harbor" in line
