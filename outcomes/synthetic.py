@@ -258,6 +258,9 @@ def _episode_truth(ep, vis, kept, last_kept, changes, ids, first_rows, frame) ->
     attended = np.bincount(vis["episode"][kept], minlength=n)
     planned = vis["n_planned"]
     truncated = attended < np.minimum(last_kept + 1, planned)
+    is_tx = kept & (sv.visit_types(vis["k"], vis["last"]) == 1)
+    treatments = np.bincount(vis["episode"][is_tx], minlength=n)
+    arm = np.array(dgp.ARM_NAMES, dtype=object)[ep["arm"]]
     status = np.where(attended == planned, "completed", np.where(truncated, "open", "dropout"))
     table = {
         "episode": np.arange(n), "patient_id": ids["patient_id"],
@@ -266,8 +269,11 @@ def _episode_truth(ep, vis, kept, last_kept, changes, ids, first_rows, frame) ->
         "first_visit_id": frame["visit_id"].to_numpy()[first_rows],
         "start_date": frame["visit_date"].to_numpy()[first_rows],
         "condition": np.array(list(dgp.MECHANISM["conditions"]), dtype=object)[ep["condition"]],
-        "arm": np.array(dgp.ARM_NAMES, dtype=object)[ep["arm"]],
-        "planned_visits": planned, "attended_visits": attended, "status": status,
+        "arm": arm,
+        # what the export shows: no attended treatment visit -> no exposure ('none')
+        "observed_arm": np.where(treatments > 0, arm, "none").astype(object),
+        "planned_visits": planned, "attended_visits": attended,
+        "treatment_visits": treatments, "status": status,
         "second_episode": ep["first_of"] >= 0,
     }
     for instr in ("nprs", "lefs", "psfs"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
@@ -32,7 +33,7 @@ _ABBREVIATIONS = ((re.compile(r"(?<![a-z0-9])w/", re.I), " with "), (re.compile(
 _DROP = re.compile(r"['’.`]")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 # Split on ; , + newline, " and ", and "/" unless it sits between digits ("90/90", "7/10").
-_SPLIT = re.compile(r"[;,+\n\r]|\s+and\s+|(?<!\bw)(?<!\bW)(?:(?<!\d)/|/(?!\d))", re.I)
+_SPLIT = re.compile(r"[;,+\n\r]|/(?<!\b[wW]/)(?:(?<!\d/)|(?!\d))|\s+[aA][nN][dD]\s+")
 _TRIVIAL_TOKEN = re.compile(r"^(\d+|\d*x\d*|[a-z])$")
 
 
@@ -208,7 +209,7 @@ def map_techniques(notes: pd.Series, vocabulary: Vocabulary | None = None) -> pd
     codes, uniques = pd.factorize(text[present])
     if len(uniques) == 0:
         return _empty_map(notes.index)
-    per_note = _map_unique_notes(list(uniques), vocab)
+    per_note = _map_unique_notes(np.asarray(uniques, dtype=object).tolist(), vocab)
     if per_note.empty:
         return _empty_map(notes.index)
     positions = pd.DataFrame({"note": codes, "row": notes.index[present]})

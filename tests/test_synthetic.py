@@ -161,10 +161,15 @@ def test_arm_is_the_families_of_the_first_three_treatment_visits(small):
     seen = fams.groupby(["patient_id", "ep_no"])["family"].agg(lambda s: frozenset(s))
     first_visit = _episode_rows(frame).query("visit_type == 'evaluation'").set_index(
         ["patient_id", "ep_no"])["visit_id"]
-    arm = truth["episodes"].set_index("first_visit_id")["arm"].reindex(first_visit.loc[seen.index])
+    episodes = truth["episodes"].set_index("first_visit_id")
+    arm = episodes["observed_arm"].reindex(first_visit.loc[seen.index])
     expected = {"pri": {"pri"}, "traditional": {"traditional"}, "mixed": {"pri", "traditional"}}
     got = [expected[a] == set(s) for a, s in zip(arm, seen, strict=True)]
     assert len(got) > 300 and all(got)
+    # episodes with no attended treatment visit show no exposure, and only those
+    no_tx = set(first_visit.to_numpy()) - set(first_visit.loc[seen.index])
+    assert set(episodes.index[episodes["observed_arm"] == "none"]) == no_tx
+    assert (episodes["observed_arm"] == "none").sum() > 0
 
 
 def test_effect_is_additive_on_the_observed_scale(small):
@@ -417,3 +422,16 @@ def test_messy_unmapped_and_markup_text_is_unmapped(messy):
     unmapped = set(out.loc[out["technique_code"].isna(), "source_text"])
     assert {d["value"] for d in rec["unmapped_technique"]["details"]} <= unmapped
     assert re.search(r"<script>", " ".join(frame["technique_notes"].dropna()))
+
+
+def test_messy_notes_map_like_the_clean_ones(messy):
+    """Planted PHI, markup and unknown text never adds or removes a technique code."""
+    _, rec, frame, clean = messy
+    rows = sorted({r for k in ("phi_in_note", "markup_in_note", "unmapped_technique")
+                   for r in rec[k]["rows"]})
+    ids = frame.loc[rows, "visit_id"]
+    dirty = map_techniques(frame.loc[rows, "technique_notes"]).dropna(subset=["technique_code"])
+    base = clean.set_index("visit_id").loc[ids, "technique_notes"].set_axis(rows)
+    ref = map_techniques(base).dropna(subset=["technique_code"])
+    key = ["row", "technique_code"]
+    assert dirty[key].reset_index(drop=True).equals(ref[key].reset_index(drop=True))
