@@ -133,3 +133,674 @@ def _load(path: str, size: int, mtime: int) -> dict[str, Any]:
         "quarantine": store.load_quarantine_summary(path),
         "unmapped": store.load_unmapped(path),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Cohorts
+# --------------------------------------------------------------------------------------------
+#: Instruments summarised in the reports (episode columns ``X_change``, ``X_responder``...).
+REPORT_INSTRUMENTS = ("nprs", "lefs")
+#: Smallest published count (CMS cell-size rule: 1-10 are suppressed).
+MIN_CELL = 11
+
+
+def select_clinic(episodes: pd.DataFrame, clinic: str | None) -> pd.DataFrame:
+    """Episodes of ``clinic`` (``None`` or ``"all"``: every clinic)."""
+    if clinic in (None, "all"):
+        return episodes
+    return episodes[episodes["clinic_id"] == clinic]
+
+
+def ended_in(episodes: pd.DataFrame, quarters: str | list[str]) -> pd.DataFrame:
+    """Episodes that ended (not ``open``) in ``quarters``: the outcome cohort of a report."""
+    quarters = [quarters] if isinstance(quarters, str) else list(quarters)
+    end_q = episodes["end_date"].dt.to_period("Q").astype(str)
+    return episodes[end_q.isin(quarters) & (episodes["status"] != "open")]
+
+
+def started_in(episodes: pd.DataFrame, quarter: str) -> pd.DataFrame:
+    """Episodes whose initial evaluation fell in ``quarter``."""
+    return episodes[episodes["start_date"].dt.to_period("Q").astype(str) == quarter]
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries with intervals
+# --------------------------------------------------------------------------------------------
+def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[int, float, float, float]:
+    """``n, mean, ci_low, ci_high`` of ``values`` (NaN dropped), t interval.
+
+    Notes
+    -----
+    ``mean +/- t_{n-1, (1+level)/2} * sd / sqrt(n)``; checked against ``scipy.stats.t.interval``.
+    """
+    from scipy import stats
+
+    x = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    n = len(x)
+    if n == 0:
+        return 0, float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    if n == 1:
+        return 1, m, float("nan"), float("nan")
+    half = stats.t.ppf((1 + level) / 2, n - 1) * x.std(ddof=1) / n ** 0.5
+    return n, m, m - half, m + half
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (NaN for ``n == 0``).
+
+    Notes
+    -----
+    ``(p + z^2/2n +/- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)`` (Wilson 1927); checked against
+    ``statsmodels.stats.proportion.proportion_confint(method="wilson")``.
+    """
+    from scipy import stats
+
+    if n == 0:
+        return float("nan"), float("nan")
+    z = stats.norm.ppf((1 + level) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _instrument_row(group: pd.DataFrame, code: str) -> dict[str, Any]:
+    n, mean, lo, hi = mean_ci(group[f"{code}_change"])
+    resp = group[f"{code}_responder"].dropna().astype(bool)
+    k, m = int(resp.sum()), len(resp)
+    p_lo, p_hi = wilson_ci(k, m)
+    return {f"{code}_n": n, f"{code}_change": mean, f"{code}_change_low": lo,
+            f"{code}_change_high": hi, f"{code}_eligible": m, f"{code}_responders": k,
+            f"{code}_nonresponders": m - k, f"{code}_pct_mcid": 100 * k / m if m else float("nan"),
+            f"{code}_pct_low": 100 * p_lo, f"{code}_pct_high": 100 * p_hi}
+
+
+def outcome_summary(episodes: pd.DataFrame, by: str | None = None,
+                    instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
+    """Change and share reaching the MCID, with 95 % intervals, per level of ``by``.
+
+    Parameters
+    ----------
+    episodes : DataFrame
+        Episode table (usually :func:`ended_in` a quarter).
+    by : str, optional
+        Grouping column (``arm``, ``condition``, ``therapist_id``); None: one row ``all``.
+    instruments : tuple of str
+        Instrument codes.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by group: ``episodes`` (ended), and per instrument ``X``: ``X_n`` (with intake
+        and discharge), ``X_change`` and ``X_change_low/high`` (t interval), ``X_eligible``
+        (responder status known; ceiling cases excluded), ``X_responders``,
+        ``X_nonresponders``, ``X_pct_mcid`` and ``X_pct_low/high`` (Wilson), raw numbers.
+        Use :func:`suppress_summary` before publishing.
+    """
+    groups = [("all", episodes)] if by is None else list(
+        episodes.groupby(by, sort=True, observed=True))
+    rows = {}
+    for key, group in groups:
+        row: dict[str, Any] = {"episodes": len(group)}
+        for code in instruments:
+            row.update(_instrument_row(group, code))
+        rows[key] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = by or "group"
+    return out
+
+
+def suppress_summary(summary: pd.DataFrame,
+                     instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
+    """Apply the cell-size rule to an :func:`outcome_summary` table.
+
+    A mean is hidden when it rests on 1-10 episodes; a share reaching the MCID is hidden when
+    either the responders or the non-responders number 1-10 (either would be recoverable from
+    the share and the shown denominator).
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    counts = ["episodes"]
+    derived: dict[str, list[str]] = {}
+    for code in instruments:
+        pct = [f"{code}_pct_mcid", f"{code}_pct_low", f"{code}_pct_high"]
+        counts += [f"{code}_n", f"{code}_eligible", f"{code}_responders",
+                   f"{code}_nonresponders"]
+        derived[f"{code}_n"] = [f"{code}_change", f"{code}_change_low", f"{code}_change_high"]
+        derived[f"{code}_eligible"] = pct
+        derived[f"{code}_responders"] = pct
+        derived[f"{code}_nonresponders"] = pct
+    return suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL)
+
+
+def _fmt_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
+    if isinstance(est, str):
+        return est
+    if pd.isna(est):
+        return "-"
+    if isinstance(lo, str) or pd.isna(lo) or pd.isna(hi):
+        return f"{est:.{digits}f}{unit}"
+    return f"{est:.{digits}f}{unit} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+
+def format_summary(summary: pd.DataFrame,
+                   instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
+    """Readable columns of a suppressed summary: counts, ``change (95 % CI)``, ``% MCID (CI)``."""
+    from outcomes.instruments import INSTRUMENTS
+
+    out = pd.DataFrame(index=summary.index)
+    out["episodes ended"] = summary["episodes"]
+    for code in instruments:
+        name = INSTRUMENTS[code].name
+        s = summary
+        out[f"{name}: n"] = s[f"{code}_n"]
+        out[f"{name}: mean change (95% CI)"] = [
+            _fmt_interval(e, lo, hi) for e, lo, hi in
+            zip(s[f"{code}_change"], s[f"{code}_change_low"], s[f"{code}_change_high"], strict=True)]
+        out[f"{name}: % reaching MCID (95% CI)"] = [
+            _fmt_interval(e, lo, hi, 0, "%") for e, lo, hi in
+            zip(s[f"{code}_pct_mcid"], s[f"{code}_pct_low"], s[f"{code}_pct_high"], strict=True)]
+    return out
+
+
+def summary_table(episodes: pd.DataFrame, by: str | None = None,
+                  instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
+    """:func:`outcome_summary` -> :func:`suppress_summary` -> :func:`format_summary`."""
+    summary = outcome_summary(episodes, by, instruments)
+    return format_summary(suppress_summary(summary, instruments), instruments)
+
+
+# --------------------------------------------------------------------------------------------
+# Director's report sections
+# --------------------------------------------------------------------------------------------
+def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
+                    clinic: str | None = None, n_quarters: int = 2) -> pd.DataFrame:
+    """Volumes of the last ``n_quarters`` quarters: new episodes, ended, discharged, visits.
+
+    Returns
+    -------
+    DataFrame
+        Index: ``new episodes``, ``episodes ended``, ``discharged with a score``, ``ended
+        without a discharge score``, ``attended visits``, ``patients seen``; one column per
+        quarter (oldest first), suppressed (1-10 -> ``<11``).
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    ep = select_clinic(episodes, clinic)
+    vis = select_clinic(visits, clinic)
+    vq = vis["visit_date"].dt.to_period("Q").astype(str)
+    cols = {}
+    for q in previous_quarters(quarter, n_quarters):
+        ended = ended_in(ep, q)
+        cols[q] = {
+            "new episodes": len(started_in(ep, q)),
+            "episodes ended": len(ended),
+            "discharged with a score": int((ended["status"] == "completed").sum()),
+            "ended without a discharge score": int((ended["status"] == "no_discharge_score").sum()),
+            "attended visits": int((vq == q).sum()),
+            "patients seen": int(vis.loc[vq == q, "patient_id"].nunique()),
+        }
+    table = pd.DataFrame(cols)
+    table.index.name = "measure"
+    return suppress_small_cells(table, list(table.columns), threshold=MIN_CELL)
+
+
+def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
+                  code: str = "nprs") -> pd.DataFrame:
+    """Per quarter: episodes ended, mean change and % reaching the MCID of instrument ``code``.
+
+    Returns
+    -------
+    DataFrame
+        ``quarter, episodes, n, change, change_low, change_high, eligible, pct_mcid, pct_low,
+        pct_high`` for the ``n_quarters`` quarters ending with ``quarter`` (leading quarters
+        before the first ended episode are dropped); quarters whose
+        numbers rest on 1-10 episodes have them set to NaN (not plotted) and ``suppressed``
+        True, so a chart of it carries no small cell.
+    """
+    rows = []
+    for q in previous_quarters(quarter, n_quarters):
+        row = _instrument_row(ended_in(episodes, q), code)
+        small = any(1 <= row[f"{code}_{k}"] < MIN_CELL
+                    for k in ("n", "eligible", "responders", "nonresponders"))
+        rows.append({"quarter": q, "episodes": len(ended_in(episodes, q)),
+                     **{k.removeprefix(f"{code}_"): v for k, v in row.items()},
+                     "suppressed": small})
+    out = pd.DataFrame(rows)
+    values = ["n", "change", "change_low", "change_high", "eligible", "responders",
+              "nonresponders", "pct_mcid", "pct_low", "pct_high"]
+    out.loc[out["suppressed"], values] = float("nan")
+    out.loc[out["episodes"].between(1, MIN_CELL - 1), "episodes"] = float("nan")
+    out[f"mean {code.upper()} change"] = out["change"]
+    first = out.index[out["episodes"].ne(0)]
+    return out.loc[first[0]:].reset_index(drop=True) if len(first) else out
+
+
+def therapist_comparison(episodes: pd.DataFrame, outcome: str = "nprs_change",
+                         kind: str = "mean") -> pd.DataFrame:
+    """Partially pooled estimate per therapist with intervals, published caseloads only.
+
+    Parameters
+    ----------
+    episodes : DataFrame
+        Episodes ended in the comparison window.
+    outcome : str
+        ``X_responder`` (``kind="proportion"``) or ``X_change`` (``kind="mean"``).
+
+    Returns
+    -------
+    DataFrame
+        :func:`outcomes.models.therapist_estimates` columns for therapists with at least 11
+        episodes with a known outcome, sorted by therapist id (never ranked); ``attrs``
+        ``n_hidden`` counts the therapists left out.
+    """
+    from outcomes.models import therapist_estimates
+
+    data = episodes[episodes[outcome].notna()].copy()
+    if kind == "proportion":
+        data[outcome] = data[outcome].astype(float)
+    est = therapist_estimates(data, outcome, kind=kind)
+    shown = est[est["n"] >= MIN_CELL].sort_values("therapist_id").reset_index(drop=True)
+    if kind == "proportion":
+        k = (shown["raw"] * shown["n"]).round()
+        rest = shown["n"] - k
+        shown = shown[((k >= MIN_CELL) | (k == 0)) & ((rest >= MIN_CELL) | (rest == 0))]
+    shown.attrs.update(est.attrs, n_hidden=len(est) - len(shown), n_therapists=len(est))
+    return shown.reset_index(drop=True)
+
+
+def _as_float(flags: pd.Series) -> pd.Series:
+    """Nullable booleans as 0.0 / 1.0 / NaN."""
+    return flags.astype("Float64").astype(float)
+
+
+#: Intake covariates used to risk-adjust therapist results (case mix).
+RISK_COVARIATES = ("age", "symptom_duration_weeks", "prior_pt", "prior_injection",
+                   "surgery_recommended")
+
+
+def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.DataFrame:
+    """Risk-adjusted observed minus expected share reaching the MCID, per therapist.
+
+    The expected share comes from a logistic model of responding on intake score, case mix
+    (:data:`RISK_COVARIATES`) and condition, without therapist terms
+    (:func:`outcomes.models.fit_responder`). Therapists with 1-10 episodes, responders or
+    non-responders are left out (their share would reveal a small count).
+
+    Returns
+    -------
+    DataFrame
+        ``therapist, n, observed, expected, o_minus_e, ci_low, ci_high`` in percentage points.
+    """
+    from outcomes.models import fit_responder
+
+    covs = [f"{code}_intake", *[c for c in RISK_COVARIATES if c in episodes]]
+    # condition enters as the model's categorical "treatment" term: the technique arm is left
+    # out on purpose, because the choice of techniques is part of what a therapist does.
+    data = episodes.assign(**{f"{code}_responder": _as_float(episodes[f"{code}_responder"])})
+    res = fit_responder(data, f"{code}_responder", "condition", covs, therapist="therapist_id")
+    out = res.by_therapist
+    k = (out["observed"] * out["n"]).round()
+    rest = out["n"] - k
+    # the observed share and n would reveal a count of 1-10 responders or non-responders
+    out = out[(out["n"] >= MIN_CELL) & ((k >= MIN_CELL) | (k == 0))
+              & ((rest >= MIN_CELL) | (rest == 0))].copy()
+    for col in ("observed", "expected", "o_minus_e", "ci_low", "ci_high"):
+        out[col] = 100 * out[col]
+    return out.drop(columns=["se"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Data quality
+# --------------------------------------------------------------------------------------------
+def quarantine_table(quarantine: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined rows by reason, counts of 1-10 shown as ``<11``."""
+    from outcomes.privacy import suppress_small_cells
+
+    table = quarantine.rename(columns={"reason_code": "reason", "n": "rows"})
+    table = table.set_index("reason")[["rows"]].sort_index()
+    return suppress_small_cells(table, ["rows"], threshold=MIN_CELL)
+
+
+def missing_discharge(episodes: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Share of ended episodes without a discharge score, per level of ``by``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``by``: ``ended``, ``missing``, ``pct_missing`` (with a Wilson interval as
+        text in ``pct_missing (95% CI)``), suppressed.
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    ended = episodes[episodes["status"] != "open"]
+    g = ended.groupby(by, sort=True, observed=True)["status"]
+    table = pd.DataFrame({"ended": g.size(),
+                          "missing": g.apply(lambda s: int((s == "no_discharge_score").sum()))})
+    table["complete"] = table["ended"] - table["missing"]
+    table["pct_missing"] = [
+        _fmt_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
+        for m, n in zip(table["missing"], table["ended"], strict=True)]
+    out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
+                               derived={"missing": ["pct_missing"],
+                                        "complete": ["pct_missing"]})
+    return out.drop(columns=["complete"]).rename(
+        columns={"pct_missing": "% without discharge score (95% CI)"})
+
+
+def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:
+    """Technique texts the vocabulary did not map, most frequent first.
+
+    Only texts seen at least 11 times are listed verbatim (a rarer text could point to one
+    patient); the rest are counted in one ``(other texts)`` row.
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    df = unmapped.sort_values(["n", "text"], ascending=[False, True])
+    shown = df[df["n"] >= MIN_CELL].head(top)
+    rest = df.drop(shown.index)
+    rows = [*zip(shown["text"], shown["n"], strict=True)]
+    if len(rest):
+        rows.append((f"(other texts: {len(rest)} distinct)", int(rest["n"].sum())))
+    table = pd.DataFrame(rows, columns=["technique text", "mentions"]).set_index("technique text")
+    return suppress_small_cells(table, ["mentions"], threshold=MIN_CELL)
+
+
+# --------------------------------------------------------------------------------------------
+# Therapist's report sections (own patients only; clinic numbers are aggregates of colleagues)
+# --------------------------------------------------------------------------------------------
+#: Fewest colleagues a "rest of clinic" benchmark must pool: with one, it would be that person.
+MIN_COLLEAGUES = 2
+
+
+def own_episodes(episodes: pd.DataFrame, therapist: str) -> pd.DataFrame:
+    """The episodes of ``therapist`` (and nobody else's)."""
+    return episodes[episodes["therapist_id"] == therapist]
+
+
+def caseload_table(episodes: pd.DataFrame, quarter: str, therapist: str) -> pd.DataFrame:
+    """The therapist's episodes active in ``quarter``, with change and responder flags.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``episode`` (the pseudonymous episode id, which starts with the patient's
+        pseudonym): ``condition, arm, start, last visit, status, visits`` and per report
+        instrument ``intake -> discharge``, ``change`` and ``MCID`` (``yes``/``no``/``ceiling``
+        /``-``), as text.
+    """
+    own = own_episodes(episodes, therapist)
+    own = own[_active(own, quarter)].sort_values(["start_date", "episode_id"])
+    out = pd.DataFrame({
+        "episode": own["episode_id"], "condition": own["condition"], "arm": own["arm"],
+        "start": own["start_date"].dt.strftime("%Y-%m-%d"),
+        "last visit": own["end_date"].dt.strftime("%Y-%m-%d"), "status": own["status"],
+        "visits": own["n_visits"]})
+    for code in REPORT_INSTRUMENTS:
+        name = code.upper()
+        out[f"{name} intake -> discharge"] = [
+            f"{_num(a)} -> {_num(b)}" for a, b in
+            zip(own[f"{code}_intake"], own[f"{code}_discharge"], strict=True)]
+        out[f"{name} change"] = [_num(v) for v in own[f"{code}_change"]]
+        out[f"{name} MCID"] = _responder_text(own[f"{code}_responder"], own[f"{code}_ceiling"])
+    return out.set_index("episode")
+
+
+def _num(value: Any) -> str:
+    return "-" if pd.isna(value) else f"{value:g}"
+
+
+def _responder_text(responder: pd.Series, ceiling: pd.Series) -> list[str]:
+    out = []
+    for r, c in zip(responder, ceiling, strict=True):
+        if c is True or (not pd.isna(c) and bool(c)):
+            out.append("ceiling")
+        elif pd.isna(r):
+            out.append("-")
+        else:
+            out.append("yes" if bool(r) else "no")
+    return out
+
+
+def missing_discharge_list(episodes: pd.DataFrame, quarter: str, therapist: str) -> pd.DataFrame:
+    """The therapist's episodes active in ``quarter`` that ended without a discharge score.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``episode``: ``last visit, visits, last NPRS, discharge visit recorded``,
+        oldest first: the list to act on (score the discharge, or record the self-discharge).
+        When there is none, one row saying so.
+    """
+    own = own_episodes(episodes, therapist)
+    own = own[_active(own, quarter) & (own["status"] == "no_discharge_score")]
+    own = own.sort_values(["end_date", "episode_id"])
+    if own.empty:
+        return pd.DataFrame({"last visit": ["-"]},
+                            index=pd.Index(["none: every ended episode has a discharge score"],
+                                           name="episode"))
+    return pd.DataFrame({
+        "episode": own["episode_id"], "last visit": own["end_date"].dt.strftime("%Y-%m-%d"),
+        "visits": own["n_visits"], "last NPRS": [_num(v) for v in own["nprs_last"]],
+        "discharge visit recorded": own["has_discharge_visit"].map({True: "yes", False: "no"}),
+    }).set_index("episode")
+
+
+def colleagues(episodes: pd.DataFrame, therapist: str) -> pd.DataFrame:
+    """Episodes of the other therapists of the clinic(s) where ``therapist`` works."""
+    clinics = set(own_episodes(episodes, therapist)["clinic_id"])
+    mask = episodes["clinic_id"].isin(clinics) & (episodes["therapist_id"] != therapist)
+    return episodes[mask]
+
+
+def _benchmark_row(data: pd.DataFrame, code: str) -> dict[str, Any]:
+    row = _instrument_row(data, code)
+    missing = int((data["status"] == "no_discharge_score").sum())
+    lo, hi = wilson_ci(missing, len(data))
+    return {**row, "ended": len(data), "missing": missing,
+            "pct_missing": 100 * missing / len(data) if len(data) else float("nan"),
+            "missing_low": 100 * lo, "missing_high": 100 * hi}
+
+
+def therapist_vs_clinic(episodes: pd.DataFrame, quarters: list[str], therapist: str,
+                        code: str = "nprs") -> pd.DataFrame:
+    """The therapist's results next to the rest of their clinic, with 95 % intervals.
+
+    Parameters
+    ----------
+    episodes : DataFrame
+        Every episode (the function selects the therapist's and their colleagues').
+    quarters : list of str
+        Window of episode end quarters (e.g. the last four quarters).
+    therapist : str
+        Therapist id.
+    code : str
+        Instrument.
+
+    Returns
+    -------
+    DataFrame
+        Rows ``episodes ended``, ``without discharge score``, ``mean change``, ``% reaching
+        MCID``; columns ``you`` and ``rest of clinic``. The benchmark is shown only when it
+        pools at least :data:`MIN_COLLEAGUES` colleagues and each of its cells rests on at
+        least 11 episodes; otherwise it reads ``not shown (fewer than 2 colleagues)`` or
+        ``<11``.
+    """
+    mine = _benchmark_row(ended_in(own_episodes(episodes, therapist), quarters), code)
+    rest_eps = ended_in(colleagues(episodes, therapist), quarters)
+    rest = _benchmark_row(rest_eps, code)
+    cols = {"you": _benchmark_cells(mine, code, suppress=False)}
+    if rest_eps["therapist_id"].nunique() < MIN_COLLEAGUES:
+        cols["rest of clinic"] = dict.fromkeys(cols["you"], "not shown (fewer than 2 colleagues)")
+    else:
+        cols["rest of clinic"] = _benchmark_cells(rest, code, suppress=True)
+    out = pd.DataFrame(cols)
+    out.index.name = "measure"
+    return out
+
+
+def _small(*counts: int) -> bool:
+    return any(1 <= c < MIN_CELL for c in counts)
+
+
+def _benchmark_cells(r: dict[str, Any], code: str, suppress: bool) -> dict[str, str]:
+    hide = "<11"
+    ended = hide if suppress and _small(r["ended"]) else str(r["ended"])
+    missing = (hide if suppress and _small(r["missing"], r["ended"] - r["missing"])
+               else _fmt_interval(r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
+    change = (hide if suppress and _small(r[f"{code}_n"]) else
+              _fmt_interval(r[f"{code}_change"], r[f"{code}_change_low"],
+                            r[f"{code}_change_high"]))
+    pct = (hide if suppress and _small(r[f"{code}_responders"], r[f"{code}_nonresponders"])
+           else _fmt_interval(r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"],
+                              0, "%"))
+    name = code.upper()
+    return {"episodes ended": ended, "without discharge score (95% CI)": missing,
+            f"{name} mean change (95% CI)": change, f"{name} % reaching MCID (95% CI)": pct}
+
+
+def therapist_trend(episodes: pd.DataFrame, quarter: str, therapist: str, n_quarters: int = 8,
+                    code: str = "nprs") -> pd.DataFrame:
+    """Per quarter: the therapist's % reaching the MCID and, when publishable, the rest of clinic.
+
+    Returns
+    -------
+    DataFrame
+        ``quarter, you_n, you_pct_mcid, clinic_pct_mcid`` and ``your % reaching MCID`` (a copy
+        of ``you_pct_mcid`` labelled for the chart); the colleagues' value is NaN when it
+        pools fewer than :data:`MIN_COLLEAGUES` colleagues or a cell of 1-10 episodes.
+    """
+    mine = own_episodes(episodes, therapist)
+    rest = colleagues(episodes, therapist)
+    rows = []
+    for q in previous_quarters(quarter, n_quarters):
+        m = _instrument_row(ended_in(mine, q), code)
+        rq = ended_in(rest, q)
+        r = _instrument_row(rq, code)
+        hidden = (rq["therapist_id"].nunique() < MIN_COLLEAGUES
+                  or _small(r[f"{code}_responders"], r[f"{code}_nonresponders"]))
+        rows.append({"quarter": q, "you_n": m[f"{code}_eligible"],
+                     "you_pct_mcid": m[f"{code}_pct_mcid"],
+                     "clinic_pct_mcid": float("nan") if hidden else r[f"{code}_pct_mcid"]})
+    out = pd.DataFrame(rows)
+    out["your % reaching MCID"] = out["you_pct_mcid"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Display helpers
+# --------------------------------------------------------------------------------------------
+class Notes:
+    """Sentences shown as an HTML list; every sentence is escaped (data never becomes markup)."""
+
+    def __init__(self, sentences: list[str], title: str | None = None) -> None:
+        self.sentences = [str(s) for s in sentences]
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        from outcomes.privacy import escape_text
+
+        head = f"<p><strong>{escape_text(self.title)}</strong></p>" if self.title else ""
+        items = "".join(f"<li>{escape_text(s)}</li>" for s in self.sentences)
+        return f'<div class="notes">{head}<ul>{items}</ul></div>'
+
+    def __repr__(self) -> str:
+        return "\n".join(self.sentences)
+
+
+def setup_display() -> None:
+    """pandas display options for reports: full cell text, all rows and columns shown."""
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", 500)
+    pd.set_option("display.max_columns", 50)
+    pd.set_option("display.width", 200)
+
+
+def parameter_table(**parameters: Any) -> pd.DataFrame:
+    """The report's parameters as a one-column table (shown under the title)."""
+    return pd.DataFrame({"value": {k.replace("_", " "): str(v) for k, v in parameters.items()}}
+                        ).rename_axis("parameter")
+
+
+def format_therapists(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Readable :func:`therapist_comparison` table: raw and pooled percentages with intervals."""
+    scale = 100 if estimates.attrs.get("kind") == "proportion" else 1
+    unit = "%" if scale == 100 else ""
+    out = pd.DataFrame({
+        "therapist": estimates["therapist_id"], "episodes": estimates["n"],
+        "own result": [f"{scale * v:.0f}{unit}" if unit else f"{v:.1f}"
+                       for v in estimates["raw"]],
+        "partially pooled (95% interval)": [
+            _fmt_interval(scale * e, scale * lo, scale * hi, 0 if unit else 1, unit)
+            for e, lo, hi in zip(estimates["estimate"], estimates["ci_low"],
+                                 estimates["ci_high"], strict=True)],
+        "reliability": estimates["reliability"].round(2),
+        "funnel": estimates["funnel_flag"]})
+    return out.set_index("therapist")
+
+
+def therapist_notes(estimates: pd.DataFrame) -> Notes:
+    """What the therapist table leaves out and how to read it."""
+    hidden = int(estimates.attrs.get("n_hidden", 0))
+    total = int(estimates.attrs.get("n_therapists", len(estimates)))
+    return Notes([
+        f"{total - hidden} of {total} therapists are shown; {hidden} had fewer than 11 "
+        "episodes with a known result in the window and are not shown (their numbers would "
+        "be small cells).",
+        "Therapists are listed by id, not ranked: intervals overlap for most of them.",
+        "Partially pooled estimates pull small caseloads toward the clinic value; a point "
+        "outside the 99.8% funnel limits is the signal worth a conversation.",
+    ])
+
+
+def format_oe(table: pd.DataFrame) -> pd.DataFrame:
+    """Readable :func:`observed_minus_expected` table (percentages, interval as text)."""
+    return pd.DataFrame({
+        "therapist": table["therapist"], "episodes": table["n"],
+        "observed %": table["observed"].round(0), "expected %": table["expected"].round(0),
+        "observed - expected (95% CI), points": [
+            _fmt_interval(e, lo, hi, 0) for e, lo, hi in
+            zip(table["o_minus_e"], table["ci_low"], table["ci_high"], strict=True)],
+    }).set_index("therapist")
+
+
+def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
+    """Readable :func:`quarter_trend` table; suppressed quarters read ``<11``."""
+    rows = {}
+    for _, r in trend.iterrows():
+        hide = bool(r["suppressed"])
+        rows[r["quarter"]] = {
+            "episodes ended": "<11" if pd.isna(r["episodes"]) and not hide else (
+                "<11" if hide and pd.isna(r["episodes"]) else int(r["episodes"])),
+            "mean change (95% CI)": "<11" if hide else _fmt_interval(
+                r["change"], r["change_low"], r["change_high"]),
+            "% reaching MCID (95% CI)": "<11" if hide else _fmt_interval(
+                r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quarter")
+
+
+def format_therapist_trend(trend: pd.DataFrame) -> pd.DataFrame:
+    """Readable :func:`therapist_trend` table."""
+    def pct(v: float) -> str:
+        return "-" if pd.isna(v) else f"{v:.0f}%"
+
+    return pd.DataFrame({
+        "your episodes with a result": trend["you_n"].to_numpy(),
+        "you: % reaching MCID": [pct(v) for v in trend["you_pct_mcid"]],
+        "rest of clinic: % reaching MCID": [pct(v) for v in trend["clinic_pct_mcid"]],
+    }, index=pd.Index(trend["quarter"], name="quarter"))
+
+
+from outcomes._reporting_comparative import *  # noqa: E402,F403 - re-exported sections
+from outcomes._reporting_comparative import __all__ as _comparative_all  # noqa: E402
+
+__all__ += [*_comparative_all, "Notes", "parameter_table", "format_therapists",
+            "therapist_notes", "format_oe", "format_trend", "format_therapist_trend",
+            "select_clinic", "ended_in", "started_in", "mean_ci", "wilson_ci",
+            "outcome_summary", "suppress_summary", "format_summary", "summary_table",
+            "quarter_volumes", "quarter_trend", "therapist_comparison", "observed_minus_expected",
+            "quarantine_table", "missing_discharge", "unmapped_table", "own_episodes",
+            "caseload_table", "missing_discharge_list", "colleagues", "therapist_vs_clinic",
+            "therapist_trend", "setup_display"]

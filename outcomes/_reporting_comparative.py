@@ -1,0 +1,359 @@
+"""Comparative-analysis sections of the reports (target-trial framing), DataFrame in and out.
+
+Re-exported by :mod:`outcomes.reporting`; the comparative notebook calls them as ``rp.<name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from outcomes.errors import ReportError
+from outcomes.reporting import _QUARTER, MIN_CELL, _small, parse_quarter
+
+__all__ = [
+    "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_period", "protocol_table",
+    "cohort_flow", "analysis_cohort", "table_one_display", "time_to_mcid", "gate_notice",
+    "gated", "therapist_clustering", "propensity_frame", "cohort_scores", "trajectory_weeks",
+    "fit_trajectories",
+    "trajectory_predictions", "format_tidy", "survival_data", "suppress_km", "limitations",
+]
+
+# --------------------------------------------------------------------------------------------
+# Comparative analysis (target-trial framing)
+# --------------------------------------------------------------------------------------------
+#: Baseline covariates of the propensity model and Table 1.
+PS_COVARIATES = ("age", "C(sex)", "C(payer)", "symptom_duration_weeks", "prior_pt",
+                 "prior_injection", "surgery_recommended")
+#: Table 1 variables (plain columns).
+TABLE_ONE_COLUMNS = ("age", "sex", "payer", "symptom_duration_weeks", "prior_pt",
+                     "prior_injection", "surgery_recommended")
+#: The two strategies compared, comparator first.
+STRATEGIES = ("traditional", "pri")
+
+
+def parse_period(period: str) -> tuple[str | None, str | None]:
+    """``"all"`` -> (None, None); ``"2025Q1-2026Q3"`` -> first and last quarter (inclusive)."""
+    if str(period).strip().lower() == "all":
+        return None, None
+    parts = str(period).split("-")
+    if len(parts) == 2 and _QUARTER.match(parts[0]) and _QUARTER.match(parts[1]):
+        first, last = parse_quarter(parts[0]), parse_quarter(parts[1])
+        if first <= last:
+            return first, last
+    raise ReportError("period: expected 'all' or 'YYYYQn-YYYYQn' (first-last evaluation quarter)")
+
+
+def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str,
+                   estimand: str) -> pd.DataFrame:
+    """The target-trial protocol the comparative analysis emulates, as a two-column table."""
+    from outcomes.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS[outcome]
+    rows = {
+        "eligibility": f"episodes of care for {condition} starting with an initial evaluation "
+                       f"(CPT 97161-97163) with an intake {inst.name} score; evaluation in "
+                       f"{'any quarter' if period == 'all' else period}",
+        "time zero": "the initial evaluation (start of the episode)",
+        "treatment strategies": "PRI-style care vs traditional PT, assigned from the "
+                                f"techniques of the baseline window ({exposure_rule}); "
+                                "mixed and unclassified episodes are excluded",
+        "outcome": f"{inst.name} change from intake to discharge (MCID {inst.mcid:g} points); "
+                   "time to reaching the MCID",
+        "follow-up": "from the evaluation to discharge, or the last visit when no discharge "
+                     "score was recorded (missing, handled in the sensitivity analysis)",
+        "estimand": f"{estimand.upper()}: "
+                    + ("average effect over all eligible patients" if estimand.lower() == "ate"
+                       else "average effect among patients who received PRI-style care"),
+        "analysis": "inverse probability of treatment weighting on baseline covariates; "
+                    "results are shown only if the diagnostics gate passes",
+    }
+    return pd.DataFrame({"specification": rows}).rename_axis("element")
+
+
+def cohort_flow(episodes: pd.DataFrame, condition: str, period: str,
+                outcome: str) -> pd.DataFrame:
+    """How many episodes each eligibility step keeps and removes, and why.
+
+    Returns
+    -------
+    DataFrame
+        ``step, remaining, excluded``; small counts shown as ``<11``.
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    steps = _cohort_steps(episodes, condition, period, outcome)
+    rows, before = [], None
+    for label, data in steps:
+        rows.append({"step": label, "remaining": len(data),
+                     "excluded": 0 if before is None else before - len(data)})
+        before = len(data)
+    table = pd.DataFrame(rows).set_index("step")
+    return suppress_small_cells(table, ["remaining", "excluded"], threshold=MIN_CELL)
+
+
+def _cohort_steps(episodes: pd.DataFrame, condition: str, period: str,
+                  outcome: str) -> list[tuple[str, pd.DataFrame]]:
+    first, last = parse_period(period)
+    sq = episodes["start_date"].dt.to_period("Q").astype(str)
+    in_period = pd.Series(True, index=episodes.index)
+    if first is not None:
+        in_period = (sq >= first) & (sq <= last)
+    s1 = episodes
+    s2 = s1[s1["condition"] == condition]
+    s3 = s2[in_period.loc[s2.index]]
+    s4 = s3[s3["status"] != "open"]
+    s5 = s4[s4["arm"].isin(STRATEGIES)]
+    s6 = s5[s5[f"{outcome}_intake"].notna()]
+    s7 = s6[s6[f"{outcome}_discharge"].notna()]
+    return [("all episodes in the store", s1), (f"condition = {condition}", s2),
+            ("evaluation in the study period", s3), ("episode has ended (not open)", s4),
+            ("PRI-style or traditional in the baseline window", s5),
+            (f"intake {outcome.upper()} recorded (analysis cohort)", s6),
+            (f"discharge {outcome.upper()} recorded (completers)", s7)]
+
+
+def analysis_cohort(episodes: pd.DataFrame, condition: str, period: str,
+                    outcome: str) -> pd.DataFrame:
+    """Eligible episodes (see :func:`cohort_flow`), with or without a discharge score.
+
+    Responder flags become 0.0 / 1.0 / NaN floats, the form the model functions take.
+    """
+    cohort = _cohort_steps(episodes, condition, period, outcome)[-2][1]
+    flags = [c for c in cohort.columns if c.endswith("_responder")]
+    return cohort.assign(**{c: cohort[c].astype("Float64").astype(float) for c in flags})
+
+
+def table_one_display(cohort: pd.DataFrame,
+                      columns: tuple[str, ...] = TABLE_ONE_COLUMNS) -> pd.DataFrame:
+    """Table 1 by arm with SMDs (:func:`outcomes.tables.table_one`), small cells as ``<11``.
+
+    A categorical level (or either side of a binary variable) counted 1-10 times in an arm
+    shows ``<11`` in place of ``n (%)``.
+    """
+    from outcomes.tables import format_table_one, table_one
+
+    data = cohort.assign(arm=cohort["arm"].astype(str))
+    long = table_one(data, "arm", list(columns), order=list(STRATEGIES))
+    wide = format_table_one(long)
+    for _, r in long[long["type"].isin(["binary", "categorical"])].iterrows():
+        count, n = r["count"], r["n"]
+        if _small(int(count)) or (r["type"] == "binary" and _small(int(n - count))):
+            label = _table_one_label(wide, r)
+            if label is not None:
+                wide.loc[label, str(r["group"])] = "<11"
+    return wide
+
+
+def _table_one_label(wide: pd.DataFrame, r: pd.Series) -> str | None:
+    from outcomes.tables import _label
+
+    label = _label(r)
+    return label if label in wide.index else None
+
+
+def time_to_mcid(scores: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "nprs"
+                 ) -> pd.DataFrame:
+    """Days from the evaluation to the first visit reaching the MCID, censored at the last score.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Long visit scores (:func:`outcomes.visit_scores`): ``episode_id, day`` and ``outcome``.
+    cohort : DataFrame
+        Episodes with ``episode_id, arm`` and ``{outcome}_intake``.
+
+    Returns
+    -------
+    DataFrame
+        ``episode_id, arm, days, reached`` (1 = MCID reached at ``days``; 0 = censored at the
+        last scored visit). Ceiling cases (``{outcome}_ceiling``) are left out.
+
+    Notes
+    -----
+    A visit reaches the MCID when its improvement from intake is at least the instrument's MCID
+    or, where defined, its relative MCID times the intake (as ``X_responder``).
+    """
+    from outcomes.instruments import INSTRUMENTS
+
+    inst = INSTRUMENTS[outcome]
+    eligible = cohort[~cohort[f"{outcome}_ceiling"].fillna(False).astype(bool)]
+    base = eligible.set_index("episode_id")[f"{outcome}_intake"]
+    s = scores[scores["episode_id"].isin(base.index) & scores[outcome].notna()
+               & (scores["day"] > 0)]
+    intake = s["episode_id"].map(base)
+    gain = (s[outcome] - intake) * (1 if inst.higher_is_better else -1)
+    hit = gain >= inst.mcid
+    if inst.mcid_pct is not None:
+        hit |= gain >= inst.mcid_pct * intake
+    first = s[hit].groupby("episode_id")["day"].min()
+    last = s.groupby("episode_id")["day"].max()
+    out = pd.DataFrame({"episode_id": base.index})
+    out["arm"] = out["episode_id"].map(eligible.set_index("episode_id")["arm"])
+    out["reached"] = out["episode_id"].isin(first.index).astype(int)
+    out["days"] = out["episode_id"].map(first).fillna(out["episode_id"].map(last))
+    return out.dropna(subset=["days"]).reset_index(drop=True)
+
+
+def gate_notice(gate: Any) -> pd.DataFrame:
+    """The diagnostics verdict as a one-row table (``verdict``, ``detail``)."""
+    verdict = "PASSED: results may be interpreted" if gate.interpretable else (
+        "FAILED: effect estimates are withheld")
+    return pd.DataFrame({"detail": [gate.label]},
+                        index=pd.Index([verdict], name="diagnostics gate"))
+
+
+def gated(table: pd.DataFrame, gate: Any) -> pd.DataFrame:
+    """``table`` when the diagnostics gate passed; otherwise a notice that it is withheld."""
+    if gate.interpretable:
+        return table
+    return pd.DataFrame({"result": ["withheld: the diagnostics gate failed ("
+                                    + str(gate.label) + ")"]}, index=pd.Index([""]))
+
+
+def therapist_clustering(cohort: pd.DataFrame, outcome: str = "nprs") -> pd.DataFrame:
+    """Between-therapist share of the variance of the change score (ICC) and design effect.
+
+    Returns
+    -------
+    DataFrame
+        One row: ``therapists, episodes, tau2, sigma2, icc, mean_cluster_size, design_effect``;
+        ``icc = tau2 / (tau2 + sigma2)`` from the REML one-way model of
+        :func:`outcomes.models.therapist_estimates`, ``design effect = 1 + (m - 1) icc``.
+    """
+    from outcomes.models import therapist_estimates
+
+    data = cohort[cohort[f"{outcome}_change"].notna()]
+    est = therapist_estimates(data, f"{outcome}_change", kind="mean")
+    tau2, sigma2 = est.attrs["tau2"], est.attrs["sigma2"]
+    icc = tau2 / (tau2 + sigma2)
+    m = len(data) / len(est)
+    return pd.DataFrame([{"therapists": len(est), "episodes": len(data), "tau2": tau2,
+                          "sigma2": sigma2, "icc": icc, "mean_cluster_size": m,
+                          "design_effect": 1 + (m - 1) * icc}], index=pd.Index(["all"]))
+
+
+def propensity_frame(cohort: pd.DataFrame, weighting: Any) -> pd.DataFrame:
+    """``arm`` and propensity score ``ps`` of the weighted cohort (for the overlap plot)."""
+    return pd.DataFrame({"arm": cohort["arm"], "ps": weighting.ps}).dropna()
+
+
+def cohort_scores(visits: pd.DataFrame, cohort: pd.DataFrame) -> pd.DataFrame:
+    """Long visit scores of the cohort's episodes (:func:`outcomes.visit_scores`)."""
+    from outcomes.episodes import visit_scores
+
+    return visit_scores(visits, cohort)
+
+
+def trajectory_weeks(scores: pd.DataFrame, outcome: str = "nprs") -> int:
+    """Last week with at least 11 scores in every arm (later weeks rest on a few episodes)."""
+    data = scores[scores[outcome].notna()]
+    counts = data.groupby(["week", "arm"]).size().unstack(fill_value=0)
+    ok = counts[(counts >= MIN_CELL).all(axis=1)]
+    return int(ok.index.max()) if len(ok) else 0
+
+
+def fit_trajectories(scores: pd.DataFrame, outcome: str, max_week: int) -> Any:
+    """Mixed model of the score over weeks by arm: ``outcome ~ week * C(arm)``.
+
+    Random intercept and slope per episode (:func:`outcomes.models.fit_mixed`), weeks 0 to
+    ``max_week`` (see :func:`trajectory_weeks`); traditional PT is the reference arm, so the
+    ``week:...[T.pri]`` term is the difference in weekly slope.
+    """
+    from outcomes.models import fit_mixed
+
+    data = scores[scores[outcome].notna() & (scores["week"] <= max_week)]
+    return fit_mixed(data, f"{outcome} ~ week * C(arm, Treatment('traditional'))",
+                     groups="episode_id", re_formula="~week", allow_nonconverged=True)
+
+
+def trajectory_predictions(fit: Any, max_week: int) -> pd.DataFrame:
+    """Population-average curve per arm from :func:`fit_trajectories`, weeks 0 to ``max_week``.
+
+    Returns
+    -------
+    DataFrame
+        ``week, arm, estimate, se, ci_low, ci_high`` (for :func:`outcomes.plots.plot_trajectories`).
+    """
+    grid = pd.DataFrame([(w, a) for a in STRATEGIES for w in range(max_week + 1)],
+                        columns=["week", "arm"])
+    pred = fit.predict(grid)
+    return pd.concat([grid, pred.reset_index(drop=True)], axis=1)
+
+
+#: Columns of tidy model tables shown to a reader (the rest stay in the audit notebook).
+_TIDY_SHOWN = ("method", "term", "estimate", "se", "ci_low", "ci_high", "p", "n", "odds_ratio",
+               "or_ci_low", "or_ci_high", "hr", "hr_ci_low", "hr_ci_high", "n_missing")
+
+
+def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) -> pd.DataFrame:
+    """A tidy model table for reading: key columns, rounded, indexed by method or term.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Tidy result (``term, estimate, se, ci_low, ci_high, p`` ...).
+    digits : int
+        Decimals (p-values get 3).
+    terms : str, optional
+        Keep only terms containing this text (e.g. ``"arm"``: the treatment effect).
+    """
+    out = table if terms is None else table[table["term"].astype(str).str.contains(
+        terms, regex=False)]
+    out = out[[c for c in out.columns if c in _TIDY_SHOWN] or list(out.columns)].copy()
+    for col in out.columns:
+        numeric = pd.to_numeric(out[col], errors="coerce")
+        if col not in ("method", "term") and numeric.notna().sum() == out[col].notna().sum():
+            out[col] = numeric.round(3 if col == "p" else digits)
+    key = "method" if "method" in out.columns else ("term" if "term" in out.columns else None)
+    return out.set_index(key) if key else out
+
+
+def survival_data(scores: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "nprs"
+                  ) -> pd.DataFrame:
+    """:func:`time_to_mcid` joined with the baseline covariates, for KM and Cox."""
+    tt = time_to_mcid(scores, cohort, outcome)
+    cols = ["episode_id", f"{outcome}_intake", "age", "symptom_duration_weeks", "prior_pt",
+            "prior_injection", "surgery_recommended"]
+    return tt.merge(cohort[[c for c in cols if c in cohort]], on="episode_id", how="left")
+
+
+def suppress_km(table: pd.DataFrame) -> pd.DataFrame:
+    """KM medians per arm with counts of 1-10 (and the medians they give) as ``<11``."""
+    from outcomes.privacy import suppress_small_cells
+
+    return suppress_small_cells(table, ["n", "events"], threshold=MIN_CELL,
+                                derived={"n": ["median", "ci_low", "ci_high"],
+                                         "events": ["median", "ci_low", "ci_high"]})
+
+
+def limitations(flow: pd.DataFrame, gate: Any, sensitivity: pd.DataFrame | None,
+                clustering: pd.DataFrame | None, weighting: Any) -> list[str]:
+    """Limitations of this analysis, written from its own numbers."""
+    out = []
+    remaining = pd.to_numeric(flow["remaining"], errors="coerce")
+    cohort_n, completers = remaining.iloc[-2], remaining.iloc[-1]
+    if pd.notna(cohort_n) and pd.notna(completers) and cohort_n > 0:
+        share = 100 * (1 - completers / cohort_n)
+        out.append(f"{share:.0f}% of the analysis cohort has no discharge score; the primary "
+                   "analysis uses completers, and the sensitivity table shows how the answer "
+                   "moves under other assumptions about the missing scores.")
+    if not gate.interpretable:
+        out.append("The diagnostics gate failed (" + str(gate.label) + "): the arms are not "
+                   "comparable enough after weighting for an effect estimate to be read.")
+    if weighting is not None:
+        out.append(f"Equipoise: {100 * weighting.equipoise:.0f}% of episodes have a preference "
+                   "score between 0.3 and 0.7; effective sample sizes "
+                   + ", ".join(f"{k} {v:.0f}" for k, v in weighting.ess.items()) + ".")
+    if sensitivity is not None and len(sensitivity):
+        est = sensitivity["estimate"].astype(float)
+        out.append(f"Across missing-data methods the estimate ranges from {est.min():.2f} to "
+                   f"{est.max():.2f} points.")
+    if clustering is not None and len(clustering):
+        icc = float(clustering["icc"].iloc[0])
+        out.append(f"Therapists explain about {100 * icc:.0f}% of the variance in change "
+                   "(ICC); standard errors that ignore this are too small.")
+    out.append("Observational data: unmeasured confounding (for example, why a patient was "
+               "referred for PRI-style care) can bias any of these estimates.")
+    return out
