@@ -32,8 +32,9 @@ _ABBREVIATIONS = ((re.compile(r"(?<![a-z0-9])w/", re.I), " with "), (re.compile(
 # Dots and apostrophes vanish so "I.T.B." -> "itb" and "rec's" -> "recs".
 _DROP = re.compile(r"['’.`]")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
-# Split on ; , + newline, " and ", and "/" unless it sits between digits ("90/90", "7/10").
-_SPLIT = re.compile(r"[;,+\n\r]|/(?<!\b[wW]/)(?:(?<!\d/)|(?!\d))|\s+[aA][nN][dD]\s+")
+# Split on ; , + newline, " and ", and "/" unless it sits between digits ("90/90", "7/10") or
+# follows a lone letter (abbreviations: "w/", "c/o", "s/p", "h/o").
+_SPLIT = re.compile(r"[;,+\n\r]|/(?<!\b[A-Za-z]/)(?:(?<!\d/)|(?!\d))|\s+[aA][nN][dD]\s+")
 _TRIVIAL_TOKEN = re.compile(r"^(\d+|\d*x\d*|[a-z])$")
 
 
@@ -55,7 +56,7 @@ def split_note(note: str) -> list[str]:
     """Split a note into stripped, non-empty fragments.
 
     Separators: ``;``, ``,``, ``+``, newlines, the word ``and``, and ``/`` except between digits
-    (``90/90`` and ``7/10`` stay whole) or in the abbreviation ``w/``.
+    (``90/90`` and ``7/10`` stay whole) or after a lone letter (``w/``, ``c/o``, ``s/p``).
     """
     return [part.strip() for part in _SPLIT.split(note) if part and part.strip()]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outcomes import _synth_text as txt
 from outcomes.errors import InputError
@@ -60,10 +62,26 @@ def test_noise_produces_no_rows(vocab):
     assert map_techniques(notes, vocab).empty
 
 
-def test_split_keeps_90_90_and_w_slash_and_scores():
-    note = "90/90 hip lift w/ balloon; ice/heat + HEP and ITB foam roll\nNPRS 7/10, c/o"
+def test_split_keeps_90_90_and_abbreviations_and_scores():
+    note = "90/90 hip lift w/ balloon; ice/heat + HEP AND ITB foam roll\nNPRS 7/10, pt c/o pain"
     assert split_note(note) == ["90/90 hip lift w/ balloon", "ice", "heat", "HEP",
-                                "ITB foam roll", "NPRS 7/10", "c", "o"]
+                                "ITB foam roll", "NPRS 7/10", "pt c/o pain"]
+    assert split_note("clamshells/SLR / 9/a") == ["clamshells", "SLR", "9", "a"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([p for ps in txt.PHRASES.values() for p in ps]), min_size=1,
+                max_size=5),
+       st.sampled_from(txt.SEPARATORS), st.sampled_from([str, str.upper, str.lower]))
+def test_joining_phrases_neither_creates_nor_loses_codes(phrases, sep, case):
+    """Property: a note built from phrases maps to the union of what each phrase maps to."""
+    vocab = load_vocabulary()
+    note = case(sep.join(phrases))
+    expected = set(map_techniques(pd.Series([case(p) for p in phrases]), vocab)["technique_code"])
+    got = map_techniques(pd.Series([note]), vocab)
+    assert set(got["technique_code"]) == expected
+    assert got["technique_code"].notna().all()
+    assert all(frag in note for frag in got["source_text"])
 
 
 def test_one_fragment_can_name_two_codes(vocab):
