@@ -118,7 +118,8 @@ def build_episodes(
     _check_columns(visits, _NEEDED, "visits")
     _check_columns(techniques, ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
-    v = _assign_episodes(visits[visits["visit_date"] <= as_of_ts], gap_days)
+    used = [*_NEEDED, *(c for c in ("cpt_codes", "groc", *COVARIATE_COLUMNS) if c in visits)]
+    v = _assign_episodes(visits.loc[visits["visit_date"] <= as_of_ts, used], gap_days)
     n_orphans = int(v["_episode"].isna().sum())
     v = v[v["_episode"].notna()]
     ep = _episode_frame(v)
@@ -181,22 +182,31 @@ def visit_scores(
     _check_columns(visits, _NEEDED, "visits")
     _check_columns(episodes, ("episode_id", "start_date", "end_date", "arm"), "episodes")
     gap = gap_days if gap_days is not None else episodes.attrs.get("gap_days", 60)
-    v = _assign_episodes(visits, gap)
+    used = [*_NEEDED, *(["cpt_codes"] if "cpt_codes" in visits else [])]
+    v = _assign_episodes(visits[used], gap)
     v = v[v["_episode"].notna()]
     v = v.assign(visit_number=v.groupby("_episode", sort=False).cumcount() + 1)
-    v = v.merge(_episode_ids(v), left_on="_episode", right_index=True)
-    v = v[v[list(EPISODE_INSTRUMENTS)].notna().any(axis=1)]
-    keep = ["episode_id", "therapist_id", "clinic_id", "arm", "condition", "status",
-            "start_date", "end_date", *[c for c in COVARIATE_COLUMNS if c in episodes]]
-    cols = ["visit_id", "visit_date", "visit_type", "visit_number", *EPISODE_INSTRUMENTS]
-    out = v[["episode_id", "patient_id", *cols]].merge(
-        episodes[[c for c in keep if c in episodes]], on="episode_id", how="inner")
-    out = out[out["visit_date"] <= out["end_date"]]
+    ids = _episode_ids(v)["episode_id"]
+    try:
+        row_of = pd.Index(episodes["episode_id"]).get_indexer(ids)
+    except pd.errors.InvalidIndexError:
+        raise InputError("episodes: column episode_id has duplicate values") from None
+    pos = pd.Series(row_of, index=ids.index).reindex(v["_episode"]).to_numpy()
+    keep = (pos >= 0) & v[list(EPISODE_INSTRUMENTS)].notna().any(axis=1).to_numpy()
+    v, pos = v[keep], pos[keep]
+    ep_cols = ["episode_id", "therapist_id", "clinic_id", "arm", "condition", "status",
+               "start_date", "end_date", *COVARIATE_COLUMNS]
+    ep = episodes[[c for c in ep_cols if c in episodes]].iloc[pos].reset_index(drop=True)
+    cols = ["patient_id", "visit_id", "visit_date", "visit_type", "visit_number",
+            *EPISODE_INSTRUMENTS]
+    out = pd.concat([ep, v[cols].reset_index(drop=True)], axis=1)
+    out = out[(out["visit_date"] <= out["end_date"]).to_numpy()]
     out["day"] = ((out["visit_date"] - out["start_date"]) / _DAY).astype("int64")
     out["week"] = out["day"] // 7
     first = ["episode_id", "patient_id", "therapist_id", "clinic_id", "arm", "condition",
              "status", "visit_id", "visit_date", "visit_type", "visit_number", "day", "week",
              *EPISODE_INSTRUMENTS]
+    first = [c for c in first if c in out]
     rest = [c for c in out.columns if c not in first and c not in ("start_date", "end_date")]
     return out[first + rest].reset_index(drop=True)
 
@@ -226,15 +236,28 @@ def _is_evaluation(v: pd.DataFrame) -> pd.Series:
     by_type = v["visit_type"].astype("string").eq("evaluation").fillna(False)
     if "cpt_codes" not in v:
         return by_type.astype(bool)
-    by_cpt = v["cpt_codes"].astype("string").str.contains(_EVAL_RE, regex=True).fillna(False)
-    return (by_type | by_cpt).astype(bool)
+    # a few hundred distinct code lists: search each once, not once per visit
+    codes, uniques = pd.factorize(v["cpt_codes"])
+    hit = pd.Series(uniques, dtype="string").str.contains(_EVAL_RE, regex=True)
+    by_cpt = np.r_[hit.fillna(False).to_numpy(bool), False][codes]  # code -1 (NA) -> False
+    return by_type.astype(bool) | by_cpt
 
 
 def _visit_order(visits: pd.DataFrame) -> np.ndarray:
     """Positions sorting visits by patient, date, visit type, visit_id (integer lexsort)."""
     rank = visits["visit_type"].map(_TYPE_ORDER).fillna(9).to_numpy()
-    keys = [pd.factorize(visits[c].astype(str), sort=True)[0] for c in ("visit_id", "patient_id")]
-    return np.lexsort([keys[0], rank, visits["visit_date"].to_numpy(), keys[1]])
+    patient = pd.factorize(visits["patient_id"].astype(str), sort=True)[0]
+    date = visits["visit_date"].to_numpy()
+    first = np.lexsort([rank, date, patient])
+    # visit_id only breaks the rare remaining ties; factorizing every id would dominate the cost
+    same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
+                 & (np.diff(date[first]) == np.timedelta64(0))]
+    tied = np.zeros(len(first), bool)
+    tied[first[same]] = tied[first[np.r_[same[1:], False]]] = True
+    vid = np.zeros(len(first), np.int64)
+    if tied.any():
+        vid[tied] = pd.factorize(visits["visit_id"].to_numpy()[tied].astype(str), sort=True)[0]
+    return np.lexsort([vid, rank, date, patient])
 
 
 def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
