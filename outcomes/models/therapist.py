@@ -84,6 +84,9 @@ def therapist_estimates(
     ``a, b`` by maximum marginal (beta-binomial) likelihood. Posterior ``Beta(a + x_j, b + n_j -
     x_j)``: estimate = posterior mean, interval = equal-tailed posterior quantiles, reliability
     ``n_j / (a + b + n_j)``. Without over-dispersion ``a + b`` is capped at 1e7 (full pooling).
+    As for means, the uncertainty of the fitted ``a, b`` is not propagated into the intervals.
+    Checked by a hand computation and against an independent maximisation of
+    ``scipy.stats.betabinom``'s likelihood.
 
     The funnel flag compares the *raw* value with limits around ``target`` (the pooled clinic
     mean or proportion): exact binomial for proportions, normal with the clinic SD for means
