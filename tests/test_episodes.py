@@ -284,7 +284,7 @@ def synthetic():
 def test_synthetic_episodes_match_generator_truth(synthetic):
     """The generator's truth (one row per generated episode) is recovered: same episodes, visit
     counts, therapists, conditions, intake scores; the arm of every episode with a full
-    baseline window; status completed <-> completed, dropout -> no_discharge_score (or open
+    baseline window (and 'none' without treatment visits); status completed <-> completed, dropout -> no_discharge_score (or open
     when its last visit is within gap_days of the export end)."""
     v, tech, truth = synthetic
     as_of = pd.Timestamp(truth["end"])
@@ -297,11 +297,13 @@ def test_synthetic_episodes_match_generator_truth(synthetic):
     assert (j["therapist_id"] == j["therapist_id_t"]).all()
     assert (j["condition"] == j["condition_t"]).all()
     assert (j["nprs_intake"] == j["nprs_intake_t"]).all()
-    full = j[j["attended_visits"] >= 4]
+    full = j[j["treatment_visits"] >= 3]
     assert len(full) > 300 and (full["arm"] == full["arm_t"]).all()
-    short = j[j["attended_visits"] < 4]
-    assert ((short["arm"] == short["arm_t"]) | (short["arm"] == "none")
-            | (short["arm_t"] == "mixed")).all()
+    # fewer treatment visits: what the export shows ('none' without any); a mixed plan may
+    # show one family only in a window of 1-2 visits
+    partial = (j["observed_arm"] == "mixed") & (j["treatment_visits"] < 3) & j["arm"].isin(
+        ["pri", "traditional"])
+    assert ((j["arm"] == j["observed_arm"]) | partial).all()
     recent = (as_of - j["end_date"]).dt.days <= 60
     expected = np.select([j["status_t"] == "completed", j["status_t"] == "open", recent],
                          ["completed", "open", "open"], default="no_discharge_score")
