@@ -245,6 +245,8 @@ def _is_evaluation(v: pd.DataFrame) -> pd.Series:
 
 def _visit_order(visits: pd.DataFrame) -> np.ndarray:
     """Positions sorting visits by patient, date, visit type, visit_id (integer lexsort)."""
+    if len(visits) == 0:
+        return np.zeros(0, dtype=np.int64)
     rank = visits["visit_type"].map(_TYPE_ORDER).fillna(9).to_numpy()
     patient = pd.factorize(visits["patient_id"].astype(str), sort=True)[0]
     date = visits["visit_date"].to_numpy()

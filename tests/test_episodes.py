@@ -321,3 +321,15 @@ def test_synthetic_visit_scores(synthetic):
     assert (first["day"] == 0).all() and first["episode_id"].is_unique
     merged = first.merge(ep[["episode_id", "nprs_intake"]], on="episode_id")
     assert (merged["nprs"] == merged["nprs_intake"]).all()
+
+
+def test_empty_and_orphan_only_inputs():
+    """No visits, or only orphan visits: an empty (schema-valid) table with every column."""
+    one = make_visits([("a", "2026-01-01", "evaluation", 6)])
+    full = build_episodes(one, no_techniques())
+    empty = build_episodes(one.iloc[:0], no_techniques())
+    assert len(empty) == 0 and list(empty.columns) == list(full.columns)
+    orphan_only = make_visits([("a", "2026-01-01", "treatment", 6)])
+    ep = build_episodes(orphan_only, no_techniques())
+    assert len(ep) == 0 and ep.attrs["n_orphan_visits"] == 1
+    assert len(visit_scores(orphan_only, ep)) == 0
