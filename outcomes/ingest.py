@@ -422,8 +422,9 @@ def _open_workbook(path: Path, prof: Profile):
 
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
-        raise _fail(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, XML and openpyxl errors all mean corrupt
+        name = "BadZipFile" if isinstance(exc, zipfile.BadZipFile) else type(exc).__name__
+        raise _fail(path, f"workbook is corrupt or unreadable ({name})") from None
     if prof.sheet is not None and prof.sheet not in wb.sheetnames:
         raise _fail(path, f"has no sheet named {prof.sheet!r}")
     return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
@@ -467,15 +468,21 @@ def _read_parquet(path: Path, prof: Profile):
 
     try:
         table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
+        check_header(path, table.column_names)
+        cols = {}
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            if pa.types.is_temporal(col.type) and "%" in prof.date_format:
+                col = pc.strftime(col, format=prof.date_format)
+            cols[name] = pc.fill_null(col.cast(pa.string()), "")
+            try:
+                cols[name].validate(full=True)  # Parquet does not check UTF-8 itself
+            except pa.ArrowInvalid:
+                raise _fail(path, f"column {name!r} holds bytes that are not valid UTF-8") from None
+        frame = pa.table(cols).to_pandas(types_mapper={pa.string(): _STR}.get)
+    except InputError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # never echo the message
         raise _fail(path, f"is not a readable Parquet file ({type(exc).__name__})") from None
-    check_header(path, table.column_names)
-    cols = {}
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_temporal(col.type) and "%" in prof.date_format:
-            col = pc.strftime(col, format=prof.date_format)
-        cols[name] = pc.fill_null(col.cast(pa.string()), "")
-    frame = pa.table(cols).to_pandas(types_mapper={pa.string(): _STR}.get)
     first = prof.header_row + 1
     frame.index = pd.RangeIndex(first, first + len(frame))
     return frame, [], None, False

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from conftest import TODAY, make_visit_rows, store_snapshot, write_rows
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from outcomes.cli import cli
 from outcomes.errors import InputError, ProfileError
@@ -449,3 +452,164 @@ def test_safe_harbor_regime_rejects_day_level_dates(tmp_path, seeded_db, clean_c
     line = cli_reject(clean_csv, seeded_db, "--profile",
                       str(_profile(tmp_path, 'regime = "safe_harbor"\n')))
     assert "safe_harbor" in line
+
+
+# --- messy synthetic export: every injected defect is accounted for --------------------------
+
+
+@pytest.fixture(scope="module")
+def messy_ingest(tmp_path_factory):
+    from outcomes.synthetic import write_export
+
+    base = tmp_path_factory.mktemp("messy")
+    info = write_export(base / "messy.csv", n_episodes=150, seed=11, messy=True)
+    truth = json.loads(Path(info["truth_path"]).read_text())["messy"]
+    result = ingest_file(base / "messy.csv", db=base / "m.duckdb", today="2026-10-31")
+    with open_store(base / "m.duckdb") as con:
+        q = con.execute("SELECT row_number, reason_code FROM quarantine").fetchall()
+    return result, truth, dict(q), base / "m.duckdb"
+
+
+def test_messy_export_every_defect_accounted_for(messy_ingest):
+    """Checked against the generator's own record of what it injected (<stem>.truth.json);
+    truth rows are 0-based data records, our row numbers are spreadsheet rows (+2)."""
+    result, truth, quarantined, db = messy_ingest
+    assert_conserved(result)
+    row = lambda r: r + 2  # noqa: E731
+    expect = {"mixed_date_format": {"bad_date"}, "out_of_range_score": {"score_out_of_range"},
+              "ragged_row": {"ragged_row"}, "totals_row": {"totals_row"},
+              "impossible_date": {"impossible_date", "future_date"},
+              "conflicting_duplicate": {"conflicting_duplicate"}}
+    for kind, codes in expect.items():
+        assert truth[kind]["count"] > 0
+        for r in truth[kind]["rows"]:
+            assert quarantined.get(row(r)) in codes, (kind, r)
+    for r in truth["conflicting_duplicate"]["original_rows"]:  # both copies
+        assert quarantined.get(row(r)) == "conflicting_duplicate"
+    for entry in truth["text_score"]["details"]:
+        if entry["maps_to_missing"]:
+            assert row(entry["row"]) not in quarantined
+        else:
+            assert quarantined.get(row(entry["row"])) == "score_not_numeric"
+    for entry in truth["impossible_date"]["details"]:
+        code = "future_date" if entry["form"] == "future" else "impossible_date"
+        assert quarantined[row(entry["row"])] == code
+    assert result.rows_blank == truth["blank_row"]["count"]
+    assert result.rows_duplicate == truth["exact_duplicate"]["count"]
+    n_expected = (sum(truth[k]["count"] for k in expect) + truth["conflicting_duplicate"]["count"]
+                  + sum(not e["maps_to_missing"] for e in truth["text_score"]["details"]))
+    assert result.rows_quarantined == n_expected  # nothing else was quarantined
+
+
+def test_messy_export_notes_ids_and_phi(messy_ingest):
+    result, truth, quarantined, db = messy_ingest
+    visits = load_visits(db).set_index("visit_id")
+    for entry in truth["whitespace_id"]["details"]:
+        if entry["row"] + 2 in quarantined:
+            continue
+        vid = entry["visit_id"].strip("\u00a0\u200b ")
+        value = vid if entry["column"] == "visit_id" else visits.loc[vid, entry["column"]]
+        assert vid in visits.index and value == value.strip() and "\u200b" not in value
+    unmapped = {k.lower() for k in result.unmapped_techniques}
+    for value in truth["unmapped_technique"]["details"]:
+        assert value["value"].lower() in unmapped
+    planted = [e["phi_kind"] for e in truth["phi_in_note"]["details"]]
+    assert sum(result.phi_counts.values()) >= len(planted)
+    notes = " ".join(visits["technique_notes"].dropna())
+    for e in truth["phi_in_note"]["details"]:
+        if e["phi_kind"] != "provider_name":
+            assert e["value"].split()[-1] not in notes, e["phi_kind"]
+
+
+# --- fuzz: the loader raises only our own errors and never writes a partial load -------------
+
+
+def _fuzz_once(data: bytes, suffix: str) -> None:
+    import tempfile
+
+    from outcomes.errors import OutcomesError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path, db = Path(tmp) / f"f{suffix}", Path(tmp) / "f.duckdb"
+        path.write_bytes(data)
+        try:
+            result = ingest_file(path, db=db, today=TODAY)
+        except OutcomesError:
+            snap = store_snapshot(db)
+            assert snap is None or not (snap["visits"] or snap["ingest_log"])
+            return
+        assert_conserved(result)
+        snap = store_snapshot(db)
+        assert len(snap["visits"]) == result.rows_loaded
+        assert len(snap["ingest_log"]) == 1
+
+
+def _valid_bytes() -> bytes:
+    import io
+
+    buf = io.StringIO()
+    import csv as _csv
+
+    w = _csv.writer(buf, lineterminator="\n")
+    w.writerow(VISIT_COLUMNS)
+    for r in make_visit_rows(2):
+        w.writerow([r[c] for c in VISIT_COLUMNS])
+    return buf.getvalue().encode()
+
+
+VALID = _valid_bytes()
+mutation = st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, len(VALID)), st.binary(min_size=1, max_size=6)),
+    st.tuples(st.just("delete"), st.integers(0, len(VALID)), st.integers(1, 40)),
+    st.tuples(st.just("token"), st.integers(0, len(VALID)),
+              st.sampled_from([b",", b'"', b"\n", b"\r\n", b";", b"\xff", b"\x00", b"\xef\xbb\xbf",
+                               b"Total", b",,,,", b'"a\nb"', b"\xe9", b"\t"])),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(muts=st.lists(mutation, min_size=1, max_size=5))
+def test_fuzz_mutated_csv(muts):
+    data = bytearray(VALID)
+    for kind, at, arg in muts:
+        at = min(at, len(data))
+        if kind == "delete":
+            del data[at:at + arg]
+        else:
+            data[at:at] = arg
+    _fuzz_once(bytes(data), ".csv")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=400), suffix=st.sampled_from([".csv", ".xlsx", ".parquet"]))
+def test_fuzz_random_bytes(data, suffix):
+    _fuzz_once(data, suffix)
+
+
+def _valid_binary(suffix: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    data = pd.DataFrame(make_visit_rows(2))
+    data.to_excel(buf, index=False) if suffix == ".xlsx" else data.to_parquet(buf)
+    return buf.getvalue()
+
+
+BINARY = {s: _valid_binary(s) for s in (".xlsx", ".parquet")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(suffix=st.sampled_from([".xlsx", ".parquet"]),
+       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=4))
+def test_fuzz_flipped_bytes_in_xlsx_and_parquet(suffix, flips):
+    data = bytearray(BINARY[suffix])
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    _fuzz_once(bytes(data), suffix)
