@@ -304,3 +304,141 @@ def weighted_effect(
                    warnings=warn)
         out.append(row.assign(method=method))
     return pd.concat(out, ignore_index=True)
+
+
+#: Baseline confounders of the primary analysis (columns of the episode table; the symptom
+#: duration enters on the log scale, as clinicians think of chronicity). The intake score of the
+#: outcome is added to both models.
+PRIMARY_CONFOUNDERS = ("log_symptom_duration", "prior_pt", "prior_injection",
+                       "surgery_recommended", "age")
+
+
+@dataclass
+class PrimaryResult:
+    """Result of :func:`primary_analysis`.
+
+    Attributes
+    ----------
+    effects : DataFrame
+        Tidy rows with a ``method`` column: ``naive`` (completers, unadjusted difference in
+        change) and ``primary`` (the adjusted, weighted analysis).
+    iptw : IPTWResult
+        Propensity model, weights and balance (feed it to ``diagnostics_gate``).
+    completion_weights : Series
+        Inverse probability of completion per episode (NaN for non-completers).
+    data : DataFrame
+        The analysed episodes (two arms, not open), with ``log_symptom_duration``.
+    """
+
+    effects: pd.DataFrame
+    iptw: IPTWResult
+    completion_weights: pd.Series
+    data: pd.DataFrame = field(repr=False)
+
+
+def primary_analysis(
+    episodes: pd.DataFrame,
+    visits: pd.DataFrame,
+    outcome: str = "nprs",
+    *,
+    treatment: str = "arm",
+    arms: tuple[str, str] = ("pri", "traditional"),
+    confounders: Sequence[str] = PRIMARY_CONFOUNDERS,
+    dropout_covariates: Sequence[str] = ("C(payer)",),
+    dropout_score: str = "nprs",
+    cluster: str = "therapist_id",
+    therapist_effects: str = "fixed",
+    estimand: str = "ATE",
+) -> PrimaryResult:
+    """The toolkit's primary comparison of two arms on the change in an outcome.
+
+    Parameters
+    ----------
+    episodes : DataFrame
+        Output of :func:`outcomes.episodes.build_episodes` (open episodes are dropped here).
+    visits : DataFrame
+        The clean visit table the episodes were built from (for the dropout model).
+    outcome : str
+        Instrument code; the analysis is of ``<outcome>_change`` adjusted for
+        ``<outcome>_intake``.
+    treatment, arms : str, (str, str)
+        Arm column and the (treated, comparator) values compared; other arms are excluded.
+    confounders : sequence of str
+        Baseline terms in the propensity, dropout and outcome models.
+    dropout_covariates : sequence of str
+        Extra terms of the dropout model only (payer: self-pay patients stop early).
+    dropout_score : str
+        Instrument whose value at each visit drives dropout (pain).
+    cluster : str
+        Standard errors robust to clustering by this column (therapists treat many patients and
+        mostly in one style), with t intervals on (clusters - 1) df.
+    estimand : {"ATE", "ATT"}
+        Weights of the propensity part.
+
+    Returns
+    -------
+    PrimaryResult
+        ``.effects`` (``naive`` and ``primary`` rows), ``.iptw`` (for the diagnostics gate).
+
+    Notes
+    -----
+    Doubly robust and dropout-corrected:
+
+    1. propensity score of ``arms[0]`` vs ``arms[1]`` on the intake score and confounders;
+       ATE weights ``1/ps``, ``1/(1-ps)``;
+    2. discrete-time dropout model (see :func:`outcomes.models.missing.completion_weights`):
+       completers get ``1 / P(completing | arm, baseline, pain at each visit, payer)``;
+    3. weighted least squares of the change on the arm, intake score and confounders among
+       completers with weights (1) x (2); cluster-robust (CR1) SE by ``cluster``.
+
+    Unbiased when either the propensity or the outcome model is right and dropout is missing at
+    random given the dropout model's terms. Checked by simulation in ``benchmarks/recovery.py``
+    (bias, RMSE and 95 % coverage over seeded synthetic exports with a known effect).
+    """
+    from outcomes.models.missing import completion_weights
+
+    data = _primary_frame(episodes, treatment, arms, outcome, confounders, cluster)
+    baseline, change = f"{outcome}_intake", f"{outcome}_change"
+    ps = iptw(data, treatment, [baseline, *confounders], estimand=estimand, treated=arms[0])
+    wc = completion_weights(data, visits, treatment, [*confounders, *dropout_covariates],
+                            score=dropout_score)
+    data = data.assign(_t=ps.treated, _w=ps.weights * wc)
+    adjust = [baseline, *confounders]
+    if therapist_effects == "fixed":
+        adjust.append(f"C({cluster})")
+    elif therapist_effects != "cluster":
+        raise ModelError(f"therapist_effects={therapist_effects!r}: use 'fixed' or 'cluster'")
+    n_clusters = data.loc[data["_w"].notna() & data[change].notna(), cluster].nunique()
+    rows = [
+        _clustered_fit(data[data[change].notna() & wc.notna()], change, [], None, cluster,
+                       n_clusters).assign(method="naive"),
+        _clustered_fit(data, change, adjust, "_w", cluster, n_clusters).assign(method="primary"),
+    ]
+    effects = pd.concat(rows, ignore_index=True).assign(term=f"{arms[0]} vs {arms[1]}")
+    return PrimaryResult(effects=effects, iptw=ps, completion_weights=wc, data=data)
+
+
+def _primary_frame(episodes, treatment, arms, outcome, confounders, cluster) -> pd.DataFrame:
+    need = [treatment, "status", cluster, f"{outcome}_intake", f"{outcome}_change"]
+    missing = [c for c in need if c not in episodes.columns]
+    if missing:
+        raise ModelError(f"episode table lacks column(s) {', '.join(map(repr, missing))}")
+    data = episodes[episodes[treatment].isin(arms) & episodes["status"].ne("open")].copy()
+    data[treatment] = data[treatment].astype(object)
+    if "symptom_duration_weeks" in data:
+        data["log_symptom_duration"] = np.log(data["symptom_duration_weeks"].astype(float)
+                                              .clip(lower=1))
+    return model_frame(data, [treatment, f"{outcome}_intake", cluster], confounders)
+
+
+def _clustered_fit(data, change, covariates, weights, cluster, n_clusters) -> pd.DataFrame:
+    """(W)LS of ``change`` on ``_t`` (+ covariates), CR1 cluster-robust SE, t on G - 1 df."""
+    import statsmodels.formula.api as smf
+
+    cols = [change, "_t", cluster, *([weights] if weights else [])]
+    fit_df = model_frame(data, cols, covariates)
+    formula = " + ".join([f"Q('{change}') ~ _t", *covariates])
+    model = (smf.wls(formula, fit_df, weights=fit_df[weights]) if weights
+             else smf.ols(formula, fit_df))
+    res = model.fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(fit_df[cluster])[0]})
+    return tidy(["_t"], [res.params["_t"]], [res.bse["_t"]], n=len(fit_df), df=n_clusters - 1)
