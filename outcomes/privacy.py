@@ -27,7 +27,7 @@ from outcomes._phi_patterns import (
     DETECTORS,
     KINDS,
     LABELS,
-    TRIGGER,
+    TRIGGERS,
     Detector,
     address_ok,
     name_length,
@@ -62,6 +62,9 @@ _PRIORITY = {
 # --------------------------------------------------------------------------------------------
 
 
+_CUES = ("title", "strong", "weak")
+
+
 def _span(det: Detector, m: re.Match[str]) -> tuple[int, int] | None:
     """The identifier's span in a detector match, after the allowlist check; None to drop it."""
     group = "v" if "v" in det.regex.groupindex else 0
@@ -73,7 +76,8 @@ def _span(det: Detector, m: re.Match[str]) -> tuple[int, int] | None:
     if det.mode == "post":  # a name before a verb: every word must be a name word
         words = m.group(group).split()
         return None if any(w.lower() in CLINICAL_ALLOWLIST for w in words) else (start, end)
-    length = name_length(m.group(group), det.mode)
+    cue = det.mode if det.mode != "cue" else next(c for c in _CUES if m.group(c) is not None)
+    length = name_length(m.group(group), cue)
     return (start, start + length) if length else None
 
 
@@ -89,26 +93,34 @@ def _resolve(hits: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
     return out
 
 
-def _scan_text(text: str) -> list[tuple[int, int, str]]:
-    """All non-overlapping (start, end, kind) hits in one note."""
+_BY_KIND = {kind: tuple(d for d in DETECTORS if d.kind == kind) for kind in KINDS}
+
+
+def _scan_text(text: str, kinds: Iterable[str] = KINDS) -> list[tuple[int, int, str]]:
+    """All non-overlapping (start, end, kind) hits in one note, using the detectors of ``kinds``."""
     hits = []
-    for det in DETECTORS:
-        for m in det.regex.finditer(text):
-            span = _span(det, m)
-            if span is not None and span[1] > span[0]:
-                hits.append((span[0], span[1], det.kind))
+    for kind in kinds:
+        for det in _BY_KIND[kind]:
+            for m in det.regex.finditer(text):
+                span = _span(det, m)
+                if span is not None and span[1] > span[0]:
+                    hits.append((span[0], span[1], det.kind))
     return _resolve(hits)
 
 
-def _candidates(values: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the notes the RE2 trigger hits (pyarrow, vectorised)."""
+def _triggered(values: Sequence[str]) -> np.ndarray:
+    """Boolean matrix (note x kind): which kinds' RE2 triggers each note hits (pyarrow)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    out = np.zeros((len(values), len(KINDS)), dtype=bool)
     if len(values) == 0:
-        return np.zeros(0, dtype=bool)
-    mask = pc.match_substring_regex(pa.array(values, type=pa.large_string()), TRIGGER)
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+        return out
+    array = pa.array(values, type=pa.large_string())
+    for j, kind in enumerate(KINDS):
+        mask = pc.match_substring_regex(array, TRIGGERS[kind])
+        out[:, j] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    return out
 
 
 def _scan_unique(texts: pd.Series, prefilter: bool = True):
@@ -121,10 +133,13 @@ def _scan_unique(texts: pd.Series, prefilter: bool = True):
         raise InputError("texts: expected a pandas Series of free-text notes")
     codes, uniques = pd.factorize(texts, use_na_sentinel=True)
     values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
-    mask = _candidates(values) if prefilter else np.ones(len(values), dtype=bool)
+    if prefilter:
+        triggered = _triggered(values)
+    else:
+        triggered = np.ones((len(values), len(KINDS)), dtype=bool)
     hits = {}
-    for u in np.flatnonzero(mask):
-        found = _scan_text(values[u])
+    for u in np.flatnonzero(triggered.any(axis=1)):
+        found = _scan_text(values[u], [KINDS[j] for j in np.flatnonzero(triggered[u])])
         if found:
             hits[int(u)] = found
     return codes, values, hits
@@ -151,9 +166,9 @@ def scan_phi(texts: pd.Series, *, include_values: bool = False) -> pd.DataFrame:
 
     Notes
     -----
-    Each distinct note is scanned once (``pandas.factorize``). A single RE2 trigger (pyarrow)
-    selects the notes that could hold any identifier; only those meet the Python detectors in
-    :mod:`outcomes._phi_patterns`. Overlapping hits are resolved earliest-then-longest.
+    Each distinct note is scanned once (``pandas.factorize``). One cheap RE2 trigger per kind
+    (pyarrow, vectorised over all distinct notes) selects the notes that could hold that kind;
+    only those meet the kind's Python detectors in :mod:`outcomes._phi_patterns`. Overlapping hits are resolved earliest-then-longest.
     Names are found after a cue (title, patient or relative keyword, ``per``/``with`` + common
     first name) or as a common first name + capitalised word; capitalised clinical words on an
     allowlist ("Left AIC", "Postural Restoration", "Patient tolerated") are never names.
@@ -484,36 +499,39 @@ def _count_matrix(table: pd.DataFrame, counts: list[Hashable]) -> pd.DataFrame:
     return values
 
 
-def _complement(values: pd.Series, hidden: pd.Series, total: Hashable) -> Hashable | None:
-    """The cell to hide so the one hidden cell of a group cannot be recovered from its total."""
-    members = values.index != total
+def _complement(values: np.ndarray, hidden: np.ndarray, total: int) -> int | None:
+    """Position of the cell to hide so a group's one hidden cell cannot be recovered from its
+    total: the smallest shown non-zero member, else any shown member, else the total itself."""
+    members = np.arange(len(values)) != total
     if hidden[total] or int(hidden[members].sum()) != 1:
         return None
-    shown = values[members & ~hidden.to_numpy()].dropna()
-    if shown.empty:
-        return total  # nothing left to hide alongside it: hide the total instead
-    positive = shown[shown > 0]
-    return (positive if not positive.empty else shown).sort_values(kind="stable").index[0]
+    candidates = members & ~hidden & ~np.isnan(values)
+    if not candidates.any():
+        return total
+    if (candidates & (values > 0)).any():
+        candidates &= values > 0
+    positions = np.flatnonzero(candidates)
+    return int(positions[np.argmin(values[positions])])  # first of equal minima: stable
 
 
-def _complementary(values, hidden, total_row, total_column) -> pd.DataFrame:
+def _complementary(values: pd.DataFrame, hidden: pd.DataFrame, total_row, total_column):
     """Hide further cells until no group with a shown total has exactly one hidden cell."""
-    hidden = hidden.copy()
-    for _ in range(hidden.size + 1):
+    vals, mask = values.to_numpy(dtype=float), hidden.to_numpy(dtype=bool).copy()
+    r = None if total_row is None else values.index.get_loc(total_row)
+    c = None if total_column is None else values.columns.get_loc(total_column)
+    for _ in range(mask.size + 1):
         changed = False
-        if total_row is not None:
-            for column in hidden.columns:
-                cell = _complement(values[column], hidden[column], total_row)
-                if cell is not None:
-                    hidden.loc[cell, column] = changed = True
-        if total_column is not None:
-            for row in hidden.index:
-                cell = _complement(values.loc[row], hidden.loc[row], total_column)
-                if cell is not None:
-                    hidden.loc[row, cell] = changed = True
+        for j in range(mask.shape[1]) if r is not None else ():
+            i = _complement(vals[:, j], mask[:, j], r)
+            if i is not None:
+                mask[i, j] = changed = True
+        for i in range(mask.shape[0]) if c is not None else ():
+            j = _complement(vals[i, :], mask[i, :], c)
+            if j is not None:
+                mask[i, j] = changed = True
         if not changed:
             break
-    return hidden
+    return pd.DataFrame(mask, index=hidden.index, columns=hidden.columns)
 
 
 def suppress_small_cells(

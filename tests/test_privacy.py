@@ -388,7 +388,7 @@ def _count_tables(draw):
     return table
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_count_tables())
 def test_suppression_invariants(table):
     """No count 1-10 is shown, and no hidden cell is the only hidden one against a shown total."""
