@@ -32,14 +32,14 @@ MECHANISM: dict = {
     "arm_model": {
         "latent": "orientation[therapist] + N(0, 0.3) + 1.0 prior_pt + 0.8 prior_injection"
                   " + 1.2 surgery_recommended + 0.5 log(symptom_duration_weeks / 8) + Logistic(0, 1)",
-        "therapist_intercepts": "centred within style (caseload-weighted), so therapist quality"
-                                " does not confound the arm",
+        "therapist_intercepts": "centred within style and scaled to a caseload-weighted SD of"
+                                " therapist_sd, so therapist quality does not confound the arm",
         "cuts": {"traditional_below": -0.9, "pri_above": 0.9},
     },
     "outcome_model": {
-        "nprs": {"intercept": -3.0, "baseline": -0.45, "baseline_center": 5.2, "prior_pt": 0.8,
+        "nprs": {"intercept": -2.6, "baseline": -0.45, "baseline_center": 5.2, "prior_pt": 0.8,
                  "prior_injection": 0.6, "surgery_recommended": 1.0, "log_duration_over_8": 0.4,
-                 "age_per_decade_over_40": 0.1, "therapist_sd": 0.5, "residual_sd": 1.5},
+                 "age_per_decade_over_40": 0.1, "therapist_sd": 0.4, "residual_sd": 1.25},
         "lefs": {"intercept": 13.0, "baseline": -0.3, "baseline_center": 46.0, "prior_pt": -3.0,
                  "prior_injection": -2.5, "surgery_recommended": -4.0, "log_duration_over_8": -1.5,
                  "age_per_decade_over_40": -0.6, "therapist_loading": -4.0,
@@ -106,6 +106,9 @@ def draw_therapists(rng: np.random.Generator, n_therapists: int, n_clinics: int)
         mask = style == s
         if mask.sum() > 1:
             intercept[mask] -= np.average(intercept[mask], weights=weight[mask])
+    spread = np.sqrt(np.average(intercept**2, weights=weight))
+    if n_therapists > 1 and spread > 0:  # realised caseload-weighted SD is exactly the target
+        intercept *= sd / spread
     return {
         "clinic": clinic,
         "style": style,

@@ -21,7 +21,8 @@ Data-generating contract (other modules and tests rely on it; also in the truth 
   To keep this exact on a bounded, rounded scale the traditional discharge score is clipped to
   leave room for the effect, and a shift that is not a whole step (mixed: -0.5 NPRS) is rounded
   stochastically per patient, so it is exact in expectation; the truth JSON reports the sample
-  effects from every episode's potential outcomes (``sample_effects``).
+  effects from every episode's potential outcomes (``sample_effects``). The price: with an
+  effect of -1 NPRS no traditional-arm patient is discharged at 0 (they sit at 1).
 - **Confounding by indication.** A latent chronicity drives symptom_duration_weeks, prior_pt,
   prior_injection and surgery_recommended. These (not the latent) raise the probability of PRI care
   and shrink the improvement, as do age and the baseline score; the therapist's PRI training
@@ -29,7 +30,8 @@ Data-generating contract (other modules and tests rely on it; also in the truth 
   columns; the outcome model is linear in them (with ``log(symptom_duration_weeks / 8)``), so a
   regression on baseline + confounders removes the bias the naive comparison shows.
 - **Therapist effect.** A random therapist intercept on the change: about a tenth of the residual
-  variance of the NPRS change (SD 0.5 against a patient residual SD of 1.5).
+  variance of the NPRS change (SD 0.4 against a patient residual SD of 1.25 before rounding
+  and clipping). Intercepts are centred within therapist style, so they do not confound the arm.
 - **Dropout (MAR).** The full trajectory is generated first; then after each visit the patient
   stops with a probability depending only on observed things: arm, payer, intake NPRS and the NPRS
   measured at that visit. A stopped episode has no discharge visit. Episodes running past ``end``
