@@ -20,6 +20,8 @@ _LAZY: dict[str, str] = {
     "iptw": "outcomes.models.weighting",
     "missing_data_sensitivity": "outcomes.models.missing",
     "diagnostics_gate": "outcomes.models.diagnostics",
+    "logrank_test": "outcomes.models.survival",
+    "primary_analysis": "outcomes.models.weighting",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
 }
