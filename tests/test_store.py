@@ -1,0 +1,191 @@
+"""outcomes.store: schema version, atomic ingests under SIGKILL, locking, read API, exports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from conftest import TODAY, make_visit_rows, store_snapshot, write_rows
+
+from outcomes.errors import StoreBusyError, StoreError
+from outcomes.ingest import ingest_file
+from outcomes.store import (
+    SCHEMA_VERSION,
+    export_episodes,
+    load_episodes,
+    load_quarantine_summary,
+    load_unmapped,
+    load_visits,
+    open_store,
+    store_status,
+)
+
+
+def ingest_cmd(path: Path, db: Path) -> list[str]:
+    return [sys.executable, "-m", "outcomes.cli", "ingest", str(path), "--db", str(db), "--json"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("OUTCOMES_")}
+    return {**out, **extra}
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
+    """Read the child's stderr until ``text`` appears (the child is then paused in place)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if text in line:
+            return
+        if line == "" and proc.poll() is not None:
+            break
+    raise AssertionError(f"child never printed {text!r}: {''.join(seen)[-2000:]}")
+
+
+@pytest.fixture
+def seeded(tmp_path, db_path):
+    """A store holding one export, and a second export not yet ingested."""
+    ingest_file(write_rows(tmp_path / "a.csv", make_visit_rows(3)), db=db_path, today=TODAY)
+    second = write_rows(tmp_path / "b.csv", make_visit_rows(4, "2024-03-04", prefix="B"))
+    return db_path, second
+
+
+def test_schema_version_is_stored_and_checked(seeded):
+    db, _ = seeded
+    with open_store(db) as con:
+        assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchall() == [
+            (str(SCHEMA_VERSION),)]
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(StoreError, match="schema version 999"):
+        store_status(db)
+
+
+def test_missing_and_foreign_stores_are_refused(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        store_status(tmp_path / "nope.duckdb")
+    assert not (tmp_path / "nope.duckdb").exists()
+    foreign = tmp_path / "other.duckdb"
+    duckdb.connect(str(foreign)).close()
+    with pytest.raises(StoreError, match="not an outcomes store"):
+        load_visits(foreign)
+
+
+def test_read_api(seeded, tmp_path):
+    db, second = seeded
+    rows = make_visit_rows(1, prefix="Q")
+    rows[2]["nprs"] = "12"
+    rows[3]["technique_notes"] = "zorbing"
+    ingest_file(write_rows(tmp_path / "q.csv", rows), db=db, today=TODAY)
+    visits = load_visits(db)
+    assert len(visits) == 19 and str(visits["visit_date"].dtype) == "datetime64[ns]"
+    assert set(load_visits(db, therapist_id="T1")["patient_id"]) == {"P001"}
+    assert len(load_episodes(db)) == 4
+    assert set(load_episodes(db, clinic_id="C1")["patient_id"]) == {"P000", "P001", "P002",
+                                                                   "QP000"}
+    assert load_quarantine_summary(db).to_dict("records") == [
+        {"reason_code": "score_out_of_range", "n": 1}]
+    assert load_unmapped(db).to_dict("records") == [{"text": "zorbing", "n": 1}]
+    status = store_status(db)
+    assert status["files_ingested"] == 2 and status["visits"] == 19
+    assert status["quarantine_by_reason"] == {"score_out_of_range": 1}
+    assert status["last_visit"] is not None and status["unmapped_technique_texts"] == 1
+
+
+def test_export_episodes_csv_neutralises_formulas(tmp_path, db_path):
+    rows = make_visit_rows(1)
+    for r in rows:
+        r["patient_id"] = "=HYPERLINK(\"http://x\")"
+        r["therapist_id"] = "@T1"
+    ingest_file(write_rows(tmp_path / "f.csv", rows), db=db_path, today=TODAY)
+    out = tmp_path / "ep.csv"
+    assert export_episodes(db_path, out) == 1
+    data = pd.read_csv(out, dtype=str)
+    assert data.loc[0, "patient_id"] == "'=HYPERLINK(\"http://x\")"
+    assert data.loc[0, "therapist_id"] == "'@T1"
+    pq = tmp_path / "ep.parquet"
+    assert export_episodes(db_path, pq) == 1
+    assert pd.read_parquet(pq).loc[0, "patient_id"] == "=HYPERLINK(\"http://x\")"
+    with pytest.raises(StoreError, match=".csv or .parquet"):
+        export_episodes(db_path, tmp_path / "ep.xlsx")
+
+
+@pytest.mark.slow
+def test_sigkill_before_commit_leaves_the_store_unchanged(seeded):
+    db, second = seeded
+    before = store_snapshot(db)
+    proc = subprocess.Popen(ingest_cmd(second, db), stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL,
+                            env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
+    try:
+        wait_for_line(proc, "holding before commit")  # everything written, not committed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert store_snapshot(db) == before
+    result = ingest_file(second, db=db, today=TODAY)  # the next run completes
+    assert result.rows_loaded == 20 and not result.already_ingested
+    assert store_status(db)["visits"] == 35
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
+def test_sigkill_at_any_moment_is_all_or_nothing(tmp_path, seeded, delay):
+    db, _ = seeded
+    big = write_rows(tmp_path / "big.csv", make_visit_rows(3000, prefix="K"))  # 15,000 rows
+    before = store_snapshot(db)
+    proc = subprocess.Popen(ingest_cmd(big, db), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env())
+    # wait until the child holds the store's write lock, then kill it part-way
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            duckdb.connect(str(db), read_only=True).close()
+        except duckdb.IOException:
+            break
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = store_snapshot(db)
+    if after != before:  # the kill came after COMMIT: then the load must be complete
+        assert len(after["ingest_log"]) == 2 and len(after["visits"]) == 15 + 15000
+    result = ingest_file(big, db=db, today=TODAY)
+    assert result.already_ingested or result.rows_loaded == 15000
+    assert store_status(db)["visits"] == 15015
+
+
+@pytest.mark.slow
+def test_two_ingests_at_once_wait_or_are_refused(tmp_path, seeded):
+    db, second = seeded
+    third = write_rows(tmp_path / "c.csv", make_visit_rows(2, "2024-05-06", prefix="C"))
+    holder = subprocess.Popen(ingest_cmd(second, db), stderr=subprocess.PIPE, text=True,
+                              stdout=subprocess.PIPE, env=env(OUTCOMES_HOLD_BEFORE_COMMIT="4"))
+    try:
+        wait_for_line(holder, "holding before commit")
+        refused = subprocess.run(ingest_cmd(third, db), capture_output=True, text=True,
+                                 env=env(OUTCOMES_LOCK_TIMEOUT="0.5"), timeout=120)
+        assert refused.returncode == 2
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: store") and "busy" in lines[0]
+        with pytest.raises(StoreBusyError, match="busy"):  # readers too: never a half view
+            with open_store(db, read_only=True, timeout=0.3):
+                pass
+        waiter = subprocess.run(ingest_cmd(third, db), capture_output=True, text=True,
+                                env=env(OUTCOMES_LOCK_TIMEOUT="120"), timeout=180)
+        assert waiter.returncode == 0, waiter.stderr
+    finally:
+        holder.wait(timeout=120)
+    assert holder.returncode == 0
+    status = store_status(db)
+    assert status["files_ingested"] == 3 and status["visits"] == 15 + 20 + 10
