@@ -33,7 +33,6 @@ from outcomes._phi_patterns import (
     name_length,
 )
 from outcomes.errors import InputError
-from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS
 
 __all__ = [
     "PHI_KINDS",
@@ -283,7 +282,8 @@ def neutralize_formulas(data: pd.DataFrame) -> pd.DataFrame:
     Notes
     -----
     Follows the OWASP "CSV Injection" guidance: prefix the cell with ``'`` so the spreadsheet
-    shows it as text. Only object, string and categorical columns are inspected.
+    shows it as text. Only object, string and categorical columns are inspected; a categorical
+    column comes back as ``object``.
     """
     out = data.copy()
     for column in out.columns:
@@ -353,6 +353,8 @@ def _flat(column: Hashable) -> str:
 
 
 def _identifier_problems(data: pd.DataFrame) -> list[str]:
+    from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS  # pandera: import only when needed
+
     return [
         f"column {col!r} is a direct identifier; remove it from the export"
         for col in data.columns

@@ -62,6 +62,22 @@ PHI_CASES = [
     ("92 yo female, L knee", "age", "92 yo"),
     ("age 94, lives alone", "age", "94"),
     ("93-year-old male runner", "age", "93-year-old"),
+    # beyond the brief's list: casing, post-cues, punctuation
+    ("PT JOHN SMITH REPORTS LESS PAIN", "name", "JOHN SMITH"),
+    ("MR GARCIA LATE TODAY", "name", "GARCIA"),
+    ("pt john smith seen today", "name", "john smith"),
+    ("Wei Hill called to reschedule", "name", "Wei Hill"),
+    ("spoke with Nkechi Okafor re: schedule", "name", "Nkechi Okafor"),
+    ("caregiver: Peter MacLeod. L hip", "name", "Peter MacLeod"),
+    ("seen by Dr. Ana-Maria Smith-Jones", "name", "Ana-Maria Smith-Jones"),
+    ("Aaliyah Smith-Jones 555.123.4567", "phone", "555.123.4567"),
+    ("441-22-9876 (SSN) on file", "ssn", "441-22-9876"),
+    ("Med Rec # 0033263", "mrn", "0033263"),
+    ("D.O.B. 12-04-1961", "dob", "12-04-1961"),
+    ("birthdate 10 Apr 1948", "dob", "10 Apr 1948"),
+    ("address 3379 w 27th st", "address", "3379 w 27th st"),
+    ("PO Box 442", "address", "PO Box 442"),
+    ("AGE: 99. lives alone", "age", "99"),
 ]
 
 CLINICAL_LOOKALIKES = [
@@ -91,6 +107,16 @@ CLINICAL_LOOKALIKES = [
     "Right BC pattern, Left AIC",
     "MS Pt reports fatigue",
     "10 reps each way",
+    # beyond the brief's list: eponyms, brands, the disease MS, all-caps shorthand
+    "Thomas test (+) bilat",
+    "Dr. Scholl's inserts tried",
+    "Hx of MS. Trendelenburg (+) L",
+    "PT EDUCATED PT ON HEP, PATIENT TOLERATED WELL",
+    "Hoka Bondi recommended; Brooks Adrenaline",
+    "pt's son drove today, wife present",
+    "squat 3x10 @ 95 lb, walked 100 yards",
+    "Sx began 1/2/2026; x-ray 12/2025 neg",
+    "HR 72 bpm, BP 120/80, SpO2 98%",
 ]
 
 
