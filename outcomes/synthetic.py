@@ -68,8 +68,8 @@ def _check_args(n_episodes, start, end, effects, messy, n_therapists, n_clinics)
         raise InputError("n_episodes must be a positive integer")
     if not (isinstance(n_clinics, int | np.integer) and n_clinics >= 1):
         raise InputError("n_clinics must be a positive integer")
-    if n_therapists is not None and not (1 <= int(n_therapists)):
-        raise InputError("n_therapists must be a positive integer")
+    if n_therapists is not None and not int(n_therapists) >= n_clinics:
+        raise InputError("n_therapists must be at least n_clinics (every clinic needs one)")
     unknown = set(effects or {}) - set(DEFAULT_EFFECTS)
     if unknown:
         known = ", ".join(DEFAULT_EFFECTS)

@@ -288,11 +288,16 @@ def test_truth_json(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".parquet"])
-def test_other_formats(tmp_path, suffix):
+@pytest.mark.parametrize("messy", [False, True])
+def test_other_formats(tmp_path, suffix, messy):
     path = tmp_path / f"e{suffix}"
-    info = write_export(path, 40, seed=1)
+    info = write_export(path, 40, seed=1, messy=messy)
     back = pd.read_excel(path) if suffix == ".xlsx" else pd.read_parquet(path)
     assert tuple(back.columns) == VISIT_COLUMNS and len(back) == info["rows"]
+    if messy:
+        rec = json.loads(path.with_name("e.truth.json").read_text(encoding="utf-8"))["messy"]
+        assert rec["bom"]["written"] is False and rec["ragged_row"]["written"] is False
+        assert back.iloc[-1]["visit_id"] == "TOTAL"
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -301,6 +306,7 @@ def test_other_formats(tmp_path, suffix):
     ({"start": "2026-01-01", "end": "2025-01-01"}, "end must be after start"),
     ({"start": "yesterday"}, "ISO dates"),
     ({"messy": 2.0}, "messy"),
+    ({"n_therapists": 2, "n_clinics": 3}, "at least n_clinics"),
 ])
 def test_bad_arguments(kwargs, words):
     with pytest.raises(InputError, match=words):
