@@ -116,7 +116,10 @@ def _triggered(values: Sequence[str]) -> np.ndarray:
     out = np.zeros((len(values), len(KINDS)), dtype=bool)
     if len(values) == 0:
         return out
-    array = pa.array(values, type=pa.large_string())
+    try:
+        array = pa.array(values, type=pa.large_string())
+    except (pa.ArrowInvalid, UnicodeError):  # e.g. lone surrogates: scan every note in Python
+        return ~out
     for j, kind in enumerate(KINDS):
         mask = pc.match_substring_regex(array, TRIGGERS[kind])
         out[:, j] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
@@ -519,7 +522,10 @@ def suppress_small_cells(
     cells. Complementary suppression: when a group with a shown total (a column against
     ``total_row``, a row against ``total_column``) has exactly one hidden cell, the smallest
     shown non-zero cell of the group is hidden too (or the total, if nothing else is shown),
-    repeated until stable, so no hidden count equals a total minus shown cells.
+    repeated until stable, so no hidden count equals a total minus shown cells. A cell hidden
+    as a complement shows ``label`` although its value may be 11 or more. Limits: only the
+    totals named here are considered; a cell that another published table (or a margin not
+    passed as ``total_row``/``total_column``) makes derivable is not detected.
     """
     counts = _as_list(count_columns)
     if total_column is not None and total_column not in counts:

@@ -161,6 +161,12 @@ def test_redact_keeps_string_dtype():
     assert counts["age"] == 1
 
 
+def test_scan_survives_text_pyarrow_cannot_encode():
+    """A lone surrogate cannot go through pyarrow; the note is then scanned in Python only."""
+    hits = scan_phi(pd.Series(["bad \ud800 byte, call 555-123-4567", "3x10"]))
+    assert hits["kind"].tolist() == ["phone"]
+
+
 def test_scan_rejects_non_series():
     with pytest.raises(InputError):
         scan_phi(["Pt John Smith"])
