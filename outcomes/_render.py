@@ -86,7 +86,11 @@ def prepare_notebook(text: str, parameters: dict[str, Any]) -> Any:
     nb.metadata.setdefault("papermill", {"parameters": {}, "default_parameters": {}})
     for cell in nb.cells:
         cell.metadata.setdefault("tags", [])
-    return parameterize_notebook(nb, parameters, kernel_name="python3", language="python")
+    nb = parameterize_notebook(nb, parameters, kernel_name="python3", language="python")
+    for cell in nb.cells:  # papermill gives the injected cell a random id; keep output stable
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"
+    return nb
 
 
 def _code_notebook(source: str) -> Any:

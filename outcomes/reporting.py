@@ -225,7 +225,8 @@ def outcome_summary(episodes: pd.DataFrame, by: str | None = None,
     episodes : DataFrame
         Episode table (usually :func:`ended_in` a quarter).
     by : str, optional
-        Grouping column (``arm``, ``condition``, ``therapist_id``); None: one row ``all``.
+        Grouping column (``arm``, ``condition``, ``therapist_id``); the last row, ``all``,
+        holds the totals (the only row when ``by`` is None).
     instruments : tuple of str
         Instrument codes.
 
@@ -238,8 +239,8 @@ def outcome_summary(episodes: pd.DataFrame, by: str | None = None,
         ``X_nonresponders``, ``X_pct_mcid`` and ``X_pct_low/high`` (Wilson), raw numbers.
         Use :func:`suppress_summary` before publishing.
     """
-    groups = [("all", episodes)] if by is None else list(
-        episodes.groupby(by, sort=True, observed=True))
+    groups = list(episodes.groupby(by, sort=True, observed=True)) if by is not None else []
+    groups.append(("all", episodes))
     rows = {}
     for key, group in groups:
         row: dict[str, Any] = {"episodes": len(group)}
@@ -257,7 +258,8 @@ def suppress_summary(summary: pd.DataFrame,
 
     A mean is hidden when it rests on 1-10 episodes; a share reaching the MCID is hidden when
     either the responders or the non-responders number 1-10 (either would be recoverable from
-    the share and the shown denominator).
+    the share and the shown denominator). The ``all`` row is the total row of complementary
+    suppression: a single hidden group count is never recoverable as total minus the others.
     """
     from outcomes.privacy import suppress_small_cells
 
@@ -271,7 +273,9 @@ def suppress_summary(summary: pd.DataFrame,
         derived[f"{code}_eligible"] = pct
         derived[f"{code}_responders"] = pct
         derived[f"{code}_nonresponders"] = pct
-    return suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL)
+    total = "all" if "all" in summary.index and len(summary) > 1 else None
+    return suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL,
+                                total_row=total)
 
 
 def _fmt_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
@@ -469,22 +473,24 @@ def missing_discharge(episodes: pd.DataFrame, by: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Indexed by ``by``: ``ended``, ``missing``, ``pct_missing`` (with a Wilson interval as
-        text in ``pct_missing (95% CI)``), suppressed.
+        Indexed by ``by`` plus a total row ``all``: ``ended``, ``missing`` and ``% without
+        discharge score (95% CI)`` (Wilson interval, as text), suppressed with the total row
+        used for complementary suppression.
     """
     from outcomes.privacy import suppress_small_cells
 
     ended = episodes[episodes["status"] != "open"]
-    g = ended.groupby(by, sort=True, observed=True)["status"]
-    table = pd.DataFrame({"ended": g.size(),
-                          "missing": g.apply(lambda s: int((s == "no_discharge_score").sum()))})
+    missing = (ended["status"] == "no_discharge_score").astype(int)
+    g = missing.groupby(ended[by], sort=True, observed=True)
+    table = pd.DataFrame({"ended": g.size(), "missing": g.sum()})
+    table.loc["all"] = [len(ended), int(missing.sum())]
     table["complete"] = table["ended"] - table["missing"]
     table["pct_missing"] = [
         _fmt_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
         for m, n in zip(table["missing"], table["ended"], strict=True)]
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
                                derived={"missing": ["pct_missing"],
-                                        "complete": ["pct_missing"]})
+                                        "complete": ["pct_missing"]}, total_row="all")
     return out.drop(columns=["complete"]).rename(
         columns={"pct_missing": "% without discharge score (95% CI)"})
 

@@ -1,0 +1,306 @@
+"""The real reports, rendered once per session from a small synthetic store with planted data.
+
+The store (``outcomes.synthetic`` -> ``outcomes.ingest``) is edited before ingest so the tests can
+look for things that must never leak: a sentinel in the patient ids of one therapist (T004),
+hostile strings in a therapist id, a patient id and technique notes, and a clinic of only two
+therapists (T007, T008) whose "rest of clinic" benchmark would be one colleague.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from test_report_safety import job, write_notebook
+
+from outcomes import reporting as rp
+from outcomes._render import check_inert
+from outcomes.errors import ReportError
+from outcomes.report import plan_comparative, plan_quarterly, plan_therapists, render_reports
+
+SENTINEL = "ZQXSENTINEL"
+SENTINEL_THERAPIST = "T004"
+HOSTILE_THERAPIST = "T003<script>alert(9)</script>"
+HOSTILE_PATIENT = "P{{7*7}}<img src=x onerror=alert(1)>"
+HOSTILE_NOTES = ["<script>alert(1)</script>", "{{7*7}} <img src=x onerror=alert(2)>"]
+QUARTER = "2026Q3"
+
+
+def _planted_export(path: Path) -> None:
+    from outcomes.synthetic import generate_export
+
+    frame, _ = generate_export(n_episodes=400, seed=11, n_therapists=8, n_clinics=2)
+    one = frame.groupby("patient_id")["therapist_id"].transform("nunique") == 1
+    own = one & (frame["therapist_id"] == SENTINEL_THERAPIST)
+    frame.loc[own, "patient_id"] = SENTINEL + frame.loc[own, "patient_id"]
+    frame.loc[frame["therapist_id"].isin(["T007", "T008"]), "clinic_id"] = "CL99"
+    frame.loc[frame["therapist_id"] == "T003", "therapist_id"] = HOSTILE_THERAPIST
+    t1 = frame.index[one & (frame["therapist_id"] == "T001")]
+    frame.loc[frame["patient_id"] == frame.loc[t1[-1], "patient_id"], "patient_id"] = HOSTILE_PATIENT
+    t2 = frame.index[(frame["therapist_id"] == "T002") & (frame["visit_type"] == "treatment")]
+    for k, note in enumerate(HOSTILE_NOTES):
+        frame.loc[t2[12 * k:12 * (k + 1)], "technique_notes"] = note
+    frame.to_csv(path, index=False)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    from outcomes.ingest import ingest_file
+
+    folder = tmp_path_factory.mktemp("store")
+    _planted_export(folder / "export.csv")
+    ingest_file(folder / "export.csv", db=folder / "store.duckdb")
+    return folder / "store.duckdb"
+
+
+@pytest.fixture(scope="session")
+def rendered(store, tmp_path_factory):
+    """Every report of the quarter, rendered once (two warm kernels)."""
+    out = tmp_path_factory.mktemp("reports")
+    jobs = (plan_quarterly(QUARTER, store) + plan_therapists(QUARTER, store)
+            + plan_comparative(QUARTER, store))
+    result = render_reports(jobs, QUARTER, store, out, n_jobs=2, progress=False)
+    return result
+
+
+def _page(rendered, name: str) -> str:
+    return (rendered.folder / name).read_text(encoding="utf-8")
+
+
+def _therapist_pages(rendered) -> dict[str, bytes]:
+    return {p.stem: p.read_bytes() for p in (rendered.folder / "therapists").glob("*.html")}
+
+
+def _all_bytes(page: bytes) -> bytes:
+    """The page plus the decoded bytes of every embedded image."""
+    images = re.findall(rb"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    return page + b"".join(base64.b64decode(i) for i in images)
+
+
+# --------------------------------------------------------------------------- layout, manifest
+def test_layout_manifest_and_audit(rendered, store):
+    folder = rendered.folder
+    assert folder.name == QUARTER
+    assert (folder / "quarterly_outcomes.html").exists()
+    assert (folder / "comparative_analysis.html").exists()
+    therapists = sorted(p.stem for p in (folder / "therapists").glob("*.html"))
+    assert "T001" in therapists and SENTINEL_THERAPIST in therapists
+    manifest = json.loads(rendered.manifest.read_text())
+    assert manifest["input"]["sha256"] == hashlib.sha256(store.read_bytes()).hexdigest()
+    assert {"pandas", "numpy", "statsmodels", "outcomes"} <= set(manifest["packages"])
+    assert {r["status"] for r in manifest["reports"]} == {"ok"}
+    assert len(manifest["reports"]) == len(therapists) + 2
+    assert all(r["seconds"] > 0 for r in manifest["reports"])
+    assert not list(folder.rglob("*.ipynb")), "executed notebooks must stay out of the set"
+    audit = list((folder.parent / ".audit" / QUARTER).rglob("*.ipynb"))
+    assert len(audit) == len(manifest["reports"])
+
+
+def test_reports_show_their_sections(rendered):
+    quarterly = _page(rendered, "quarterly_outcomes.html")
+    for heading in ("Quarterly outcomes report", "How to read this report", "Volumes",
+                    "By arm", "By diagnosis", "Therapists (last four quarters)",
+                    "observed minus expected", "Trend over the last eight quarters",
+                    "Data quality", "Quarantined rows by reason", "not mapped"):
+        assert heading in quarterly, heading
+    therapist = _page(rendered, "therapists/T001.html")
+    for heading in ("Your caseload report", "Your episodes this quarter",
+                    "Episodes missing a discharge score", "rest of your clinic", "Your trend"):
+        assert heading in therapist, heading
+    comparative = _page(rendered, "comparative_analysis.html")
+    for heading in ("Protocol (target trial)", "Cohort flow", "Table 1", "overlap and balance",
+                    "Primary analysis", "Trajectories", "Responder analysis",
+                    "Time to reaching the MCID", "sensitivity analysis",
+                    "Therapist clustering", "Limitations", "diagnostics gate"):
+        assert heading in comparative, heading
+    assert comparative.count("data:image/png;base64,") >= 4
+
+
+def test_no_code_in_reports(rendered):
+    for page in [_page(rendered, "quarterly_outcomes.html"),
+                 _page(rendered, "comparative_analysis.html")]:
+        assert "rp.load_report_data" not in page and "import " not in page
+
+
+# --------------------------------------------------------------------------- privacy
+def test_therapist_reports_hold_no_other_therapists_patients(rendered):
+    pages = _therapist_pages(rendered)
+    assert SENTINEL.encode() in pages[SENTINEL_THERAPIST], "the sentinel was not planted"
+    for name, page in pages.items():
+        if name != SENTINEL_THERAPIST:
+            assert SENTINEL.encode() not in _all_bytes(page), name
+    assert SENTINEL.encode() not in _all_bytes(
+        (rendered.folder / "quarterly_outcomes.html").read_bytes())
+    assert SENTINEL not in rendered.manifest.read_text()
+
+
+def test_two_therapist_clinic_hides_the_colleague_benchmark(rendered):
+    page = _page(rendered, "therapists/T007.html")
+    assert "not shown (fewer than 2 colleagues)" in page
+    page = _page(rendered, "therapists/T001.html")
+    assert "not shown (fewer than 2 colleagues)" not in page
+
+
+def test_hostile_strings_are_inert_in_every_report(rendered):
+    pages = [p for p in rendered.folder.rglob("*.html")]
+    for path in pages:
+        text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "",
+                      path.read_text(encoding="utf-8"))
+        check_inert(text)
+        assert "<script>alert" not in text and "<img src=x" not in text, path.name
+        assert "P49" not in text and "49 &lt;img" not in text  # no template evaluated
+    quarterly = _page(rendered, "quarterly_outcomes.html")
+    # unmapped technique notes (the vocabulary splits notes at "/"), escaped
+    assert "&lt;script&gt;alert(1)&lt;" in quarterly
+    assert "{{7*7}} &lt;img src=x onerror=alert(2)&gt;" in quarterly
+    assert "T003&lt;script&gt;alert(9)&lt;/script&gt;" in quarterly  # therapist id, escaped
+    hostile = [p for p in pages if p.parent.name == "therapists" and p.stem.startswith("T003")]
+    assert len(hostile) == 1 and re.fullmatch(r"[A-Za-z0-9._-]+", hostile[0].stem)
+    assert "{{7*7}}&lt;img src=x onerror=alert(1)&gt;" in _page(rendered, "therapists/T001.html")
+
+
+class _Tables(HTMLParser):
+    """Collect every table of a page as a list of rows of cell texts (stdlib parser only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None and self.tables:
+            self.tables[-1][-1].append("".join(self.cell).strip())
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _count_columns(tables: list[list[list[str]]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, rows in enumerate(tables):
+        header, body = rows[0], [r for r in rows[1:] if len(r) == len(rows[0])]
+        for j, name in enumerate(header):
+            words = name.split()
+            if words and (words[-1] in ("n", "ended", "missing", "rows", "mentions", "episodes")
+                          or re.fullmatch(r"20\d\dQ[1-4]", name)):
+                out[f"table {k}: {name}"] = [r[j] for r in body]
+    return out
+
+
+def test_published_counts_are_never_1_to_10(rendered):
+    """Every count cell of the director's tables is 0, >= 11 or '<11' (CMS cell-size rule)."""
+    parser = _Tables()
+    parser.feed(_page(rendered, "quarterly_outcomes.html"))
+    columns = _count_columns(parser.tables)
+    assert len(columns) >= 8, sorted(columns)
+    hidden = 0
+    for name, cells in columns.items():
+        for cell in cells:
+            assert cell == "<11" or not re.fullmatch(r"([1-9]|10)(\.0)?", cell), (name, cell)
+            hidden += cell == "<11"
+    assert hidden > 0, "the planted small caseloads should have been suppressed somewhere"
+
+
+def test_pngs_in_reports_carry_no_text_chunks(rendered):
+    for path in rendered.folder.rglob("*.html"):
+        for b64 in re.findall(rb"data:image/png;base64,([A-Za-z0-9+/=]+)", path.read_bytes()):
+            raw = base64.b64decode(b64)
+            assert b"tEXt" not in raw and b"iTXt" not in raw and b"Matplotlib" not in raw
+
+
+# --------------------------------------------------------------------------- CLI errors
+@pytest.mark.parametrize("args, message", [
+    (["quarterly", "--quarter", "2026Q5"], "--quarter: expected a quarter like 2026Q3"),
+    (["quarterly", "--quarter", "2019Q1"], "--quarter: no episodes in 2019Q1"),
+    (["therapist", "--quarter", QUARTER, "--therapist", "T999"], "--therapist: 1 therapist"),
+    (["therapist", "--quarter", QUARTER, "--therapist", SENTINEL], "--therapist: 1 therapist"),
+])
+def test_cli_rejects_bad_parameters_in_one_line(store, tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from outcomes.cli import cli
+
+    res = CliRunner().invoke(cli, ["report", *args, "--db", str(store), "--out",
+                                   str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert res.output.startswith("error: " + message) and res.output.count("\n") == 1
+    assert SENTINEL not in res.output
+    assert not (tmp_path / "out" / QUARTER).exists()
+
+
+def test_cli_needs_exactly_one_of_therapist_or_all(store, tmp_path):
+    from click.testing import CliRunner
+
+    from outcomes.cli import cli
+
+    res = CliRunner().invoke(cli, ["report", "therapist", "--quarter", QUARTER, "--db",
+                                   str(store), "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "--therapist ID" in res.output
+
+
+@pytest.mark.slow
+def test_same_numbers_under_other_locale_and_time_zone(store, tmp_path):
+    """Two runs of one report, one under another TZ / locale: identical HTML bytes."""
+    outs = []
+    for k, extra in enumerate([{"TZ": "UTC", "LC_ALL": "C.UTF-8"},
+                               {"TZ": "Pacific/Kiritimati", "LC_ALL": "de_DE.UTF-8",
+                                "LANG": "de_DE.UTF-8"}]):
+        out = tmp_path / f"run{k}"
+        cmd = [sys.executable, "-m", "outcomes.cli", "report", "therapist", "--quarter", QUARTER,
+               "--therapist", "T001", "--db", str(store), "--out", str(out), "--quiet"]
+        subprocess.run(cmd, check=True, env={**os.environ, **extra}, capture_output=True)
+        outs.append((out / QUARTER / "therapists" / "T001.html").read_bytes())
+    assert outs[0] == outs[1]
+
+
+# --------------------------------------------------------------------------- warm kernels
+def test_warm_kernel_is_reused_and_wiped_between_notebooks(tmp_path, monkeypatch):
+    nbs = tmp_path / "nbs"
+    monkeypatch.setenv("OUTCOMES_NOTEBOOKS", str(nbs))
+    write_notebook(nbs, "first", "import os\nleak = 'secret of the first report'\nos.getpid()")
+    write_notebook(nbs, "second", "import os\nassert 'leak' not in globals()\nos.getpid()")
+    db = tmp_path / "db"
+    db.write_bytes(b"x")
+    result = render_reports([job("first"), job("second")], QUARTER, db, tmp_path / "out",
+                            progress=False, cell_timeout=60)
+    pids = [re.findall(r"<pre>(\d+)</pre>", p.read_text()) for p in result.paths]
+    assert pids[0] and pids[0] == pids[1], "both notebooks ran in the same (warm) kernel"
+    assert "secret of the first report" not in result.paths[1].read_text()
+
+
+# --------------------------------------------------------------------------- planning
+def test_safe_name_keeps_plain_ids_and_hashes_the_rest():
+    from outcomes.report import safe_name
+
+    assert safe_name("T001") == "T001"
+    a, b = safe_name("T003<script>"), safe_name("T003<scripT>")
+    assert a != b and re.fullmatch(r"[A-Za-z0-9._-]+", a)
+    assert "/" not in safe_name("../../etc/passwd")
+
+
+def test_parse_quarter_and_bounds():
+    assert rp.parse_quarter("2026q3") == "2026Q3" == rp.parse_quarter(" 2026-Q3 ")
+    for bad in ("2026Q0", "2026Q5", "Q3 2026", "2026", ""):
+        with pytest.raises(ReportError, match="--quarter"):
+            rp.parse_quarter(bad)
+    start, end = rp.quarter_bounds("2024Q1")
+    assert (str(start.date()), str(end.date())) == ("2024-01-01", "2024-03-31")
+    assert rp.previous_quarters("2026Q1", 3) == ["2025Q3", "2025Q4", "2026Q1"]
