@@ -70,6 +70,7 @@ CLINICAL_ALLOWLIST = frozenset(
     dr mr mrs ms md do pa np rn ot dpt pta atc ortho orthopedics pcp surgeon provider
     call test tests sign
     unit apt apartment suite ste box age
+    allergies meds medications pmh psh diagnosis precautions contraindications
     time times supportive concerned involved helpful available deceased ill sick aware
     trendelenburg faber fadir ober lachman mcmurray apley thessaly hawkins neer spurling phalen
     tinel finkelstein ely stinchfield gaenslen slump scour kemp
@@ -128,6 +129,16 @@ FIRST_NAMES = frozenset(
     sara janice ann kathryn abigail sophia frances jean alice judy isabella julia grace
     amber denise danielle marilyn beverly charlotte natalie theresa diana brittany doris
     kayla alexis lori marie jane kate liz jenny beth anne ellen
+    gina courtney tiffany erin kristen kristin tara dana stacy stacey tracy wendy monica vanessa
+    erica tina tammy rhonda sheila connie yolanda annette lorraine colleen kathy cathy patty
+    peggy sally molly katie allison alison leah caitlin kaitlyn brianna chelsea lindsay lindsey
+    whitney jasmine gabrielle natasha nina paula robin carmen rosa ana lucia gina renee
+    jeremiah marcus travis derek shawn dustin cody chad brett corey curtis luis carlos miguel
+    antonio manuel jesus pedro javier ricardo victor alex jon nick matt chris steve greg jeff
+    dan danny andy ben sam tony rick ricky jimmy johnny eddie ted fred stan phil doug ron don
+    leonard howard norman glenn marvin leroy clarence earl herbert lloyd francis ian colin
+    trevor spencer mitchell darren shane brent troy todd craig neil seth evan caleb isaac
+    luke owen liam lucas mia ava chloe zoe lily ella aubrey hailey riley
     """.split()
 ) - frozenset(
     # first names that are also common words in notes ("mark the spot", "frank bleeding")
@@ -269,10 +280,12 @@ def _d(kind: str, pattern: str, mode: str = "plain") -> Detector:
 
 DETECTORS: tuple[Detector, ...] = (
     # names: cue + whatever follows, trimmed word by word by name_length
-    # one pass for every cue; the named group that matched gives the cue's strength
+    # one pass for every cue; the named group that matched gives the cue's strength.
+    # "MS" is multiple sclerosis far more often than a title, so it is no cue; lower-case "ms"
+    # is a strong cue only (a title-case name must follow); "Ms" is the title.
     _d(
         "name",
-        rf"\b(?:(?P<title>(?!MS\b)(?i:{_TITLE}))|(?P<strong>(?i:{_PATIENT}|{_RELATIVE}|{_CONTACT}))|"
+        rf"\b(?:(?P<title>(?!MS\b|ms\b)(?i:{_TITLE}))|(?P<strong>(?i:{_PATIENT}|{_RELATIVE}|{_CONTACT})|ms)|"
         rf"(?P<weak>(?i:{_WEAK})))\b{_SEP}{_FOLLOW}",
         "cue",
     ),

@@ -117,6 +117,8 @@ CLINICAL_LOOKALIKES = [
     "squat 3x10 @ 95 lb, walked 100 yards",
     "Sx began 1/2/2026; x-ray 12/2025 neg",
     "HR 72 bpm, BP 120/80, SpO2 98%",
+    "hx of ms. CPT 97162",
+    "Allergies: NKDA; Meds: ibuprofen",
 ]
 
 
