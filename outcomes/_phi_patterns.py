@@ -1,18 +1,21 @@
 """Precompiled patterns for the PHI scanner in :mod:`outcomes.privacy`.
 
 Each kind of identifier has one or more Python regexes (the *detectors*) and one cheap RE2
-regex (the *trigger*) that every detector match also matches. The scanner runs the triggers over
-all unique notes at once (pyarrow, vectorised) and runs the detectors only on notes a trigger hit,
-so clean notes never meet the expensive patterns. ``tests/test_privacy.py`` checks that scanning
-with and without the pre-filter gives identical hits on the labelled corpus.
+regex (the kind's *trigger*, :data:`TRIGGERS`) that every match of its detectors also matches.
+The scanner runs the triggers over all distinct notes at once (pyarrow, vectorised) and runs a
+kind's detectors only on notes its trigger hit, so clean notes never meet the expensive patterns.
+``tests/test_privacy.py`` checks that scanning with and without the pre-filter gives identical
+hits on the labelled corpus.
 
-Names are found only where something says a name follows (a title, a patient or relative keyword,
-``per``/``with``/``for`` + a common first name) or as a common first name followed by a
-capitalised word; :func:`name_length` then decides, word by word, how much of what follows the cue
-is a name (title case; upper or lower case only after a strong cue or for a common first name;
-never a word on the clinical allowlist). A bare surname with no cue ("Okafor called") or an
-uncommon first name without a strong cue is not found: that is the known limit of a rule-based
-scanner, and why notes are also kept out of every report.
+Names are found only where something says a name follows: a title (Dr, Mrs), a patient, relative
+or contact cue (``pt``, ``wife``, ``spoke with``), ``per``/``with``/``for`` + a common first name,
+a common first name anywhere, or a capitalised name before a verb such as ``called``.
+:func:`name_length` then decides, word by word, how much of what follows the cue is a name (title
+case; upper or lower case only after a strong cue or for a common first name; never a word on the
+clinical allowlist; never an eponym such as "Thomas test"). A bare surname with no cue ("Okafor
+came in") or an uncommon first name without a strong cue is not found, nor is a lower-case
+uncommon name: that is the known limit of a rule-based scanner, and why notes are also kept out
+of every report.
 """
 
 from __future__ import annotations
