@@ -169,6 +169,12 @@ def test_scan_survives_text_pyarrow_cannot_encode():
     assert hits["kind"].tolist() == ["phone"]
 
 
+def test_scan_accepts_categorical_and_non_string_values():
+    texts = pd.Series(pd.Categorical(["age 94", "3x10", "age 94"]))
+    assert scan_phi(texts)["row"].tolist() == [0, 2]
+    assert scan_phi(pd.Series([5551234567, None, 3.5]))["kind"].tolist() == ["phone"]
+
+
 def test_scan_rejects_non_series():
     with pytest.raises(InputError):
         scan_phi(["Pt John Smith"])
@@ -259,6 +265,7 @@ def test_redact_scans_each_distinct_note_once():
 
 
 def test_neutralize_formulas_quotes_text_only():
+    """OWASP "CSV Injection": cells starting with = + - @, tab (0x09) or CR (0x0D) get a leading '."""
     data = pd.DataFrame(
         {
             "text": ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "ok", None],
@@ -293,6 +300,7 @@ def test_neutralize_formulas_handles_fullwidth_categoricals_and_labels():
     ],
 )
 def test_escape_text(value, expected):
+    """Expected strings are Python's html.escape(quote=True) entities plus &#123; / &#125;."""
     assert escape_text(value) == expected
 
 
@@ -318,6 +326,7 @@ def test_limited_data_set_allows_day_dates_zip5_and_ages():
 
 
 def test_safe_harbor_rejects_day_dates_naming_the_column_not_values():
+    """45 CFR 164.514(b)(2)(i)(C): all elements of dates except the year are identifiers."""
     with pytest.raises(InputError, match="visit_date") as err:
         check_regime(_visits(), "safe_harbor", strict=True)
     assert "2026" not in str(err.value)
@@ -340,6 +349,8 @@ def test_safe_harbor_accepts_years_zip3_and_top_coded_age():
     ],
 )
 def test_safe_harbor_problems(extra, column):
+    """45 CFR 164.514(b)(2)(i)(B) ZIP codes beyond 3 digits (and the 17 ZIP3s of <= 20,000 people,
+    HHS de-identification guidance 2012), (C) ages over 89 and dates finer than the year."""
     data = _visits(visit_date=[2026, 2026], **extra)
     problems = check_regime(data, "safe_harbor")
     assert len(problems) == 1 and repr(column) in problems[0]
@@ -363,6 +374,7 @@ def test_unknown_regime_is_an_input_error():
 
 
 def test_counts_one_to_ten_and_their_derived_cells_are_hidden():
+    """CMS cell-size suppression policy: no count 1-10 shown, nor figures derived from it."""
     table = pd.DataFrame(
         {"n": [0, 1, 10, 11, 50], "pct": [0.0, 1.0, 0.3, 0.5, 0.6], "label": list("abcde")}
     )
