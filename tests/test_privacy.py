@@ -358,6 +358,15 @@ def test_safe_harbor_problems(extra, column):
         assert str(value) not in problems[0]
 
 
+def test_safe_harbor_on_raw_text_columns():
+    """Ingest checks the raw frame, where every cell is still text."""
+    raw = pd.DataFrame({"visit_date": ["2026-03-14"], "age": ["93"], "zip": ["021"]})
+    problems = check_regime(raw, "safe_harbor")
+    assert [p.split("'")[1] for p in problems] == ["visit_date", "age"]
+    years = pd.DataFrame({"visit_date": ["2026", " 2025 "], "age": ["90", None]})
+    assert check_regime(years, "safe_harbor") == []
+
+
 def test_direct_identifier_column_is_a_problem_in_every_regime():
     data = _visits(patient_name=["x", "y"])
     assert len(check_regime(data)) == 1 and "patient_name" in check_regime(data)[0]
