@@ -59,7 +59,6 @@ class Fit:
     cov_re: np.ndarray  # sigma^2 T T'
     scale: float
     deviance: float  # -2 log-likelihood (REML criterion when reml)
-    gradient: np.ndarray
 
 
 def compute_crossproducts(
@@ -67,19 +66,18 @@ def compute_crossproducts(
 ) -> CrossProducts:
     """Sum ``Z_i'Z_i`` and ``Z_i'[X_i y_i]`` within groups (``codes`` in ``0..n_groups-1``)."""
     W = np.column_stack([X, y])
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    if len(starts) != n_groups:
-        raise ValueError("every group code must occur at least once")
-    Zs, Ws = Z[order], W[order]
-    q, k = Z.shape[1], W.shape[1]
+    if codes.min(initial=0) < 0 or np.bincount(codes, minlength=n_groups).min() == 0:
+        raise ValueError("every group code in 0..n_groups-1 must occur at least once")
+    Zc, Wc = np.ascontiguousarray(Z.T), np.ascontiguousarray(W.T)  # columns as rows
+    q, k = Zc.shape[0], Wc.shape[0]
     ztz = np.empty((q, q, n_groups))
     ztw = np.empty((q, k, n_groups))
     for a in range(q):
-        ztz[a] = np.add.reduceat(Zs * Zs[:, [a]], starts, axis=0).T
-        ztw[a] = np.add.reduceat(Ws * Zs[:, [a]], starts, axis=0).T
-    return CrossProducts(ztz=ztz, ztw=ztw, wtw=W.T @ W, n_obs=len(y))
+        for b in range(a, q):
+            ztz[a, b] = ztz[b, a] = np.bincount(codes, Zc[a] * Zc[b], minlength=n_groups)
+        for j in range(k):
+            ztw[a, j] = np.bincount(codes, Zc[a] * Wc[j], minlength=n_groups)
+    return CrossProducts(ztz=ztz, ztw=ztw, wtw=Wc @ Wc.T, n_obs=len(y))
 
 
 def theta_index(q: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,19 +120,37 @@ def _inverse_spd(L: np.ndarray) -> np.ndarray:
     return (Linv[:, :, None, :] * Linv[:, None, :, :]).sum(axis=0)
 
 
+# The per-group products below loop over the small q and p indices and combine whole (G,)
+# vectors: a BLAS call with tiny inner dimensions over millions of groups is far slower.
+
+
 def _bmm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Per-group product of ``(a, k, G)`` and ``(k, m, G)`` stacks (small ``k``)."""
-    return (A[:, :, None, :] * B[None, :, :, :]).sum(axis=1)
+    out = A[:, 0, None, :] * B[None, 0]
+    for k in range(1, A.shape[1]):
+        out += A[:, k, None, :] * B[None, k]
+    return out
 
 
 def _tmul(T: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """``T' M_i`` for every group: one BLAS product over the stacked ``(q, m, G)`` array."""
-    return np.tensordot(T, M, axes=(0, 0))
+    """``T' M_i`` for every group: ``out[a] = sum_c T[c, a] M[c]`` (``M`` is ``(q, ...)``)."""
+    out = np.zeros((T.shape[1], *M.shape[1:]))
+    for a, c in zip(*np.nonzero(T.T), strict=True):
+        out[a] += T[c, a] * M[c]
+    return out
+
+
+def _rmul(M: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """``M_i T`` for every group: ``out[:, b] = sum_d M[:, d] T[d, b]`` (``M`` is ``(r, k, G)``)."""
+    out = np.zeros((M.shape[0], T.shape[1], M.shape[2]))
+    for b, d in zip(*np.nonzero(T.T), strict=True):
+        out[:, b] += T[d, b] * M[:, d]
+    return out
 
 
 def _sandwich(T: np.ndarray, M: np.ndarray) -> np.ndarray:
     """``T' M_i T`` for every group."""
-    return _tmul(T, _tmul(T, M).transpose(1, 0, 2)).transpose(1, 0, 2)
+    return _tmul(T, _rmul(M, T))
 
 
 def _gram(C: np.ndarray) -> np.ndarray:
@@ -202,9 +218,9 @@ def _gradient(
     beta = np.linalg.solve(R[:p, :p].T, R[p, :p])
     Ainv = _inverse_spd(L)
     ztx = cp.ztw[:, :p, :]
-    zr0 = cp.ztw[:, p, :] - np.tensordot(ztx, beta, axes=(1, 0))  # Z_i'(y_i - X_i beta)
-    MT = np.tensordot(cp.ztz, T, axes=(1, 0)).transpose(0, 2, 1)  # M_i T
-    u = (Ainv * np.tensordot(T, zr0, axes=(0, 0))[None]).sum(axis=1)
+    zr0 = cp.ztw[:, p, :] - _rmul(ztx, beta[:, None])[:, 0]  # Z_i'(y_i - X_i beta)
+    MT = _rmul(cp.ztz, T)  # M_i T
+    u = (Ainv * _tmul(T, zr0)[None]).sum(axis=1)
     ztr = zr0 - (MT * u[None]).sum(axis=1)
     g_a = 2.0 * np.tensordot(MT, Ainv, axes=([1, 2], [1, 2]))
     g_r2 = -2.0 * ztr @ u.T
@@ -214,8 +230,7 @@ def _gradient(
         # Q_i = Z_i'X_i - M_i T A_i^-1 T' Z_i'X_i
         Q = ztx - _bmm(MT, _bmm(Ainv, _tmul(T, ztx)))
         P_rx = np.linalg.inv(R[:p, :p] @ R[:p, :p].T)
-        PQ = np.tensordot(P_rx, Q, axes=(1, 1))  # (p, q, G)
-        Cmat = np.tensordot(Q, PQ, axes=([1, 2], [0, 2]))
+        Cmat = np.tensordot(Q, _rmul(Q, P_rx), axes=([1, 2], [1, 2]))
         grad = grad - 2.0 * Cmat @ T
     return grad
 
@@ -223,7 +238,7 @@ def _gradient(
 def estimates(theta: np.ndarray, cp: CrossProducts, reml: bool) -> Fit:
     """Fixed effects, their covariance and the variance components at ``theta``."""
     q, p, n = cp.q, cp.p, cp.n_obs
-    dev, grad = deviance(theta, cp, reml)
+    dev = deviance(theta, cp, reml, gradient=False)[0]
     T = theta_to_factor(theta, q)
     S = _factor(T, cp)[1]
     R = np.linalg.cholesky(S)
@@ -231,47 +246,87 @@ def estimates(theta: np.ndarray, cp: CrossProducts, reml: bool) -> Fit:
     sigma2 = R[p, p] ** 2 / (n - p if reml else n)
     vcov = sigma2 * np.linalg.inv(S[:p, :p])
     return Fit(theta=np.asarray(theta, float), beta=beta, vcov=vcov, cov_re=sigma2 * T @ T.T,
-               scale=float(sigma2), deviance=dev, gradient=grad)
+               scale=float(sigma2), deviance=dev)
 
 
 def optimize_theta(cp: CrossProducts, reml: bool) -> tuple[np.ndarray, bool, str]:
-    """Minimise the profiled deviance over ``theta`` (BFGS with the analytic gradient).
+    """Minimise the profiled deviance over ``theta``: BFGS, then Newton steps to polish.
 
     The deviance depends on ``T`` only through ``T T'``, so it is even in each column's sign and
     its derivative in a diagonal element vanishes at 0. A bound ``T_jj >= 0`` would therefore
     trap a gradient method at that saddle; we optimise without bounds and flip column signs
-    afterwards (``T -> T D``, ``D = diag(+-1)``, same ``T T'``). Starts, like lme4, from
-    ``T = I`` (BFGS, gradient tolerance 1e-9 x the starting deviance); when a diagonal element ends near 0, a second pass
-    restarts with it moved away from the saddle and the lower deviance is kept. Convergence
-    requires ``max |gradient| <= 1e-6 max(1, deviance)`` (BFGS may stop on "precision loss" once
-    the deviance no longer changes in floating point; the gradient check decides).
-    Returns ``(theta, ok, message)``.
-    """
-    from scipy.optimize import minimize
+    afterwards (``T -> T D``, ``D = diag(+-1)``, same ``T T'``).
 
+    BFGS (analytic gradient) starts, like lme4, from ``T = I`` and stops at a loose gradient
+    tolerance (1e-7 x the deviance): with ~1e6 rows the deviance's rounding noise exceeds the
+    decrease a line search could still see. Newton steps on the exact gradient (Hessian by
+    differences of gradients, computed once) then converge without relying on deviance
+    differences. When a
+    diagonal element ends near 0, a second pass restarts away from that saddle and the lower
+    deviance is kept. Converged means the last Newton step is below 1e-6 in every element of
+    ``theta`` (a scaled-gradient check, like lme4's), or, where the Hessian is not positive
+    definite, ``max |gradient| <= 1e-6 max(1, deviance)``. Returns ``(theta, ok, message)``.
+    """
     q = cp.q
     rows, cols = theta_index(q)
     diag = rows == cols
-
-    start = np.eye(q)[rows, cols]
-    # The gradient scales with the deviance (~ rows); asking for more than ~1e-9 relative only
-    # burns evaluations on floating-point noise ("precision loss").
-    gtol = 1e-9 * max(1.0, abs(deviance(start, cp, reml, gradient=False)[0]))
-
-    def run(start: np.ndarray):
-        return minimize(deviance, start, args=(cp, reml), jac=True, method="BFGS",
-                        options={"gtol": gtol, "maxiter": 1000})
-
-    best = run(start)
-    if np.any(np.abs(best.x[diag]) < 0.05):
-        restart = best.x.copy()
+    theta, dev, ok, message = _minimize_from(np.eye(q)[rows, cols], cp, reml)
+    if np.any(np.abs(theta[diag]) < 0.05):
+        restart = theta.copy()
         restart[diag] = np.where(np.abs(restart[diag]) < 0.05, 0.1, restart[diag])
-        second = run(restart)
-        best = second if second.fun < best.fun else best
-    theta = canonical_theta(best.x, q)
-    ok = bool(np.isfinite(best.fun)
-              and np.max(np.abs(best.jac), initial=0.0) <= 1e-6 * max(1.0, abs(best.fun)))
-    return theta, ok, str(best.message)
+        second = _minimize_from(restart, cp, reml)
+        if second[1] < dev:
+            theta, dev, ok, message = second
+    return canonical_theta(theta, q), ok, message
+
+
+def _minimize_from(start: np.ndarray, cp: CrossProducts, reml: bool):
+    from scipy.optimize import minimize
+
+    gtol = 1e-7 * max(1.0, abs(deviance(start, cp, reml, gradient=False)[0]))
+    res = minimize(deviance, start, args=(cp, reml), jac=True, method="BFGS",
+                   options={"gtol": gtol, "maxiter": 1000})
+    theta, step = _newton_polish(res.x, cp, reml)
+    dev, grad = deviance(theta, cp, reml)
+    if step is not None:
+        ok = bool(np.max(np.abs(step)) < 1e-6)
+    else:
+        ok = bool(np.max(np.abs(grad), initial=0.0) <= 1e-6 * max(1.0, abs(dev)))
+    message = f"{res.message} Newton step {'n/a' if step is None else np.max(np.abs(step)):.1e}"
+    return theta, dev, ok and bool(np.isfinite(dev)), message
+
+
+def _newton_polish(theta: np.ndarray, cp: CrossProducts, reml: bool, steps: int = 8):
+    """Newton-chord iterations on the gradient (Hessian computed once at the BFGS optimum).
+
+    Returns ``theta`` and the last step; the step is None when the Hessian is not positive
+    definite (then BFGS's answer stands).
+    """
+    grad = deviance(theta, cp, reml)[1]
+    H = _hessian(theta, grad, cp, reml)
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return theta, None
+    step = np.linalg.solve(H, grad)
+    for _ in range(steps):
+        new_grad = deviance(theta - step, cp, reml)[1]
+        if not np.all(np.isfinite(new_grad)) or np.linalg.norm(new_grad) >= np.linalg.norm(grad):
+            break  # at the noise floor of the gradient: keep theta
+        theta, grad = theta - step, new_grad
+        step = np.linalg.solve(H, grad)
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return theta, step
+
+
+def _hessian(theta: np.ndarray, grad: np.ndarray, cp: CrossProducts, reml: bool) -> np.ndarray:
+    """Forward differences of the analytic gradient, symmetrised."""
+    h = 1e-5 * np.maximum(1.0, np.abs(theta))
+    cols = [(deviance(theta + h[k] * e, cp, reml)[1] - grad) / h[k]
+            for k, e in enumerate(np.eye(len(theta)))]
+    H = np.column_stack(cols)
+    return (H + H.T) / 2.0
 
 
 def canonical_theta(theta: np.ndarray, q: int) -> np.ndarray:
