@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -119,11 +120,19 @@ def safe_name(value: str) -> str:
 # Planning: which reports a command renders (validates parameters against the store)
 # --------------------------------------------------------------------------------------------
 def _episodes(db: str | Path) -> Any:
+    path = Path(db)
+    if not path.exists():
+        raise ReportError(f"store {db} does not exist; run 'outcomes ingest EXPORT --db {db}' first")
+    stat = path.stat()
+    return _load_episodes(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_episodes(path: str, size: int, mtime: int) -> Any:
+    """The store's episodes, read once per process for all the plans of a command."""
     from outcomes.store import load_episodes
 
-    if not Path(db).exists():
-        raise ReportError(f"store {db} does not exist; run 'outcomes ingest EXPORT --db {db}' first")
-    return load_episodes(db)
+    return load_episodes(path)
 
 
 def plan_quarterly(quarter: str, db: str | Path, clinic: str | None = None) -> list[ReportJob]:

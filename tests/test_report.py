@@ -275,15 +275,23 @@ def test_same_numbers_under_other_locale_and_time_zone(store, tmp_path):
 def test_warm_kernel_is_reused_and_wiped_between_notebooks(tmp_path, monkeypatch):
     nbs = tmp_path / "nbs"
     monkeypatch.setenv("OUTCOMES_NOTEBOOKS", str(nbs))
-    write_notebook(nbs, "first", "import os\nleak = 'secret of the first report'\nos.getpid()")
-    write_notebook(nbs, "second", "import os\nassert 'leak' not in globals()\nos.getpid()")
+    # the value is built at run time, so the notebook's source (kept in In) does not hold it
+    write_notebook(nbs, "first", "import os\nleak = 'secret' + '-of-the-first'\nleak",
+                   "os.getpid()")
+    # every value in the second notebook's namespace, but its own code history (In, _i*)
+    write_notebook(nbs, "second", "import os\nassert 'leak' not in globals()",
+                   "needle = 'secret' + '-of-the-first'\n"
+                   "assert not [k for k, v in list(globals().items()) if needle in repr(v)\n"
+                   "            and k not in ('needle', 'In', '_ih') and not k.startswith('_i')]",
+                   "os.getpid()")
     db = tmp_path / "db"
     db.write_bytes(b"x")
     result = render_reports([job("first"), job("second")], QUARTER, db, tmp_path / "out",
                             progress=False, cell_timeout=60)
     pids = [re.findall(r"<pre>(\d+)</pre>", p.read_text()) for p in result.paths]
     assert pids[0] and pids[0] == pids[1], "both notebooks ran in the same (warm) kernel"
-    assert "secret of the first report" not in result.paths[1].read_text()
+    assert "secret-of-the-first" in result.paths[0].read_text()
+    assert "secret-of-the-first" not in result.paths[1].read_text()
 
 
 # --------------------------------------------------------------------------- planning
