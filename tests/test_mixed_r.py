@@ -128,3 +128,34 @@ def _no_warn():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_nested_fallback_matches_lme4(reml, tmp_path):
+    """Episodes nested in therapists (statsmodels variance components) vs lme4.
+
+    lme4: ``lmer(score ~ week + arm + (1 | therapist/episode))``; ours: ``groups="therapist"``,
+    ``re_formula="1"``, ``vc_formula={"episode": "0 + C(episode)"}``, fitted by statsmodels.
+    statsmodels' default lbfgs stops cleanly 0.7 log-likelihood units short on this REML fit;
+    the fallback's "two optimizers must agree" rule finds the optimum. Tolerances reflect
+    statsmodels' stopping rule (not lme4's conventions): log-likelihood 1e-6 relative, fixed
+    effects 1e-4 SE, SEs and variance components 1e-2 relative.
+    """
+    data = make_visits(200, unbalanced=True)
+    data["therapist"] = "t" + (pd.factorize(data["episode"])[0] % 15).astype(str)
+    fit = fit_mixed(data, "score ~ week + C(arm)", "therapist", re_formula="1", reml=reml,
+                    vc_formula={"episode": "0 + C(episode)"})
+    assert fit.engine == "statsmodels" and fit.converged
+    r = run_lmer(data, "score ~ week + arm + (1 | therapist/episode)", reml, tmp_path)
+    value = {(k, a, b): v for k, a, b, v in r.itertuples(index=False)}
+    assert fit.loglik == pytest.approx(value[("loglik", "", "")], rel=1e-6)
+    for term, row in fit.coef.iterrows():
+        ref_se = value[("se", r_name(term), "")]
+        assert abs(row["estimate"] - value[("fixef", r_name(term), "")]) <= 1e-4 * ref_se
+        assert row["se"] == pytest.approx(ref_se, rel=1e-2)
+    assert fit.cov_re.iloc[0, 0] == pytest.approx(value[("vc:therapist", "(Intercept)", "")],
+                                                  rel=1e-2)
+    assert fit.variance_components["episode"] == pytest.approx(
+        value[("vc:episode:therapist", "(Intercept)", "")], rel=1e-2)
+    assert fit.scale == pytest.approx(value[("vc:Residual", "", "")], rel=1e-2)
