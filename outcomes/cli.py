@@ -143,7 +143,7 @@ def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
 
 
 @report.command("quarterly")
-@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3, or 'latest'.")
 @click.option("--clinic", default=None, help="One clinic id (default: all clinics).")
 @_report_options
 def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
@@ -155,7 +155,7 @@ def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet
 
 
 @report.command("therapist")
-@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3, or 'latest'.")
 @click.option("--therapist", "therapists", multiple=True, help="Therapist id (repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every therapist active in the quarter.")
 @_report_options
@@ -186,7 +186,7 @@ def report_comparative(quarter, condition, outcome, estimand, db, out, n_jobs, c
 
 
 @report.command("all")
-@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3.")
+@click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3, or 'latest'.")
 @_report_options
 def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
     """Director's report, every therapist's report and the comparative analysis, as one set."""

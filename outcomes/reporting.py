@@ -74,12 +74,15 @@ def _active(episodes: pd.DataFrame, quarter: str) -> pd.Series:
 def check_quarter(episodes: pd.DataFrame, quarter: str, clinic: str | None = None) -> str:
     """Validate ``quarter`` (and ``clinic``) against the store; return the canonical label.
 
+    ``"latest"`` means the quarter of the last episode end date in the store.
+
     Raises
     ------
     ReportError
         Bad quarter string, unknown clinic, or no episode active in the quarter.
     """
-    quarter = parse_quarter(quarter)
+    quarter = latest_quarter(episodes) if str(quarter).strip().lower() == "latest" else (
+        parse_quarter(quarter))
     data = episodes
     if clinic is not None and clinic != "all":
         data = episodes[episodes["clinic_id"] == clinic]
