@@ -145,7 +145,8 @@ FIRST_NAMES = frozenset(
     """.split()
 ) - frozenset(
     # first names that are also common words in notes ("mark the spot", "frank bleeding")
-    "mark grace bill frank rose jack jean amber austin jordan christian sue will joy hope".split()
+    # "don/doff", "ANA" (antinuclear antibody), "TED hose"
+    "mark grace bill frank rose jack jean amber austin jordan christian sue will joy hope don ana ted".split()
 )
 
 _TITLE = _trie(frozenset("dr doctor mr mrs ms miss mx prof professor".split()))
@@ -294,7 +295,7 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     _d(
         "name",
-        rf"(?<![\w'])(?=(?P<v>(?i:{_FIRST})\b(?:[ \t]+[^\s]+){{0,3}}))",
+        rf"(?<![\w'])(?=(?P<v>(?i:{_FIRST})(?![\w'\u2019-])(?:[ \t]+[^\s]+){{0,3}}))",
         "weak",
     ),
     _d("name", rf"(?<![\w'])(?P<v>{_WORD}(?:[ \t]+{_WORD}){{0,2}})[ \t]+(?i:{_CALLED})\b", "post"),

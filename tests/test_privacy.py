@@ -78,6 +78,7 @@ PHI_CASES = [
     ("address 3379 w 27th st", "address", "3379 w 27th st"),
     ("PO Box 442", "address", "PO Box 442"),
     ("AGE: 99. lives alone", "age", "99"),
+    ("book with our specialists, Gina and Courtney!", "name", "Gina"),
 ]
 
 CLINICAL_LOOKALIKES = [
@@ -119,6 +120,9 @@ CLINICAL_LOOKALIKES = [
     "HR 72 bpm, BP 120/80, SpO2 98%",
     "hx of ms. CPT 97162",
     "Allergies: NKDA; Meds: ibuprofen",
+    "pt able to don/doff brace, don't push through pain",
+    "ANA negative, TED hose on",
+    "Wouldn't you build a house on a crooked foundation?",
 ]
 
 
