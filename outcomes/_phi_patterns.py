@@ -146,7 +146,8 @@ FIRST_NAMES = frozenset(
 ) - frozenset(
     # first names that are also common words in notes ("mark the spot", "frank bleeding")
     # "don/doff", "ANA" (antinuclear antibody), "TED hose"
-    "mark grace bill frank rose jack jean amber austin jordan christian sue will joy hope don ana ted".split()
+    """mark grace bill frank rose jack jean amber austin jordan christian sue will joy hope
+    don ana ted""".split()
 )
 
 _TITLE = _trie(frozenset("dr doctor mr mrs ms miss mx prof professor".split()))
