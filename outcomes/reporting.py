@@ -293,7 +293,11 @@ def _fmt_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -
 
 def format_summary(summary: pd.DataFrame,
                    instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
-    """Readable columns of a suppressed summary: counts, ``change (95 % CI)``, ``% MCID (CI)``."""
+    """Readable columns of a suppressed summary: episodes, ``change (95 % CI)``, ``% MCID (CI)``.
+
+    The number of episodes with both scores is left out on purpose: next to ``episodes ended``
+    it would give away the number without a discharge score, which may be a small cell.
+    """
     from outcomes.instruments import INSTRUMENTS
 
     out = pd.DataFrame(index=summary.index)
@@ -301,7 +305,6 @@ def format_summary(summary: pd.DataFrame,
     for code in instruments:
         name = INSTRUMENTS[code].name
         s = summary
-        out[f"{name}: n"] = s[f"{code}_n"]
         out[f"{name}: mean change (95% CI)"] = [
             _fmt_interval(e, lo, hi) for e, lo, hi in
             zip(s[f"{code}_change"], s[f"{code}_change_low"], s[f"{code}_change_high"], strict=True)]
@@ -328,9 +331,10 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
     Returns
     -------
     DataFrame
-        Index: ``new episodes``, ``episodes ended``, ``discharged with a score``, ``ended
-        without a discharge score``, ``attended visits``, ``patients seen``; one column per
-        quarter (oldest first), suppressed (1-10 -> ``<11``).
+        Index: ``new episodes``, ``episodes ended``, ``ended without a discharge score``,
+        ``attended visits``, ``patients seen``; one column per quarter (oldest first),
+        suppressed (1-10 -> ``<11``; episodes without a discharge score also when those *with*
+        one number 1-10, since ended minus without would give them away).
     """
     from outcomes.privacy import suppress_small_cells
 
@@ -343,14 +347,17 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
         cols[q] = {
             "new episodes": len(started_in(ep, q)),
             "episodes ended": len(ended),
-            "discharged with a score": int((ended["status"] == "completed").sum()),
             "ended without a discharge score": int((ended["status"] == "no_discharge_score").sum()),
             "attended visits": int((vq == q).sum()),
             "patients seen": int(vis.loc[vq == q, "patient_id"].nunique()),
         }
     table = pd.DataFrame(cols)
     table.index.name = "measure"
-    return suppress_small_cells(table, list(table.columns), threshold=MIN_CELL)
+    out = suppress_small_cells(table, list(table.columns), threshold=MIN_CELL)
+    # ended = with a score + without: hide "without" when the other part is a small cell
+    gap = table.loc["episodes ended"] - table.loc["ended without a discharge score"]
+    out.loc["ended without a discharge score", gap.between(1, MIN_CELL - 1)] = "<11"
+    return out
 
 
 def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
@@ -470,7 +477,7 @@ def quarantine_table(quarantine: pd.DataFrame) -> pd.DataFrame:
     return suppress_small_cells(table, ["rows"], threshold=MIN_CELL)
 
 
-def missing_discharge(episodes: pd.DataFrame, by: str) -> pd.DataFrame:
+def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> pd.DataFrame:
     """Share of ended episodes without a discharge score, per level of ``by``.
 
     Returns
@@ -478,7 +485,9 @@ def missing_discharge(episodes: pd.DataFrame, by: str) -> pd.DataFrame:
     DataFrame
         Indexed by ``by`` plus a total row ``all``: ``ended``, ``missing`` and ``% without
         discharge score (95% CI)`` (Wilson interval, as text), suppressed with the total row
-        used for complementary suppression.
+        used for complementary suppression. ``counts=False`` keeps only the percentage, for
+        tables whose rows also appear elsewhere with other counts (e.g. per therapist, next to
+        the caseloads of the therapist comparison: the difference would be a count).
     """
     from outcomes.privacy import suppress_small_cells
 
@@ -494,8 +503,8 @@ def missing_discharge(episodes: pd.DataFrame, by: str) -> pd.DataFrame:
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
                                derived={"missing": ["pct_missing"],
                                         "complete": ["pct_missing"]}, total_row="all")
-    return out.drop(columns=["complete"]).rename(
-        columns={"pct_missing": "% without discharge score (95% CI)"})
+    out = out.drop(columns=["complete"] if counts else ["complete", "ended", "missing"])
+    return out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
 
 
 def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:
@@ -694,7 +703,8 @@ def therapist_trend(episodes: pd.DataFrame, quarter: str, therapist: str, n_quar
                      "clinic_pct_mcid": float("nan") if hidden else r[f"{code}_pct_mcid"]})
     out = pd.DataFrame(rows)
     out["your % reaching MCID"] = out["you_pct_mcid"]
-    return out
+    first = out.index[out["you_n"].gt(0) | out["clinic_pct_mcid"].notna()]
+    return out.loc[first[0]:].reset_index(drop=True) if len(first) else out
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from test_report_safety import job, write_notebook
 
@@ -53,22 +55,31 @@ def _planted_export(path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def store(tmp_path_factory) -> Path:
+    """The planted store, built once per session (shared with tests/test_report_browser.py)."""
     from outcomes.ingest import ingest_file
 
-    folder = tmp_path_factory.mktemp("store")
-    _planted_export(folder / "export.csv")
-    ingest_file(folder / "export.csv", db=folder / "store.duckdb")
-    return folder / "store.duckdb"
+    folder = tmp_path_factory.getbasetemp() / "report-store"
+    db = folder / "store.duckdb"
+    if not db.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _planted_export(folder / "export.csv")
+        ingest_file(folder / "export.csv", db=db)
+    return db
 
 
 @pytest.fixture(scope="session")
-def rendered(store, tmp_path_factory):
-    """Every report of the quarter, rendered once (two warm kernels)."""
-    out = tmp_path_factory.mktemp("reports")
-    jobs = (plan_quarterly(QUARTER, store) + plan_therapists(QUARTER, store)
-            + plan_comparative(QUARTER, store))
-    result = render_reports(jobs, QUARTER, store, out, n_jobs=2, progress=False)
-    return result
+def rendered(store, tmp_path_factory) -> SimpleNamespace:
+    """Every report of the quarter, rendered once per session (two warm kernels).
+
+    The test modules that import this fixture each get their own copy of it; the published
+    folder on disk is what they share, so the reports are rendered only once.
+    """
+    out = tmp_path_factory.getbasetemp() / "report-out"
+    if not (out / QUARTER / "manifest.json").exists():
+        jobs = (plan_quarterly(QUARTER, store) + plan_therapists(QUARTER, store)
+                + plan_comparative(QUARTER, store))
+        render_reports(jobs, QUARTER, store, out, n_jobs=2, progress=False)
+    return SimpleNamespace(folder=out / QUARTER, manifest=out / QUARTER / "manifest.json")
 
 
 def _page(rendered, name: str) -> str:
@@ -312,3 +323,190 @@ def test_parse_quarter_and_bounds():
     start, end = rp.quarter_bounds("2024Q1")
     assert (str(start.date()), str(end.date())) == ("2024-01-01", "2024-03-31")
     assert rp.previous_quarters("2026Q1", 3) == ["2025Q3", "2025Q4", "2026Q1"]
+
+
+# --------------------------------------------------------------------------- section functions
+def _ep(i: int, therapist: str = "T1", clinic: str = "C1", end: str = "2026-08-15",
+        start: str = "2026-07-01", status: str = "completed", arm: str = "pri",
+        condition: str = "itbs", nprs: tuple = (6.0, 2.0), lefs: tuple = (40.0, 55.0)) -> dict:
+    """One hand-built episode row with the columns the report functions read."""
+    row = {"episode_id": f"E{i:03d}", "patient_id": f"P{i:03d}", "therapist_id": therapist,
+           "clinic_id": clinic, "condition": condition, "arm": arm, "status": status,
+           "start_date": pd.Timestamp(start), "end_date": pd.Timestamp(end), "n_visits": 6,
+           "has_discharge_visit": status == "completed", "age": 40.0 + i % 7}
+    for code, (intake, discharge) in (("nprs", nprs), ("lefs", lefs)):
+        mcid = 2 if code == "nprs" else 9
+        change = discharge - intake if discharge is not None else float("nan")
+        good = -change if code == "nprs" else change
+        row.update({f"{code}_intake": intake, f"{code}_last": discharge,
+                    f"{code}_discharge": discharge if discharge is not None else float("nan"),
+                    f"{code}_change": change,
+                    f"{code}_responder": pd.NA if discharge is None else bool(good >= mcid),
+                    f"{code}_ceiling": False})
+    return row
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for code in ("nprs", "lefs"):
+        df[f"{code}_responder"] = df[f"{code}_responder"].astype("boolean")
+    return df
+
+
+def test_mean_ci_matches_scipy_t_interval():
+    """Reference: scipy.stats.t.interval(0.95, n-1, mean, sem); tolerance 1e-12."""
+    from scipy import stats
+
+    x = pd.Series([3.0, -1.0, 4.5, 2.0, float("nan"), 7.0, 0.5])
+    n, m, lo, hi = rp.mean_ci(x)
+    ref = stats.t.interval(0.95, 5, loc=x.mean(), scale=stats.sem(x.dropna()))
+    assert n == 6 and m == pytest.approx(x.mean(), abs=1e-12)
+    assert (lo, hi) == pytest.approx(ref, abs=1e-12)
+
+
+def test_wilson_ci_matches_statsmodels():
+    """Reference: statsmodels proportion_confint(method='wilson'); tolerance 1e-12."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    for k, n in ((0, 12), (7, 12), (12, 12), (45, 113)):
+        assert rp.wilson_ci(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"),
+                                                    abs=1e-12)
+
+
+def test_outcome_summary_numbers_by_group():
+    rows = [_ep(i, arm="pri", nprs=(6.0, 6.0 - i % 4)) for i in range(14)]
+    rows += [_ep(100 + i, arm="traditional", nprs=(5.0, 4.0)) for i in range(12)]
+    summary = rp.outcome_summary(_frame(rows), "arm")
+    assert list(summary.index) == ["pri", "traditional", "all"]
+    pri = [-(i % 4) for i in range(14)]
+    assert summary.loc["pri", "nprs_change"] == pytest.approx(sum(pri) / 14)
+    assert summary.loc["pri", "nprs_responders"] == sum(1 for c in pri if -c >= 2)
+    assert summary.loc["traditional", "nprs_responders"] == 0
+    assert summary.loc["all", "episodes"] == 26
+
+
+def test_suppression_hides_small_groups_and_their_complement():
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(50 + i, arm="mixed") for i in range(5)]
+    rows += [_ep(80 + i, arm="traditional") for i in range(20)]
+    table = rp.summary_table(_frame(rows), "arm")
+    assert table.loc["mixed", "episodes ended"] == "<11"
+    assert (table.loc["mixed"] == "<11").all()
+    # one hidden group next to a shown total would be recoverable: a second cell is hidden too
+    assert (table["episodes ended"] == "<11").sum() >= 2
+    assert table.loc["all", "episodes ended"] in (55, "<11")
+
+
+def test_quarter_volumes_counts_and_hides_derivable_missing():
+    rows = [_ep(i, start="2026-07-01", end="2026-08-01") for i in range(14)]
+    rows += [_ep(20 + i, status="no_discharge_score", end="2026-08-01", nprs=(6.0, None))
+             for i in range(12)]
+    eps = _frame(rows)
+    visits = pd.DataFrame({"visit_date": pd.to_datetime(["2026-07-02"] * 30 + ["2026-04-02"] * 3),
+                           "clinic_id": "C1", "patient_id": [f"P{i % 15}" for i in range(33)]})
+    table = rp.quarter_volumes(eps, visits, "2026Q3")
+    assert table.loc["new episodes", "2026Q3"] == 26
+    assert table.loc["episodes ended", "2026Q3"] == 26
+    assert table.loc["ended without a discharge score", "2026Q3"] == 12
+    assert table.loc["attended visits", "2026Q3"] == 30
+    assert table.loc["attended visits", "2026Q2"] == "<11"
+    eps2 = _frame(rows[:5] + rows[14:])  # 5 with a score: 17 - 12 would reveal them
+    table2 = rp.quarter_volumes(eps2, visits, "2026Q3")
+    assert table2.loc["ended without a discharge score", "2026Q3"] == "<11"
+
+
+def test_therapist_sections_hold_only_the_therapists_episodes():
+    rows = [_ep(i, therapist="T1") for i in range(3)]
+    rows += [_ep(10, therapist="T1", status="no_discharge_score", nprs=(7.0, None))]
+    rows += [_ep(20 + i, therapist="T2") for i in range(15)]
+    rows += [_ep(40 + i, therapist="T3", status="no_discharge_score", nprs=(7.0, None))
+             for i in range(15)]
+    eps = _frame(rows)
+    case = rp.caseload_table(eps, QUARTER, "T1")
+    assert sorted(case.index) == ["E000", "E001", "E002", "E010"]
+    missing = rp.missing_discharge_list(eps, QUARTER, "T1")
+    assert list(missing.index) == ["E010"]
+    bench = rp.therapist_vs_clinic(eps, [QUARTER], "T1")
+    assert bench.loc["episodes ended", "you"] == "4"
+    assert bench.loc["episodes ended", "rest of clinic"] == "30"
+    assert bench.loc["without discharge score (95% CI)", "rest of clinic"].startswith("50%")
+    assert bench.loc["NPRS mean change (95% CI)", "you"].startswith("-4.0")
+
+
+def test_rest_of_clinic_needs_two_colleagues():
+    rows = [_ep(i, therapist="T1") for i in range(12)]
+    rows += [_ep(20 + i, therapist="T2") for i in range(30)]
+    rows += [_ep(60 + i, therapist="T9", clinic="C2") for i in range(30)]
+    bench = rp.therapist_vs_clinic(_frame(rows), [QUARTER], "T1")
+    assert set(bench["rest of clinic"]) == {"not shown (fewer than 2 colleagues)"}
+    trend = rp.therapist_trend(_frame(rows), QUARTER, "T1", 2)
+    assert trend["clinic_pct_mcid"].isna().all()
+
+
+def test_quarter_trend_blanks_small_quarters():
+    rows = [_ep(i, end="2026-08-01") for i in range(20)]
+    rows += [_ep(50 + i, start="2026-04-01", end="2026-05-01") for i in range(4)]
+    trend = rp.quarter_trend(_frame(rows), QUARTER, 4)
+    assert list(trend["quarter"]) == ["2026Q2", "2026Q3"]  # leading empty quarters dropped
+    q2, q3 = trend.iloc[0], trend.iloc[1]
+    assert q2["suppressed"] and pd.isna(q2["change"]) and pd.isna(q2["episodes"])
+    assert not q3["suppressed"] and q3["change"] == pytest.approx(-4.0)
+
+
+def test_unmapped_table_lists_only_frequent_texts():
+    unmapped = pd.DataFrame({"text": ["cupping", "rare one", "other rare", "IASTM"],
+                             "n": [24, 3, 2, 11]})
+    table = rp.unmapped_table(unmapped)
+    assert list(table.index) == ["cupping", "IASTM", "(other texts: 2 distinct)"]
+    assert table.loc["(other texts: 2 distinct)", "mentions"] == "<11"
+
+
+def test_time_to_mcid_events_and_censoring():
+    """Hand-computed: NPRS MCID is 2 points or 30 % of intake (Farrar 2001)."""
+    cohort = _frame([_ep(1, nprs=(8.0, 5.0)), _ep(2, nprs=(3.0, 2.0)), _ep(3, nprs=(6.0, 5.0)),
+                     _ep(4, nprs=(1.0, 1.0))])
+    cohort.loc[3, "nprs_ceiling"] = True
+    scores = pd.DataFrame({
+        "episode_id": ["E001"] * 3 + ["E002"] * 2 + ["E003"] * 3 + ["E004"] * 2,
+        "day": [0, 7, 14, 0, 10, 0, 5, 20, 0, 9],
+        "nprs": [8, 7, 5, 3, 2, 6, 5, 5, 1, 0]})
+    tt = rp.time_to_mcid(scores, cohort).set_index("episode_id")
+    assert tt.loc["E001", ["days", "reached"]].tolist() == [14, 1]
+    assert tt.loc["E002", ["days", "reached"]].tolist() == [10, 1]  # 1 point >= 30 % of 3
+    assert tt.loc["E003", ["days", "reached"]].tolist() == [20, 0]  # censored at last score
+    assert "E004" not in tt.index  # ceiling: cannot reach the MCID
+
+
+def test_cohort_flow_counts_each_step():
+    rows = [_ep(i, arm="pri") for i in range(12)] + [_ep(20 + i, arm="traditional")
+                                                      for i in range(12)]
+    rows += [_ep(40 + i, arm="mixed") for i in range(11)]
+    rows += [_ep(60 + i, condition="lbp") for i in range(13)]
+    rows += [_ep(80 + i, arm="pri", status="no_discharge_score", nprs=(6.0, None))
+             for i in range(11)]
+    eps = _frame(rows)
+    flow = rp.cohort_flow(eps, "itbs", "all", "nprs")
+    assert flow["remaining"].tolist() == [59, 46, 46, 46, 35, 35, 24]
+    assert flow["excluded"].tolist() == [0, 13, 0, 0, 11, 0, 11]
+    cohort = rp.analysis_cohort(eps, "itbs", "all", "nprs")
+    assert len(cohort) == 35 and cohort["nprs_responder"].dtype == float
+    with pytest.raises(ReportError, match="period"):
+        rp.parse_period("2026Q3-2025Q1")
+    assert rp.parse_period("2025Q1-2026Q2") == ("2025Q1", "2026Q2")
+
+
+def test_gated_withholds_results_when_the_gate_fails():
+    table = pd.DataFrame({"term": ["arm"], "estimate": [-1.2]})
+    passed = SimpleNamespace(interpretable=True, label="interpretable")
+    failed = SimpleNamespace(interpretable=False, label="not interpretable: equipoise 0.1 < 0.2")
+    assert rp.gated(table, passed) is table
+    withheld = rp.gated(table, failed)
+    assert "-1.2" not in withheld.to_string() and "withheld" in withheld.iloc[0, 0]
+    assert rp.gate_notice(failed).index[0].startswith("FAILED")
+
+
+def test_format_tidy_keeps_the_treatment_term():
+    tidy = pd.DataFrame({"term": ["Intercept", "C(arm)[T.pri]"], "estimate": [1.23456, -0.98765],
+                         "se": [0.1, 0.2], "p": [0.00012, 0.0456], "warnings": ["", "x"]})
+    out = rp.format_tidy(tidy, terms="arm")
+    assert list(out.index) == ["C(arm)[T.pri]"] and "warnings" not in out.columns
+    assert out.loc["C(arm)[T.pri]", "estimate"] == -0.99 and out.loc["C(arm)[T.pri]", "p"] == 0.046
