@@ -331,3 +331,55 @@ def test_vc_formula_uses_statsmodels():
     with pytest.raises(ModelError, match="vc_formula"):
         fit_mixed(data, "score ~ week", "therapist", engine="fast",
                   vc_formula={"episode": "0 + C(episode)"})
+
+
+def nested_visits(n_episodes: int = 160, n_therapists: int = 12, seed: int = 5) -> pd.DataFrame:
+    """make_visits plus a therapist per episode with its own random intercept (SD 3)."""
+    data = make_visits(n_episodes, unbalanced=True, seed=seed)
+    rng = np.random.default_rng(seed)
+    therapist = rng.integers(0, n_therapists, n_episodes)[pd.factorize(data["episode"])[0]]
+    data["therapist"] = [f"t{t:02d}" for t in therapist]
+    data["score"] += rng.normal(0, 3, n_therapists)[therapist]
+    return data
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_nested_fast_matches_statsmodels(reml):
+    """Episodes in therapists, random intercepts at both levels: fast vs statsmodels
+    variance components (``groups=therapist, vc_formula={"episode": "0 + C(episode)"}``)."""
+    data = nested_visits()
+    args = (data, "score ~ week + C(arm)", "episode")
+    fast = fit_mixed(*args, nested_in="therapist", reml=reml, engine="fast")
+    ref = fit_mixed(*args, nested_in="therapist", reml=reml, engine="statsmodels",
+                    optimizers=("bfgs",), fit_kwargs={"gtol": 1e-8})
+    assert fast.engine == "fast" and ref.engine == "statsmodels"
+    assert fast.n_groups == ref.n_groups == data["episode"].nunique()
+    assert fast.n_nested_groups == ref.n_nested_groups == 12
+    assert_same_fit(fast, ref)
+    np.testing.assert_allclose(fast.cov_re_nested, ref.cov_re_nested, rtol=1e-3)
+
+
+def test_nested_inner_labels_are_within_outer():
+    """As lme4's therapist/episode: episode labels reused in another therapist are different
+    episodes, so relabelling episodes 1..k within each therapist changes nothing."""
+    data = nested_visits()
+    relabelled = data.assign(episode=data.groupby("therapist")["episode"].transform(
+        lambda e: pd.factorize(e)[0].astype(str)))
+    assert relabelled["episode"].nunique() < data["episode"].nunique()
+    a = fit_mixed(data, "score ~ week", "episode", "~week", nested_in="therapist")
+    b = fit_mixed(relabelled, "score ~ week", "episode", "~week", nested_in="therapist")
+    assert a.n_groups == b.n_groups
+    assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
+    np.testing.assert_allclose(a.coef["estimate"], b.coef["estimate"], rtol=1e-9)
+
+
+def test_nested_input_errors():
+    data = nested_visits(60, 6)
+    with pytest.raises(ModelError, match="nested_in column 'clinic'"):
+        fit_mixed(data, "score ~ week", "episode", nested_in="clinic")
+    with pytest.raises(ModelError, match="either nested_in or vc_formula"):
+        fit_mixed(data, "score ~ week", "episode", nested_in="therapist",
+                  vc_formula={"x": "0 + C(episode)"})
+    with pytest.raises(ModelError, match="correlated random slopes"):
+        fit_mixed(data, "score ~ week", "episode", "~week", nested_in="therapist",
+                  engine="statsmodels")

@@ -20,7 +20,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from test_mixed import SLEEP, make_visits
+from test_mixed import SLEEP, make_visits, nested_visits
 
 from outcomes.models import fit_mixed
 
@@ -159,3 +159,24 @@ def test_nested_fallback_matches_lme4(reml, tmp_path):
     assert fit.variance_components["episode"] == pytest.approx(
         value[("vc:episode:therapist", "(Intercept)", "")], rel=1e-2)
     assert fit.scale == pytest.approx(value[("vc:Residual", "", "")], rel=1e-2)
+
+
+NESTED = {
+    "intercepts": (None, "score ~ week + arm + (1 | therapist:episode) + (1 | therapist)"),
+    "inner_slope": ("~week", "score ~ week + arm + (week | therapist:episode) + (1 | therapist)"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+@pytest.mark.parametrize("name", list(NESTED))
+def test_nested_fast_matches_lme4(name, reml, tmp_path):
+    """Fast nested engine (episodes in therapists) vs lme4 at the issue's tolerances."""
+    re_formula, r_formula = NESTED[name]
+    data = nested_visits()
+    fit = fit_mixed(data, "score ~ week + C(arm)", "episode", re_formula, reml=reml,
+                    nested_in="therapist", engine="fast")
+    r = run_lmer(data, r_formula, reml, tmp_path)
+    assert_matches_lme4(fit, r, "therapist:episode")
+    ref = r.loc[(r["kind"] == "vc:therapist") & (r["a"] == "(Intercept)"), "value"].item()
+    assert fit.cov_re_nested.loc["Intercept", "Intercept"] == pytest.approx(ref, rel=1e-3)

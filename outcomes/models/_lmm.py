@@ -18,6 +18,7 @@ Notation (as in lme4): ``Lambda = I_G kron T`` with ``T`` lower triangular, ``b 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,45 +250,51 @@ def estimates(theta: np.ndarray, cp: CrossProducts, reml: bool) -> Fit:
                scale=float(sigma2), deviance=dev)
 
 
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
 def optimize_theta(cp: CrossProducts, reml: bool) -> tuple[np.ndarray, bool, str]:
-    """Minimise the profiled deviance over ``theta``: BFGS, then Newton steps to polish.
+    """Minimise the profiled deviance over ``theta`` (see :func:`minimize_deviance`)."""
+    return minimize_deviance(lambda t: deviance(t, cp, reml), [cp.q])
 
-    The deviance depends on ``T`` only through ``T T'``, so it is even in each column's sign and
-    its derivative in a diagonal element vanishes at 0. A bound ``T_jj >= 0`` would therefore
-    trap a gradient method at that saddle; we optimise without bounds and flip column signs
-    afterwards (``T -> T D``, ``D = diag(+-1)``, same ``T T'``).
 
-    BFGS (analytic gradient) starts, like lme4, from ``T = I`` and stops at a loose gradient
-    tolerance (1e-7 x the deviance): with ~1e6 rows the deviance's rounding noise exceeds the
-    decrease a line search could still see. Newton steps on the exact gradient (Hessian by
-    differences of gradients, computed once) then converge without relying on deviance
-    differences. When a
-    diagonal element ends near 0, a second pass restarts away from that saddle and the lower
-    deviance is kept. Converged means the last Newton step is below 1e-6 in every element of
-    ``theta`` (a scaled-gradient check, like lme4's), or, where the Hessian is not positive
-    definite, ``max |gradient| <= 1e-6 max(1, deviance)``. Returns ``(theta, ok, message)``.
+def minimize_deviance(fun: Objective, blocks: list[int]) -> tuple[np.ndarray, bool, str]:
+    """Minimise ``fun`` (deviance and gradient) over the stacked ``theta`` of ``blocks``.
+
+    ``blocks`` lists ``q`` of each random-effects term (one factor ``T`` per term). The deviance
+    depends on each ``T`` only through ``T T'``, so it is even in each column's sign and its
+    derivative in a diagonal element vanishes at 0. A bound ``T_jj >= 0`` would therefore trap a
+    gradient method at that saddle; we optimise without bounds and flip column signs afterwards
+    (``T -> T D``, ``D = diag(+-1)``, same ``T T'``).
+
+    BFGS starts, like lme4, from ``T = I`` and stops at a loose gradient tolerance (1e-7 x the
+    deviance): with ~1e6 rows the deviance's rounding noise exceeds the decrease a line search
+    could still see. Newton steps on the gradient (Hessian by differences of gradients, computed
+    once) then converge without relying on deviance differences. When a diagonal element ends
+    near 0, a second pass restarts away from that saddle and the lower deviance is kept.
+    Converged means the last Newton step is below 1e-6 in every element of ``theta`` (a
+    scaled-gradient check, like lme4's), or, where the Hessian is not positive definite,
+    ``max |gradient| <= 1e-6 max(1, deviance)``. Returns ``(theta, ok, message)``.
     """
-    q = cp.q
-    rows, cols = theta_index(q)
-    diag = rows == cols
-    theta, dev, ok, message = _minimize_from(np.eye(q)[rows, cols], cp, reml)
+    start = np.concatenate([np.eye(q)[theta_index(q)] for q in blocks])
+    diag = np.concatenate([np.equal(*theta_index(q)) for q in blocks])
+    theta, dev, ok, message = _minimize_from(start, fun)
     if np.any(np.abs(theta[diag]) < 0.05):
         restart = theta.copy()
         restart[diag] = np.where(np.abs(restart[diag]) < 0.05, 0.1, restart[diag])
-        second = _minimize_from(restart, cp, reml)
+        second = _minimize_from(restart, fun)
         if second[1] < dev:
             theta, dev, ok, message = second
-    return canonical_theta(theta, q), ok, message
+    return canonical_theta(theta, blocks), ok, message
 
 
-def _minimize_from(start: np.ndarray, cp: CrossProducts, reml: bool):
+def _minimize_from(start: np.ndarray, fun: Objective):
     from scipy.optimize import minimize
 
-    gtol = 1e-7 * max(1.0, abs(deviance(start, cp, reml, gradient=False)[0]))
-    res = minimize(deviance, start, args=(cp, reml), jac=True, method="BFGS",
-                   options={"gtol": gtol, "maxiter": 1000})
-    theta, step = _newton_polish(res.x, cp, reml)
-    dev, grad = deviance(theta, cp, reml)
+    gtol = 1e-7 * max(1.0, abs(fun(start)[0]))
+    res = minimize(fun, start, jac=True, method="BFGS", options={"gtol": gtol, "maxiter": 1000})
+    theta, step = _newton_polish(res.x, fun)
+    dev, grad = fun(theta)
     if step is not None:
         ok = bool(np.max(np.abs(step)) < 1e-6)
     else:
@@ -296,21 +303,21 @@ def _minimize_from(start: np.ndarray, cp: CrossProducts, reml: bool):
     return theta, dev, ok and bool(np.isfinite(dev)), message
 
 
-def _newton_polish(theta: np.ndarray, cp: CrossProducts, reml: bool, steps: int = 8):
+def _newton_polish(theta: np.ndarray, fun: Objective, steps: int = 8):
     """Newton-chord iterations on the gradient (Hessian computed once at the BFGS optimum).
 
     Returns ``theta`` and the last step; the step is None when the Hessian is not positive
     definite (then BFGS's answer stands).
     """
-    grad = deviance(theta, cp, reml)[1]
-    H = _hessian(theta, grad, cp, reml)
+    grad = fun(theta)[1]
+    H = _hessian(theta, grad, fun)
     try:
         np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
         return theta, None
     step = np.linalg.solve(H, grad)
     for _ in range(steps):
-        new_grad = deviance(theta - step, cp, reml)[1]
+        new_grad = fun(theta - step)[1]
         if not np.all(np.isfinite(new_grad)) or np.linalg.norm(new_grad) >= np.linalg.norm(grad):
             break  # at the noise floor of the gradient: keep theta
         theta, grad = theta - step, new_grad
@@ -320,23 +327,30 @@ def _newton_polish(theta: np.ndarray, cp: CrossProducts, reml: bool, steps: int 
     return theta, step
 
 
-def _hessian(theta: np.ndarray, grad: np.ndarray, cp: CrossProducts, reml: bool) -> np.ndarray:
-    """Forward differences of the analytic gradient, symmetrised."""
+def _hessian(theta: np.ndarray, grad: np.ndarray, fun: Objective) -> np.ndarray:
+    """Forward differences of the gradient, symmetrised."""
     h = 1e-5 * np.maximum(1.0, np.abs(theta))
-    cols = [(deviance(theta + h[k] * e, cp, reml)[1] - grad) / h[k]
-            for k, e in enumerate(np.eye(len(theta)))]
+    cols = [(fun(theta + h[k] * e)[1] - grad) / h[k] for k, e in enumerate(np.eye(len(theta)))]
     H = np.column_stack(cols)
     return (H + H.T) / 2.0
 
 
-def canonical_theta(theta: np.ndarray, q: int) -> np.ndarray:
-    """Flip column signs of ``T`` so that its diagonal is non-negative (``T T'`` unchanged)."""
-    T = theta_to_factor(theta, q)
-    T = T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :]
-    return T[theta_index(q)]
+def split_theta(theta: np.ndarray, blocks: list[int]) -> list[np.ndarray]:
+    """The ``theta`` of each block, in order."""
+    sizes = np.cumsum([q * (q + 1) // 2 for q in blocks])[:-1]
+    return np.split(np.asarray(theta, dtype=float), sizes)
 
 
-def is_singular(theta: np.ndarray, q: int, tol: float = 1e-4) -> bool:
-    """lme4's ``isSingular``: a diagonal element of ``T`` within ``tol`` of its bound 0."""
-    rows, cols = theta_index(q)
-    return bool(np.any(theta[rows == cols] < tol))
+def canonical_theta(theta: np.ndarray, blocks: list[int]) -> np.ndarray:
+    """Flip column signs of each ``T`` so that its diagonal is non-negative (``T T'`` unchanged)."""
+    out = []
+    for part, q in zip(split_theta(theta, blocks), blocks, strict=True):
+        T = theta_to_factor(part, q)
+        out.append((T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :])[theta_index(q)])
+    return np.concatenate(out)
+
+
+def is_singular(theta: np.ndarray, blocks: list[int], tol: float = 1e-4) -> bool:
+    """lme4's ``isSingular``: a diagonal element of a ``T`` within ``tol`` of its bound 0."""
+    diag = np.concatenate([np.equal(*theta_index(q)) for q in blocks])
+    return bool(np.any(np.asarray(theta)[diag] < tol))

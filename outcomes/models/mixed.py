@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings as _warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,10 @@ class MixedResult:
         Covariance matrix of the fixed effects.
     variance_components : Series
         Extra variance components (statsmodels ``vc_formula``); empty otherwise.
+    cov_re_nested : DataFrame or None
+        With ``nested_in``: random-effects covariance of the outer level (therapist).
+    n_nested_groups : int or None
+        With ``nested_in``: number of outer groups.
     """
 
     coef: pd.DataFrame
@@ -71,6 +75,8 @@ class MixedResult:
     variance_components: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     alpha: float = 0.05
     design_info: Any = field(default=None, repr=False)
+    cov_re_nested: pd.DataFrame | None = None
+    n_nested_groups: int | None = None
 
     @property
     def reml_criterion(self) -> float | None:
@@ -123,6 +129,9 @@ class _Design:
     n_groups: int
     dropped: int
     design_info: Any
+    Z2: pd.DataFrame | None = None  # outer-level random terms (nested_in)
+    outer_codes: np.ndarray | None = None
+    n_outer: int = 0
 
 
 def fit_mixed(
@@ -133,6 +142,8 @@ def fit_mixed(
     reml: bool = True,
     *,
     engine: str = "auto",
+    nested_in: str | None = None,
+    nested_re_formula: str | None = None,
     vc_formula: dict[str, str] | None = None,
     allow_nonconverged: bool = False,
     optimizers: Sequence[str] = OPTIMIZERS,
@@ -157,6 +168,13 @@ def fit_mixed(
     engine : {"auto", "fast", "statsmodels"}
         ``"auto"`` uses the fast engine when the design allows it and statsmodels otherwise;
         ``"fast"`` raises :class:`ModelError` if it cannot be used.
+    nested_in : str, optional
+        Column of an outer grouping factor that ``groups`` is nested in (therapist), lme4's
+        ``(re | therapist/episode)``: ``groups`` is then identified within ``nested_in``.
+        Fitted exactly by the fast engine; the statsmodels fallback (variance components)
+        exists only for a random intercept at the inner level (``re_formula=None``).
+    nested_re_formula : str, optional
+        Random terms per ``nested_in`` group; None is a random intercept.
     vc_formula : dict, optional
         statsmodels variance components (e.g. episodes nested in a therapist ``groups``:
         ``{"episode": "0 + C(episode)"}``); always fitted with statsmodels. As in statsmodels,
@@ -204,24 +222,30 @@ def fit_mixed(
     """
     if engine not in ("auto", "fast", "statsmodels"):
         raise ModelError(f"engine must be 'auto', 'fast' or 'statsmodels', not {engine!r}")
-    design = _build_design(data, formula, groups, re_formula)
+    design = _build_design(data, formula, groups, re_formula, nested_in, nested_re_formula)
     notes = [f"{design.dropped} rows with missing values dropped"] if design.dropped else []
+    sm_args = (optimizers, fit_kwargs or {}, allow_nonconverged, alpha)
+    if nested_in is not None:
+        if vc_formula is not None:
+            raise ModelError("give either nested_in or vc_formula, not both")
+        return _fit_nested(design, formula, groups, re_formula, nested_in, nested_re_formula,
+                           reml, engine, notes, sm_args)
     if vc_formula is not None and engine == "fast":
         raise ModelError("engine='fast' does not handle vc_formula; use engine='auto'")
     if engine == "statsmodels" or vc_formula is not None:
         return _fit_statsmodels(design, formula, groups, re_formula, reml, vc_formula,
-                                optimizers, fit_kwargs or {}, allow_nonconverged, alpha, notes)
+                                *sm_args, notes)
     result = _fit_fast(design, reml, alpha, notes, strict=engine == "fast",
                        allow_nonconverged=allow_nonconverged)
     if result is not None:
         return result
     notes.append("fast engine failed its convergence check; refitted with statsmodels")
-    return _fit_statsmodels(design, formula, groups, re_formula, reml, None, optimizers,
-                            fit_kwargs or {}, allow_nonconverged, alpha, notes)
+    return _fit_statsmodels(design, formula, groups, re_formula, reml, None, *sm_args, notes)
 
 
 def _build_design(
-    data: pd.DataFrame, formula: str, groups: str, re_formula: str | None
+    data: pd.DataFrame, formula: str, groups: str, re_formula: str | None,
+    nested_in: str | None = None, nested_re_formula: str | None = None,
 ) -> _Design:
     """Design matrices on the rows complete in every variable the model uses.
 
@@ -230,39 +254,48 @@ def _build_design(
     """
     if not isinstance(data, pd.DataFrame):
         raise ModelError("data must be a pandas DataFrame")
-    if groups not in data.columns:
-        raise ModelError(f"groups column {groups!r} is not in data; pass the grouping column name")
-    names = f"{formula} {re_formula or ''}"
+    for name, col in (("groups", groups), ("nested_in", nested_in)):
+        if col is not None and col not in data.columns:
+            raise ModelError(f"{name} column {col!r} is not in data; pass the grouping column name")
+    names = f"{formula} {re_formula or ''} {nested_re_formula or ''}"
+    grouping = [c for c in (nested_in, groups) if c is not None]
     frame = _as_categories(data.reset_index(drop=True), names)
-    y, X, Z = _model_matrices(frame, formula, re_formula)
-    keep = X.index.intersection(Z.index)
-    keep = keep[frame.loc[keep, groups].notna().to_numpy()]
+    y, X, Z, Z2 = _model_matrices(frame, formula, re_formula, nested_re_formula)
+    keep = X.index.intersection(Z.index).intersection(Z2.index)
+    keep = keep[frame.loc[keep, grouping].notna().all(axis=1).to_numpy()]
     dropped = len(frame) - len(keep)
     if dropped:
         frame = _as_categories(frame.loc[keep].reset_index(drop=True), names)
-        y, X, Z = _model_matrices(frame, formula, re_formula)
+        y, X, Z, Z2 = _model_matrices(frame, formula, re_formula, nested_re_formula)
     if y.shape[1] != 1:
         raise ModelError(f"formula {formula!r} must have exactly one outcome column")
-    codes, uniques = pd.factorize(frame[groups], sort=True)
-    _check_design(X, len(uniques), formula)
-    return _Design(frame=frame, y=y.to_numpy()[:, 0], X=X, Z=Z, codes=codes,
-                   n_groups=len(uniques), dropped=dropped, design_info=X.design_info)
+    # nested: an inner group is a (nested_in, groups) pair, as lme4's therapist/episode
+    codes = frame.groupby(grouping, sort=True, observed=True).ngroup().to_numpy()
+    n_groups = int(codes.max()) + 1 if len(codes) else 0
+    _check_design(X, n_groups, formula)
+    design = _Design(frame=frame, y=y.to_numpy()[:, 0], X=X, Z=Z, codes=codes,
+                     n_groups=n_groups, dropped=dropped, design_info=X.design_info)
+    if nested_in is not None:
+        outer, uniques = pd.factorize(frame[nested_in], sort=True)
+        design.Z2, design.outer_codes, design.n_outer = Z2, outer, len(uniques)
+    return design
 
 
 def _model_matrices(
-    frame: pd.DataFrame, formula: str, re_formula: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    frame: pd.DataFrame, formula: str, re_formula: str | None, nested_re_formula: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     import patsy
 
     env = patsy.EvalEnvironment([{"C": _categorical, "np": np}])
     try:
         y, X = patsy.dmatrices(formula, frame, eval_env=env, return_type="dataframe",
                                NA_action="drop")
-        Z = patsy.dmatrix(re_formula or "1", frame, eval_env=env, return_type="dataframe",
-                          NA_action="drop")
+        Z, Z2 = (patsy.dmatrix(f or "1", frame, eval_env=env, return_type="dataframe",
+                               NA_action="drop") for f in (re_formula, nested_re_formula))
     except patsy.PatsyError as exc:
-        raise ModelError(f"formula {formula!r} / re_formula {re_formula!r}: {exc}") from None
-    return y, X, Z
+        raise ModelError(f"formula {formula!r} / re_formula {re_formula!r} / nested_re_formula "
+                         f"{nested_re_formula!r}: {exc}") from None
+    return y, X, Z, Z2
 
 
 def _categorical(data: Any, contrast: Any = None, levels: Any = None) -> Any:
@@ -326,11 +359,64 @@ def _fit_fast(
         raise ConvergenceError(f"fast engine did not converge ({message}); try engine='statsmodels'")
     fit = _lmm.estimates(theta, cp, reml)
     extra = [] if ok else [f"NOT CONVERGED ({message}): estimates are not an answer"]
-    if _lmm.is_singular(theta, cp.q):
+    if _lmm.is_singular(theta, [cp.q]):
         extra.append(SINGULAR_WARNING)
     fe, re = list(design.X.columns), list(design.Z.columns)
     return _assemble(design, fe, fit.beta, fit.vcov, pd.DataFrame(fit.cov_re, re, re), fit.scale,
                      -fit.deviance / 2.0, ok, "fast", reml, alpha, notes + extra)
+
+
+def _fit_nested(
+    design: _Design, formula: str, groups: str, re_formula: str | None, nested_in: str,
+    nested_re_formula: str | None, reml: bool, engine: str, notes: list[str], sm_args: tuple,
+) -> MixedResult:
+    """Two nested levels: the fast engine, or statsmodels variance components as fallback."""
+    allow_nonconverged, alpha = sm_args[2], sm_args[3]
+    if engine != "statsmodels":
+        result = _fit_fast_nested(design, reml, alpha, notes, strict=engine == "fast",
+                                  allow_nonconverged=allow_nonconverged)
+        if result is not None:
+            return result
+        notes = [*notes, "fast engine failed its convergence check; refitted with statsmodels"]
+    if re_formula is not None and engine == "statsmodels":
+        raise ModelError("engine='statsmodels' cannot fit correlated random slopes at the inner "
+                         "level of a nested design (re_formula); use engine='auto'")
+    if re_formula is not None:
+        raise ConvergenceError("nested design with random slopes at the inner level: the fast "
+                               "engine did not converge and statsmodels has no equivalent")
+    labels = list(design.Z2.columns)
+    sm = _fit_statsmodels(design, formula, nested_in, nested_re_formula or "1", reml,
+                          {groups: f"0 + C({groups})"}, *sm_args, notes, re_labels=labels)
+    inner = pd.DataFrame([[sm.variance_components[groups]]], ["Intercept"], ["Intercept"])
+    return replace(sm, cov_re=inner, cov_re_nested=sm.cov_re, n_nested_groups=design.n_outer,
+                   variance_components=pd.Series(dtype=float))
+
+
+def _fit_fast_nested(
+    design: _Design, reml: bool, alpha: float, notes: list[str], *, strict: bool,
+    allow_nonconverged: bool,
+) -> MixedResult | None:
+    """Nested fast fit; None when its convergence check fails and a fallback may run."""
+    from outcomes.models import _lmm, _lmm_nested
+
+    ncp = _lmm_nested.compute_nested_crossproducts(
+        design.X.to_numpy(), design.y, design.Z.to_numpy(), design.Z2.to_numpy(), design.codes,
+        design.outer_codes, design.n_groups, design.n_outer)
+    theta, ok, message = _lmm.minimize_deviance(_lmm_nested.nested_objective(ncp, reml),
+                                                ncp.blocks)
+    if not ok and not strict:
+        return None
+    if not ok and not allow_nonconverged:
+        raise ConvergenceError(f"fast engine did not converge ({message}); try engine='statsmodels'")
+    beta, vcov, cov1, cov2, scale, dev = _lmm_nested.nested_estimates(theta, ncp, reml)
+    extra = [] if ok else [f"NOT CONVERGED ({message}): estimates are not an answer"]
+    if _lmm.is_singular(theta, ncp.blocks):
+        extra.append(SINGULAR_WARNING)
+    re1, re2 = list(design.Z.columns), list(design.Z2.columns)
+    result = _assemble(design, list(design.X.columns), beta, vcov, pd.DataFrame(cov1, re1, re1),
+                       scale, -dev / 2.0, ok, "fast", reml, alpha, notes + extra)
+    return replace(result, cov_re_nested=pd.DataFrame(cov2, re2, re2),
+                   n_nested_groups=design.n_outer)
 
 
 def _assemble(
@@ -356,7 +442,7 @@ def _assemble(
 def _fit_statsmodels(
     design: _Design, formula: str, groups: str, re_formula: str | None, reml: bool,
     vc_formula: dict[str, str] | None, optimizers: Sequence[str], fit_kwargs: dict[str, Any],
-    allow_nonconverged: bool, alpha: float, notes: list[str],
+    allow_nonconverged: bool, alpha: float, notes: list[str], re_labels: list[str] | None = None,
 ) -> MixedResult:
     """statsmodels MixedLM; optimizers until two agree; best converged log-likelihood wins."""
     from statsmodels.regression.mixed_linear_model import MixedLM
@@ -383,7 +469,7 @@ def _fit_statsmodels(
         extra.append(f"NOT CONVERGED ({best['problem']}): estimates are not an answer")
     fe = list(design.X.columns)
     # with vc_formula and no re_formula statsmodels fits no random intercept for `groups`
-    re = list(design.Z.columns) if np.asarray(res.cov_re).size else []
+    re = (re_labels or list(design.Z.columns)) if np.asarray(res.cov_re).size else []
     cov_re = pd.DataFrame(np.asarray(res.cov_re).reshape(len(re), len(re)), re, re)
     vcov = res.cov_params().loc[fe, fe].to_numpy()
     vcomp = pd.Series(np.asarray(res.vcomp, float), index=list(model.exog_vc.names)) \
