@@ -510,3 +510,11 @@ def test_format_tidy_keeps_the_treatment_term():
     out = rp.format_tidy(tidy, terms="arm")
     assert list(out.index) == ["C(arm)[T.pri]"] and "warnings" not in out.columns
     assert out.loc["C(arm)[T.pri]", "estimate"] == -0.99 and out.loc["C(arm)[T.pri]", "p"] == 0.046
+
+
+def test_frame_html_escapes_and_uses_one_header_row():
+    frame = pd.DataFrame({"n": [12.0, None]},
+                         index=pd.Index(["<img src=x onerror=alert(1)>", "{{7*7}}"], name="arm"))
+    page = rp.frame_html(frame)
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<tr") == 3 and "<th>arm</th>" in page and "<td>-</td>" in page
