@@ -1,10 +1,12 @@
 """Linear mixed models for repeated measures: :func:`fit_mixed` and its :class:`MixedResult`.
 
-Two engines give the same answers. The ``"fast"`` engine (:mod:`outcomes.models._lmm`) profiles
-the (RE)ML deviance as lme4 does and handles one grouping factor with a random intercept and any
-number of random slopes (unstructured covariance). Everything else (variance components through
-``vc_formula``, or a fast fit that fails its convergence check) is fitted with statsmodels'
-``MixedLM``, trying optimizers until two agree and keeping the best log-likelihood.
+Two engines give the same answers. The ``"fast"`` engine (:mod:`outcomes.models._lmm`,
+:mod:`outcomes.models._lmm_nested`) profiles the (RE)ML deviance as lme4 does and handles one
+grouping factor with a random intercept and any number of random slopes (unstructured
+covariance), optionally nested in an outer factor (episodes within therapists). Everything else
+(variance components through ``vc_formula``, or a fast fit that fails its convergence check) is
+fitted with statsmodels' ``MixedLM``, trying optimizers until two agree and keeping the best
+log-likelihood.
 """
 
 from __future__ import annotations
@@ -205,14 +207,18 @@ def fit_mixed(
 
     Notes
     -----
-    Model: ``y_i = X_i beta + Z_i b_i + e_i``, ``b_i ~ N(0, Sigma)``, ``e_i ~ N(0, sigma^2 I)``.
-    The fast engine minimises the profiled deviance of Bates et al. (2015), eqs. 34-42, over the
-    relative covariance factor with BFGS and an analytic gradient. It follows lme4's
-    conventions: ``vcov(beta) = sigma^2 (RX'RX)^-1`` and the REML log-likelihood as lme4 prints
-    it; statsmodels' standard errors come from its Hessian and differ from lme4's by well under
-    1 %. Wald intervals and p-values use the normal distribution. Checked against lme4 1.1-31 on
-    sleepstudy (Bates et al. 2015: fixed 251.41 (6.82), 10.47 (1.55), REML criterion 1743.6), on
-    synthetic unbalanced designs through Rscript, and against statsmodels on several designs
+    Model: ``y_i = X_i beta + Z_i b_i + e_i``, ``b_i ~ N(0, Sigma)``, ``e_i ~ N(0, sigma^2 I)``
+    (plus ``Z2_t b2_t`` per outer group with ``nested_in``). The fast engine minimises the
+    profiled deviance of Bates et al. (2015), eqs. 34-42, over the relative covariance factor
+    (BFGS with an analytic gradient, then Newton steps; central differences for the nested
+    design), from per-group cross-products computed once, so time grows linearly with rows.
+    It follows lme4's conventions: ``vcov(beta) = sigma^2 (RX'RX)^-1`` and the (REML)
+    log-likelihood as lme4 prints it. statsmodels' standard errors invert its full Hessian and
+    differ from lme4's slightly (0.001-1.3 % in the test designs). Wald intervals and p-values
+    use the normal distribution. A variance at its boundary (0) is reported as lme4's
+    "boundary (singular) fit" warning. Checked against lme4 1.1-31 on sleepstudy (Bates et al.
+    2015: fixed 251.41 (6.82), 10.47 (1.55), REML criterion 1743.6), on synthetic unbalanced and
+    nested designs through Rscript, and against statsmodels on several designs
     (``tests/test_mixed.py``, ``tests/test_mixed_r.py``).
 
     References
