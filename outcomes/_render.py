@@ -297,7 +297,7 @@ th, td { border: 1px solid #d0d7de; padding: 4px 9px; text-align: right; vertica
 th { background: #eef2f6; }
 tbody tr:nth-child(even) { background: #f8fafc; }
 td:first-child, th:first-child { text-align: left; }
-.prose-table td { text-align: left; }
+.prose-table td, .prose-table th { text-align: left; }
 img { max-width: 100%; height: auto; display: block; margin: .4em 0 1em; }
 pre { white-space: pre-wrap; font-size: .85em; background: #f6f8fa; padding: 8px 12px; }
 blockquote { margin: 1em 0; padding: .6em 1em; background: #f3f7fb; border-left: 4px solid #2f6690; }

@@ -5,6 +5,8 @@ Re-exported by :mod:`outcomes.reporting`; the comparative notebook calls them as
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -13,7 +15,8 @@ from outcomes.errors import ReportError
 from outcomes.reporting import _QUARTER, MIN_CELL, _small, parse_quarter
 
 __all__ = [
-    "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_period", "protocol_table",
+    "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_exposure_rule",
+    "episodes_for_rule", "parse_period", "protocol_table",
     "cohort_flow", "analysis_cohort", "table_one_display", "time_to_mcid", "gate_notice",
     "gated", "therapist_clustering", "propensity_frame", "cohort_scores", "trajectory_weeks",
     "fit_trajectories",
@@ -31,6 +34,49 @@ TABLE_ONE_COLUMNS = ("age", "sex", "payer", "symptom_duration_weeks", "prior_pt"
                      "prior_injection", "surgery_recommended")
 #: The two strategies compared, comparator first.
 STRATEGIES = ("traditional", "pri")
+
+
+_RULE = re.compile(r"^first(\d{1,2})(\+eval)?$")
+
+
+def parse_exposure_rule(rule: str) -> tuple[int, bool]:
+    """``"first3"`` -> (3, False); ``"first2+eval"`` -> (2, True): the arm's baseline window.
+
+    The window is the first N treatment visits (``+eval``: counting the evaluation as the first),
+    as :func:`outcomes.episodes.build_episodes` takes it (``baseline_visits``,
+    ``baseline_includes_evaluation``).
+    """
+    match = _RULE.match(str(rule).strip().lower())
+    if not match or not 1 <= int(match.group(1)) <= 10:
+        raise ReportError("exposure_rule: expected 'firstN' or 'firstN+eval' with N from 1 to 10 "
+                          "(the baseline window of treatment visits that sets the arm)")
+    return int(match.group(1)), match.group(2) is not None
+
+
+def episodes_for_rule(database: str, rule: str) -> pd.DataFrame:
+    """The episode table with arms assigned by exposure ``rule`` (see :func:`parse_exposure_rule`).
+
+    The store's episodes use the default window (first 3 treatment visits); any other rule
+    rebuilds the episodes from the stored visits and techniques. Cached per kernel.
+    """
+    from outcomes.reporting import load_report_data
+
+    n, with_eval = parse_exposure_rule(rule)
+    data = load_report_data(database)
+    if (n, with_eval) == (3, False):
+        return data["episodes"]
+    return _rebuilt(str(database), n, with_eval, id(data["visits"]))
+
+
+@lru_cache(maxsize=4)
+def _rebuilt(database: str, n: int, with_eval: bool, _key: int) -> pd.DataFrame:
+    from outcomes.episodes import build_episodes
+    from outcomes.reporting import load_report_data
+    from outcomes.store import load_techniques
+
+    visits = load_report_data(database)["visits"]
+    return build_episodes(visits, load_techniques(database), baseline_visits=n,
+                          baseline_includes_evaluation=with_eval)
 
 
 def parse_period(period: str) -> tuple[str | None, str | None]:

@@ -175,13 +175,18 @@ def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, w
 @click.option("--condition", default="itbs", show_default=True, help="Condition label.")
 @click.option("--outcome", default="nprs", show_default=True, help="Primary outcome instrument.")
 @click.option("--estimand", type=click.Choice(["ate", "att"]), default="ate", show_default=True)
+@click.option("--exposure-rule", default="first3", show_default=True,
+              help="Baseline window that sets the arm: firstN or firstN+eval.")
+@click.option("--period", default="all", show_default=True,
+              help="Evaluation quarters: all or YYYYQn-YYYYQn.")
 @_report_options
-def report_comparative(quarter, condition, outcome, estimand, db, out, n_jobs, cell_timeout,
-                       wait, quiet) -> None:
+def report_comparative(quarter, condition, outcome, estimand, exposure_rule, period, db, out,
+                       n_jobs, cell_timeout, wait, quiet) -> None:
     """The researchers' comparative analysis (PRI-style vs traditional)."""
     from outcomes.report import plan_comparative
 
-    jobs = plan_comparative(quarter, db, condition=condition, outcome=outcome, estimand=estimand)
+    jobs = plan_comparative(quarter, db, condition=condition, outcome=outcome, estimand=estimand,
+                            exposure_rule=exposure_rule, period=period)
     _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
 
 

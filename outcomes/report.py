@@ -171,8 +171,23 @@ def plan_comparative(quarter: str | None, db: str | Path, condition: str = "itbs
                      outcome: str = "nprs", estimand: str = "ate",
                      exposure_rule: str = "first3", period: str = "all") -> list[ReportJob]:
     """The researchers' comparative analysis, filed under ``quarter`` (default: the latest)."""
-    from outcomes.reporting import check_quarter, latest_quarter
+    from outcomes.instruments import INSTRUMENTS
+    from outcomes.reporting import (
+        CONDITIONS_ALL,
+        check_quarter,
+        latest_quarter,
+        parse_exposure_rule,
+        parse_period,
+    )
 
+    if condition not in CONDITIONS_ALL:
+        raise ReportError(f"--condition: use one of {', '.join(CONDITIONS_ALL)}")
+    if outcome not in ("nprs", "lefs") or outcome not in INSTRUMENTS:
+        raise ReportError("--outcome: use nprs or lefs")
+    if estimand not in ("ate", "att"):
+        raise ReportError("--estimand: use ate or att")
+    parse_exposure_rule(exposure_rule)
+    parse_period(period)
     episodes = _episodes(db)
     quarter = check_quarter(episodes, quarter or latest_quarter(episodes))
     params = {"condition": condition, "period": period, "outcome": outcome,

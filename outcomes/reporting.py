@@ -141,6 +141,8 @@ def _load(path: str, size: int, mtime: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # Cohorts
 # --------------------------------------------------------------------------------------------
+#: Condition labels a comparative analysis can be run for.
+CONDITIONS_ALL = ("itbs", "pfps", "hip_pain", "lbp", "other")
 #: Instruments summarised in the reports (episode columns ``X_change``, ``X_responder``...).
 REPORT_INSTRUMENTS = ("nprs", "lefs")
 #: Smallest published count (CMS cell-size rule: 1-10 are suppressed).
@@ -659,4 +661,4 @@ __all__ += [*_comparative_all, *_therapist_all, "Notes", "parameter_table", "for
             "outcome_summary", "suppress_summary", "format_summary", "summary_table",
             "quarter_volumes", "quarter_trend", "therapist_comparison", "observed_minus_expected",
             "quarantine_table", "missing_discharge", "unmapped_table", "setup_display",
-            "frame_html"]
+            "frame_html", "CONDITIONS_ALL"]

@@ -243,6 +243,9 @@ def test_pngs_in_reports_carry_no_text_chunks(rendered):
     (["quarterly", "--quarter", "2019Q1"], "--quarter: no episodes in 2019Q1"),
     (["therapist", "--quarter", QUARTER, "--therapist", "T999"], "--therapist: 1 therapist"),
     (["therapist", "--quarter", QUARTER, "--therapist", SENTINEL], "--therapist: 1 therapist"),
+    (["comparative", "--condition", "knee<script>"], "--condition: use one of"),
+    (["comparative", "--exposure-rule", "last3"], "exposure_rule: expected 'firstN'"),
+    (["comparative", "--period", "2026Q3-2025Q1"], "period: expected 'all'"),
 ])
 def test_cli_rejects_bad_parameters_in_one_line(store, tmp_path, args, message):
     from click.testing import CliRunner
@@ -518,3 +521,19 @@ def test_frame_html_escapes_and_uses_one_header_row():
     page = rp.frame_html(frame)
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert page.count("<tr") == 3 and "<th>arm</th>" in page and "<td>-</td>" in page
+
+
+def test_exposure_rule_rebuilds_the_arms(store):
+    """The default rule reuses the stored episodes; another window reassigns arms only."""
+    default = rp.episodes_for_rule(str(store), "first3")
+    assert default is rp.load_report_data(store)["episodes"]
+    one = rp.episodes_for_rule(str(store), "first1")
+    assert sorted(one["episode_id"]) == sorted(default["episode_id"])
+    merged = default.merge(one, on="episode_id", suffixes=("", "_1"))
+    assert (merged["arm"] != merged["arm_1"]).any()  # mixed after 3 visits, pure after 1
+    assert ((merged["arm"] == "mixed") | (merged["arm"] == merged["arm_1"])
+            | (merged["arm"] == "none") | (merged["arm_1"] == "none")).all()
+    assert (merged["nprs_change"].fillna(-99) == merged["nprs_change_1"].fillna(-99)).all()
+    assert rp.parse_exposure_rule("First2+EVAL") == (2, True)
+    with pytest.raises(ReportError, match="exposure_rule"):
+        rp.parse_exposure_rule("first0")
