@@ -357,3 +357,37 @@ def check_inert(page: str) -> None:
     if match:
         raise ReportError("refusing to publish: the rendered page contains active content "
                           f"(a script, event handler or remote resource at offset {match.start()})")
+
+
+# --------------------------------------------------------------------------------------------
+# PDF (optional): headless Chromium prints the HTML page
+# --------------------------------------------------------------------------------------------
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-pdf-header-footer")
+
+
+def print_pdf(html_path: Path, pdf_path: Path, timeout: float = 120.0) -> None:
+    """Print ``html_path`` to ``pdf_path`` with headless Chromium (``--print-to-pdf``).
+
+    Raises
+    ------
+    ReportError
+        When Chromium is missing, fails or writes no PDF.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        raise ReportError("--pdf needs Chromium (Debian package 'chromium'; `make sysdeps`)")
+    with tempfile.TemporaryDirectory(prefix="outcomes-pdf-") as profile:
+        cmd = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+               f"--print-to-pdf={pdf_path}", Path(html_path).resolve().as_uri()]
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=timeout, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            raise ReportError(f"Chromium could not print {Path(html_path).name} to PDF") from None
+    if not pdf_path.exists() or not pdf_path.read_bytes()[:5] == b"%PDF-":
+        raise ReportError(f"Chromium wrote no PDF for {Path(html_path).name}")

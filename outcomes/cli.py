@@ -129,14 +129,16 @@ def _report_options(func):
     func = click.option("--wait", is_flag=True,
                         help="Wait for another run on the same folder instead of refusing.")(func)
     func = click.option("--quiet", is_flag=True, help="No progress bar.")(func)
+    func = click.option("--pdf", is_flag=True,
+                        help="Also print each report to PDF (headless Chromium).")(func)
     return func
 
 
-def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf=False) -> None:
     from outcomes.report import render_reports
 
     result = render_reports(jobs, quarter, db, out, n_jobs=n_jobs, cell_timeout=cell_timeout,
-                            progress=not quiet, wait=wait)
+                            progress=not quiet, wait=wait, pdf=pdf)
     for path in result.paths:
         click.echo(str(path))
     click.echo(f"manifest: {result.manifest}")
@@ -146,12 +148,12 @@ def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
 @click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3, or 'latest'.")
 @click.option("--clinic", default=None, help="One clinic id (default: all clinics).")
 @_report_options
-def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """The clinic director's quarterly outcomes report."""
     from outcomes.report import plan_quarterly
 
     jobs = plan_quarterly(quarter, db, clinic)
-    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
 
 
 @report.command("therapist")
@@ -160,14 +162,14 @@ def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet
 @click.option("--all", "all_", is_flag=True, help="Every therapist active in the quarter.")
 @_report_options
 def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, wait,
-                     quiet) -> None:
+                     quiet, pdf) -> None:
     """Caseload reports: one per therapist, their own patients only."""
     from outcomes.report import plan_therapists
 
     if bool(therapists) == all_:
         raise click.UsageError("give --therapist ID (one or more) or --all")
     jobs = plan_therapists(quarter, db, None if all_ else list(therapists))
-    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
 
 
 @report.command("comparative")
@@ -181,25 +183,25 @@ def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, w
               help="Evaluation quarters: all or YYYYQn-YYYYQn.")
 @_report_options
 def report_comparative(quarter, condition, outcome, estimand, exposure_rule, period, db, out,
-                       n_jobs, cell_timeout, wait, quiet) -> None:
+                       n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """The researchers' comparative analysis (PRI-style vs traditional)."""
     from outcomes.report import plan_comparative
 
     jobs = plan_comparative(quarter, db, condition=condition, outcome=outcome, estimand=estimand,
                             exposure_rule=exposure_rule, period=period)
-    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
 
 
 @report.command("all")
 @click.option("--quarter", required=True, help="Reporting quarter, e.g. 2026Q3, or 'latest'.")
 @_report_options
-def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet) -> None:
+def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """Director's report, every therapist's report and the comparative analysis, as one set."""
     from outcomes.report import plan_comparative, plan_quarterly, plan_therapists
 
     jobs = plan_quarterly(quarter, db) + plan_therapists(quarter, db)
     jobs += plan_comparative(jobs[0].parameters["quarter"], db)
-    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet)
+    _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
 
 
 def main() -> None:

@@ -286,14 +286,18 @@ def _carry_over(previous: Path, staging: Path, rendered: set[str]) -> list[dict[
     for entry in entries:
         if entry.get("name") in rendered or entry.get("status") != "ok":
             continue
-        src, dst = previous / entry["path"], staging / entry["path"]
-        if src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
-            kept.append(entry)
+        paths = [entry["path"], *([entry["pdf"]] if entry.get("pdf") else [])]
+        if not (previous / entry["path"]).exists():
+            continue
+        for rel in paths:
+            src, dst = previous / rel, staging / rel
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
+        kept.append(entry)
     return kept
 
 
@@ -304,9 +308,9 @@ class _Batch:
     """Run jobs on ``n_jobs`` warm kernels; stop handing out work after the first failure."""
 
     def __init__(self, jobs: list[ReportJob], staging: Path, audit: Path, scratch: Path,
-                 cell_timeout: float, progress: bool, warmup: str) -> None:
+                 cell_timeout: float, progress: bool, warmup: str, pdf: bool = False) -> None:
         self.jobs, self.staging, self.audit, self.scratch = jobs, staging, audit, scratch
-        self.cell_timeout, self.warmup = cell_timeout, warmup
+        self.cell_timeout, self.warmup, self.pdf = cell_timeout, warmup, pdf
         self.results: dict[str, dict[str, Any]] = {}
         self.failures: list[str] = []
         self.texts: dict[str, str] = {}
@@ -374,6 +378,11 @@ class _Batch:
         try:
             page = export_html(run.nb, job.title, footer=_footer(job))
             _write_bytes(self.staging / job.path, page.encode("utf-8"))
+            if self.pdf:
+                from outcomes._render import print_pdf
+
+                print_pdf(self.staging / job.path, (self.staging / job.path).with_suffix(".pdf"))
+                entry["pdf"] = str(Path(job.path).with_suffix(".pdf"))
         except (ReportError, OSError) as exc:
             entry.update(status="failed", error=f"{job.notebook}.ipynb: {_safe_error(exc)}")
             self._fail(job.name, entry)
@@ -445,7 +454,7 @@ def _warmup(db: Path) -> str:
 # --------------------------------------------------------------------------------------------
 def render_reports(jobs: Sequence[ReportJob], quarter: str, db: str | Path, out: str | Path,
                    *, n_jobs: int = 1, cell_timeout: float = 600.0, progress: bool = True,
-                   wait: bool = False) -> RunResult:
+                   wait: bool = False, pdf: bool = False) -> RunResult:
     """Render ``jobs`` and publish them together as ``out/<quarter>``.
 
     Parameters
@@ -466,6 +475,8 @@ def render_reports(jobs: Sequence[ReportJob], quarter: str, db: str | Path, out:
         Show a progress bar on stderr.
     wait : bool
         Wait for another run holding the folder's lock instead of refusing.
+    pdf : bool
+        Also print each page to PDF (same path, ``.pdf``) with headless Chromium.
 
     Returns
     -------
@@ -498,13 +509,14 @@ def render_reports(jobs: Sequence[ReportJob], quarter: str, db: str | Path, out:
         staging.mkdir(parents=True)
         try:
             return _run(jobs, quarter, db, out, staging, audit, n_jobs, cell_timeout,
-                        progress, t0, run_id)
+                        progress, t0, run_id, pdf)
         finally:
             shutil.rmtree(out / ".staging", ignore_errors=True)
 
 
 def _run(jobs: list[ReportJob], quarter: str, db: Path, out: Path, staging: Path, audit: Path,
-         n_jobs: int, cell_timeout: float, progress: bool, t0: float, run_id: str) -> RunResult:
+         n_jobs: int, cell_timeout: float, progress: bool, t0: float, run_id: str,
+         pdf: bool = False) -> RunResult:
     # longest notebooks first, so that parallel workers finish together
     order = {"comparative_analysis": 0, "quarterly_outcomes": 1}
     jobs = sorted(jobs, key=lambda j: order.get(j.notebook, 2))
@@ -513,7 +525,7 @@ def _run(jobs: list[ReportJob], quarter: str, db: Path, out: Path, staging: Path
     # kernels' working folder and IPC sockets: short path (socket names are limited to ~100 bytes)
     with tempfile.TemporaryDirectory(prefix="outcomes-k") as scratch:
         batch = _Batch(jobs, staging / "reports", audit, Path(scratch), cell_timeout,
-                       progress, _warmup(db))
+                       progress, _warmup(db), pdf)
         batch.run(n_jobs)
     manifest = {
         "quarter": quarter, "run_id": run_id, "created_utc": datetime.now(UTC).isoformat(),

@@ -194,3 +194,22 @@ def capture_screenshots(folder: Path, dest: Path) -> None:
 
 if __name__ == "__main__":
     capture_screenshots(Path(sys.argv[1]), Path(sys.argv[2]))
+
+
+@pytest.mark.browser
+def test_pdf_option_prints_every_report(tmp_path, monkeypatch):
+    from test_report_safety import job, write_notebook
+
+    from outcomes.report import render_reports
+
+    nbs = tmp_path / "nbs"
+    monkeypatch.setenv("OUTCOMES_NOTEBOOKS", str(nbs))
+    write_notebook(nbs, "tiny", "import pandas as pd\npd.DataFrame({'n': [11, 12]})")
+    db = tmp_path / "db"
+    db.write_bytes(b"x")
+    result = render_reports([job("tiny")], "2026Q3", db, tmp_path / "out", progress=False,
+                            cell_timeout=60, pdf=True)
+    pdf = result.folder / "tiny.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-") and pdf.stat().st_size > 1000
+    manifest = json.loads(result.manifest.read_text())
+    assert manifest["reports"][0]["pdf"] == "tiny.pdf"
