@@ -218,7 +218,7 @@ def clean_visits(
               "visit_id also appears on a quarantined row of this file")
     dup &= flags.ok
     keep = flags.ok & ~dup
-    visits = validate_visits(typed[keep])
+    visits = validate_visits(typed if keep.all() else typed[keep])
     bad = np.flatnonzero(~flags.ok & ~blank)
     return CleanResult(
         visits=visits,

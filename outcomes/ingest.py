@@ -158,11 +158,11 @@ class RawExport:
     delimiter: str | None = None
     delimiter_detected: bool = False
     ignored_columns: list[str] = field(default_factory=list)
+    #: Data records read (after the header), however they end up.
+    rows_in: int = field(init=False)
 
-    @property
-    def rows_in(self) -> int:
-        """Data records read (after the header), however they end up."""
-        return len(self.frame) + len(self.bad_rows)
+    def __post_init__(self) -> None:
+        self.rows_in = len(self.frame) + len(self.bad_rows)
 
 
 def _fail(path: Path, message: str) -> InputError:
@@ -348,12 +348,12 @@ def _read_csv(path: Path, prof: Profile):
                                              ignore_empty_lines=False,
                                              invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                column_types={n: pa.large_string() for n in names}, strings_can_be_null=False,
                 quoted_strings_can_be_null=False, null_values=[]),
         )
     except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError):
         raise _fail(path, "could not be parsed as CSV (unbalanced quotes or broken rows?)") from None
-    frame = table.to_pandas(types_mapper={pa.string(): _STR}.get)
+    frame = table.to_pandas(types_mapper={pa.large_string(): _STR}.get)  # zero-copy
     del table
     frame.index = _record_numbers(path, prof, delim, len(names), len(frame), bad)
     return frame, bad, delim, prof.delimiter is None
@@ -473,12 +473,12 @@ def _read_parquet(path: Path, prof: Profile):
         for name, col in zip(table.column_names, table.columns, strict=True):
             if pa.types.is_temporal(col.type) and "%" in prof.date_format:
                 col = pc.strftime(col, format=prof.date_format)
-            cols[name] = pc.fill_null(col.cast(pa.string()), "")
+            cols[name] = pc.fill_null(col.cast(pa.large_string()), "")
             try:
                 cols[name].validate(full=True)  # Parquet does not check UTF-8 itself
             except pa.ArrowInvalid:
                 raise _fail(path, f"column {name!r} holds bytes that are not valid UTF-8") from None
-        frame = pa.table(cols).to_pandas(types_mapper={pa.string(): _STR}.get)
+        frame = pa.table(cols).to_pandas(types_mapper={pa.large_string(): _STR}.get)
     except InputError:
         raise
     except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # never echo the message
@@ -515,6 +515,7 @@ class IngestResult:
     warnings: dict[str, Any] = field(default_factory=dict)
     episodes: int | None = None
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-ready dict."""
@@ -551,15 +552,26 @@ class IngestResult:
 
 
 class _Stages:
-    """A stage progress bar on stderr (tqdm), shown only for big files when asked for."""
+    """A stage progress bar on stderr (tqdm), shown only for big files when asked for.
 
-    def __init__(self, enabled: bool, total: int = 5) -> None:
+    Also records seconds per stage (``IngestResult.timings``) for the benchmark.
+    """
+
+    def __init__(self, enabled: bool, total: int = 6) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, file=sys.stderr, disable=not enabled, unit="stage",
                         desc="ingest", leave=False)
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
 
     def step(self, name: str) -> None:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()  # hand freed Arrow memory back between stages
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._last, 3)
+        self._last = now
         self.bar.set_postfix_str(name)
         self.bar.update(1)
 
@@ -621,6 +633,7 @@ def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
     finally:
         stages.close()
     result.seconds = round(time.perf_counter() - started, 3)
+    result.timings = stages.timings
     return result
 
 
@@ -656,7 +669,8 @@ def _already(path: Path, log: dict) -> IngestResult:
 def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> IngestResult:
     from outcomes.store import find_ingest, open_store
 
-    frame, bad, phi, warnings = _redact(raw)
+    phi = _redact(raw)
+    stages.step("redact")
     with open_store(db, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -664,12 +678,12 @@ def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> In
             if previous is not None:  # another process loaded it while we waited
                 con.execute("ROLLBACK")
                 return _already(raw.path, previous)
-            result = _load(con, raw, frame, bad, prof, today, stages)
+            result = _load(con, raw, prof, today, stages)
             result.phi_counts = phi
-            result.warnings.update(warnings)
             _log(con, result, raw, prof)
             _hold_for_fault_tests()
             con.execute("COMMIT")
+            stages.step("commit")
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -684,31 +698,34 @@ def _hold_for_fault_tests() -> None:
         time.sleep(float(hold))
 
 
-def _redact(raw: RawExport):
-    """Redact PHI in notes (and in unparsed rows) with :func:`outcomes.privacy.redact_phi`.
+def _redact(raw: RawExport) -> dict[str, int]:
+    """Redact PHI in notes (and unparsed rows) in place with :func:`outcomes.privacy.redact_phi`.
 
-    Counts are by kind over rows; kinds with no hit are left out of the summary.
+    ``raw`` is this ingest's own object, so no copy of the export is made. Returns hit counts
+    by kind over rows; kinds with no hit are left out.
     """
     from outcomes.privacy import redact_phi
 
-    frame, phi = raw.frame, {}
-    if "technique_notes" in frame:
-        frame = frame.copy()
-        frame["technique_notes"], phi = redact_phi(frame["technique_notes"])
-    bad = raw.bad_rows
-    if bad:
-        texts, extra = redact_phi(pd.Series([t for _, t, _ in bad], dtype=object))
-        bad = [(r, t, k) for (r, _, k), t in zip(bad, texts, strict=True)]
+    phi: dict[str, int] = {}
+    if "technique_notes" in raw.frame:
+        raw.frame["technique_notes"], phi = redact_phi(raw.frame["technique_notes"])
+    if raw.bad_rows:
+        texts, extra = redact_phi(pd.Series([t for _, t, _ in raw.bad_rows], dtype=object))
+        raw.bad_rows = [(r, t, k) for (r, _, k), t in zip(raw.bad_rows, texts, strict=True)]
         phi = {k: phi.get(k, 0) + extra.get(k, 0) for k in {*phi, *extra}}
-    return frame, bad, {k: int(v) for k, v in sorted(phi.items()) if v}, {}
+    return {k: int(v) for k, v in sorted(phi.items()) if v}
 
 
-def _load(con, raw: RawExport, frame: pd.DataFrame, bad: list, prof: Profile, today,
-          stages: _Stages) -> IngestResult:
-    """Clean, reconcile with the store and insert; runs inside the caller's transaction."""
+def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestResult:
+    """Clean, reconcile with the store and insert; runs inside the caller's transaction.
+
+    Takes the export's frame out of ``raw`` and drops each intermediate as soon as it is used,
+    so the rows are not held twice (memory target of the scale benchmark).
+    """
     from outcomes import store
     from outcomes.clean import clean_visits, normalize_ids, reconcile_visits
 
+    frame, bad, raw.frame = raw.frame, raw.bad_rows, None
     ingest_id = store.next_ingest_id(con)
     known = store.first_evaluations(con, normalize_ids(frame["patient_id"]))
     cleaned = clean_visits(frame, date_format=prof.date_format, decimal=prof.decimal,
@@ -719,17 +736,22 @@ def _load(con, raw: RawExport, frame: pd.DataFrame, bad: list, prof: Profile, to
     rec = reconcile_visits(visits, store.existing_visits(con, visits["visit_id"]),
                            store.conflicted_ids(con, visits["visit_id"]))
     quarantine = _quarantine(frame, bad, cleaned.quarantine, visits, rec)
-    loaded = visits[rec.load]
+    del frame
+    loaded = visits if rec.load.all() else visits[rec.load]
+    cleaned.visits = visits = None
     techniques, unmapped = _techniques(loaded)
     store.withdraw_visits(con, rec.withdraw["visit_id"])
-    store.insert_frame(con, "visits", loaded.assign(ingest_id=ingest_id))
-    store.insert_frame(con, "visit_techniques", techniques.assign(ingest_id=ingest_id))
-    store.insert_frame(con, "quarantine", quarantine.assign(ingest_id=ingest_id))
+    n_loaded = len(loaded)
+    store.insert_frame(con, "visits", loaded, ingest_id=ingest_id)
+    del loaded
+    store.insert_frame(con, "visit_techniques", techniques, ingest_id=ingest_id)
+    del techniques
+    store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
     stages.step("store")
     n_bad_blank = sum(1 for _, _, kind in bad if kind == "blank")
     result = IngestResult(
         file=raw.path.name, file_sha256=raw.file_sha256, already_ingested=False,
-        ingest_id=ingest_id, rows_in=raw.rows_in, rows_loaded=len(loaded),
+        ingest_id=ingest_id, rows_in=raw.rows_in, rows_loaded=n_loaded,
         rows_quarantined=int((quarantine["row_number"].notna()).sum()),
         rows_duplicate=cleaned.n_duplicate + int(rec.duplicate.sum()),
         rows_blank=cleaned.n_blank + n_bad_blank, rows_withdrawn=len(rec.withdraw),
@@ -741,7 +763,7 @@ def _load(con, raw: RawExport, frame: pd.DataFrame, bad: list, prof: Profile, to
     if raw.ignored_columns:
         result.warnings["ignored_columns"] = ", ".join(raw.ignored_columns)
     check_conservation(result)
-    del frame, cleaned, visits, loaded
+    del cleaned
     result.episodes, warning = store.rebuild_episodes(con)
     if warning:
         result.warnings["episodes"] = warning
@@ -795,19 +817,37 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     return pd.concat([p.astype({"row_number": "Int64"}) for p in parts], ignore_index=True)
 
 
+#: Distinct notes mapped per call, which bounds the mapper's Python-object memory.
+_NOTE_CHUNK = 50_000
+
+
 def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts."""
+    """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts.
+
+    Each distinct note is mapped once, in chunks, and the result is joined back to the
+    visits by the note's code, so memory grows with distinct notes per chunk, not rows.
+    """
+    import numpy as np
+
     from outcomes.techniques import map_techniques
 
-    mapped = map_techniques(visits["technique_notes"])
-    out = pd.DataFrame({
-        "visit_id": visits.loc[mapped["row"], "visit_id"].to_numpy(),
-        "technique_code": mapped["technique_code"].astype(object).to_numpy(),
-        "family": mapped["family"].astype(object).to_numpy(),
-        "source_text": mapped["source_text"].astype(object).to_numpy(),
-    })
-    out = out.where(out.notna(), None)
+    codes, uniques = pd.factorize(visits["technique_notes"], use_na_sentinel=True)
+    parts = []
+    for start in range(0, len(uniques), _NOTE_CHUNK):
+        chunk = pd.Series(np.asarray(uniques[start:start + _NOTE_CHUNK], dtype=object),
+                          index=pd.RangeIndex(start, min(start + _NOTE_CHUNK, len(uniques))))
+        m = map_techniques(chunk)
+        parts.append(pd.DataFrame({c: m[c].astype(_STR) for c in
+                                   ("technique_code", "family", "source_text")})
+                     .assign(note=m["row"].to_numpy(dtype="int64")))
+    if not parts:
+        parts = [pd.DataFrame({c: pd.Series(dtype=_STR) for c in
+                               ("technique_code", "family", "source_text")}).assign(note=0)[:0]]
+    mapped = pd.concat(parts, ignore_index=True)
+    per_visit = pd.DataFrame({"note": codes, "visit_id": visits["visit_id"].array})
+    out = per_visit[codes >= 0].merge(mapped, on="note", how="inner", sort=False)
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
+    out = out[["visit_id", "technique_code", "family", "source_text"]]
     return out, {str(k): int(v) for k, v in unmapped.items()}
 
 

@@ -151,6 +151,9 @@ def open_store(db: str | os.PathLike | None = None, read_only: bool = True,
         if read_only:
             check_version(con, path)
         else:
+            # DuckDB caches up to 80 % of RAM by default; an ingest shares the process with
+            # pandas, so cap it (it spills to a temp file beside the store instead)
+            con.execute(f"SET memory_limit = '{os.environ.get('OUTCOMES_DUCKDB_MEMORY', '512MB')}'")
             init_store(con, path)
         yield con
     finally:
@@ -193,7 +196,8 @@ def _frame(con: Any, sql: str, params: list | None = None) -> pd.DataFrame:
     """Query -> DataFrame through Arrow; text columns come back as ``string[pyarrow]``."""
     import pyarrow as pa
 
-    table = con.sql(sql, params=params or None).to_arrow_table()
+    # streamed in batches, so DuckDB never materialises a second full copy of the result
+    table = con.sql(sql, params=params or None).to_arrow_reader(1 << 17).read_all()
     strings = pd.StringDtype("pyarrow")
     return table.to_pandas(types_mapper={pa.string(): strings, pa.large_string(): strings}.get)
 
@@ -231,7 +235,7 @@ def load_techniques(db: str | os.PathLike | None = None) -> pd.DataFrame:
 
 def _techniques(con: Any) -> pd.DataFrame:
     return _frame(con, "SELECT visit_id, technique_code, family FROM visit_techniques "
-                       "WHERE technique_code IS NOT NULL ORDER BY visit_id, technique_code")
+                       "WHERE technique_code IS NOT NULL")
 
 
 def load_episodes(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,
@@ -355,8 +359,10 @@ def next_ingest_id(con: Any) -> int:
 def _with_keys(con: Any, name: str, keys: pd.Series, sql: str) -> pd.DataFrame:
     """Run ``sql`` joined against a registered one-column key table ``name``."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
-    table = pa.table({"k": pa.array(pd.unique(keys.astype(str)), type=pa.string())})
+    arr = keys.astype(pd.StringDtype("pyarrow")).array.__arrow_array__()
+    table = pa.table({"k": pc.unique(pc.drop_null(arr))})
     con.register(name, table)
     try:
         return _frame(con, sql)
@@ -364,9 +370,16 @@ def _with_keys(con: Any, name: str, keys: pd.Series, sql: str) -> pd.DataFrame:
         con.unregister(name)
 
 
+def _is_empty(con: Any, table: str) -> bool:
+    return _one(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)")[0] == 0
+
+
 def existing_visits(con: Any, visit_ids: pd.Series) -> pd.DataFrame:
     """Stored visits whose ``visit_id`` is in ``visit_ids`` (canonical columns)."""
     cols = ", ".join(f"v.{c}" for c in VISIT_COLUMNS)
+    if _is_empty(con, "visits"):  # first load: nothing to compare (and no 1M-key join)
+        return _frame(con, f"SELECT {cols} FROM visits v LIMIT 0").astype(
+            {"visit_date": "datetime64[ns]"})
     out = _with_keys(con, "_ids", visit_ids,
                      f"SELECT {cols} FROM visits v JOIN _ids ON v.visit_id = _ids.k")
     out["visit_date"] = pd.to_datetime(out["visit_date"]).astype("datetime64[ns]")
@@ -375,6 +388,8 @@ def existing_visits(con: Any, visit_ids: pd.Series) -> pd.DataFrame:
 
 def conflicted_ids(con: Any, visit_ids: pd.Series) -> set[str]:
     """Visit ids already quarantined as conflicting duplicates (a third copy must not load)."""
+    if _is_empty(con, "quarantine"):
+        return set()
     out = _with_keys(con, "_ids", visit_ids,
                      "SELECT DISTINCT q.visit_id FROM quarantine q JOIN _ids ON q.visit_id = _ids.k "
                      "WHERE q.reason_code = 'conflicting_duplicate'")
@@ -383,6 +398,8 @@ def conflicted_ids(con: Any, visit_ids: pd.Series) -> set[str]:
 
 def first_evaluations(con: Any, patient_ids: pd.Series) -> pd.Series:
     """Earliest stored evaluation date per patient (index patient_id)."""
+    if _is_empty(con, "visits"):
+        return pd.Series(dtype="datetime64[ns]")
     out = _with_keys(con, "_pids", patient_ids,
                      "SELECT v.patient_id, min(v.visit_date) AS first_eval FROM visits v "
                      "JOIN _pids ON v.patient_id = _pids.k WHERE v.visit_type = 'evaluation' "
@@ -390,19 +407,43 @@ def first_evaluations(con: Any, patient_ids: pd.Series) -> pd.Series:
     return pd.to_datetime(out.set_index("patient_id")["first_eval"]).astype("datetime64[ns]")
 
 
-def insert_frame(con: Any, table: str, data: pd.DataFrame) -> None:
-    """Bulk-insert ``data`` (columns in the table's order) through Arrow."""
-    import pyarrow as pa
+def insert_frame(con: Any, table: str, data: pd.DataFrame, **constants: Any) -> None:
+    """Bulk-insert ``data`` through Arrow (zero-copy for Arrow-backed columns).
 
+    ``constants`` are columns with one value for every row (e.g. ``ingest_id=3``), added in SQL
+    so the frame is not copied to hold them.
+    """
     if data.empty:
         return
-    arrow = pa.Table.from_pandas(data, preserve_index=False)
-    con.register("_new_rows", arrow)
+    con.register("_new_rows", _batch_reader(data))
     try:
         cols = ", ".join(data.columns)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _new_rows")
+        extra = "".join(f", {k}" for k in constants)
+        params = "".join(", ?" for _ in constants)
+        con.execute(f"INSERT INTO {table} ({cols}{extra}) SELECT {cols}{params} FROM _new_rows",
+                    list(constants.values()))
     finally:
         con.unregister("_new_rows")
+
+
+def _batch_reader(data: pd.DataFrame, rows: int = 100_000):
+    """Stream ``data`` to DuckDB as Arrow record batches.
+
+    DuckDB keeps a registered object alive until the transaction ends; a drained stream
+    holds no rows, whereas a registered Table would pin a second copy of the export in memory
+    for the rest of the ingest.
+    """
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(data, preserve_index=False)
+
+    def batches(frame=data):
+        for start in range(0, len(frame), rows):
+            part = pa.Table.from_pandas(frame.iloc[start:start + rows], schema=schema,
+                                        preserve_index=False)
+            yield from part.to_batches()
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:

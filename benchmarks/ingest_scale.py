@@ -1,0 +1,119 @@
+"""Ingest cost at scale: rows/s, peak memory, and time relative to a bare Arrow CSV read.
+
+Generates synthetic exports (``outcomes.synthetic``) of about 100,000 and 1,000,000 visit rows,
+then, for each size, measures in fresh child processes (so peak RSS is per measurement):
+
+* ``bare``: ``pyarrow.csv.read_csv(path)`` with every column typed as text (as ingest reads
+  it; type inference would only be slower and fails on mixed columns), the floor for reading
+  the same bytes;
+* ``ingest``: :func:`outcomes.ingest.ingest_file` into a new store (hash + encoding check, read,
+  clean, PHI redaction, technique mapping, DuckDB insert, episode rebuild, one transaction).
+
+Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child (tracemalloc does not
+see Arrow or DuckDB allocations). Targets: ingest / bare <= 3, peak < 2 GB, cost linear in rows.
+
+Usage: ``python benchmarks/ingest_scale.py [--rows 1000000] [--small 100000] [--keep DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VISITS_PER_EPISODE = 6.7  # about what outcomes.synthetic writes per episode
+
+
+def child(mode: str, path: str, db: str) -> None:
+    """Run one measurement and print JSON (seconds, peak RSS in MB, details)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if mode == "ingest":  # imports are start-up cost, not ingest cost: load them first
+        import outcomes.clean
+        import outcomes.episodes
+        import outcomes.privacy
+        import outcomes.store
+        import outcomes.techniques  # noqa: F401
+        from outcomes.ingest import ingest_file
+    start = time.perf_counter()
+    details: dict = {}
+    if mode == "bare":
+        # every column as text, as ingest reads it (type inference would only be slower)
+        with open(path, encoding="utf-8-sig") as fh:
+            names = fh.readline().rstrip("\n").split(",")
+        table = pacsv.read_csv(
+            path, parse_options=pacsv.ParseOptions(newlines_in_values=True),  # notes hold \n
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+        details["rows"] = table.num_rows
+    else:
+        result = ingest_file(path, db=db, today="2026-10-31")
+        details = {"rows": result.rows_in, "loaded": result.rows_loaded,
+                   "stages": result.timings}
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, **details}))
+
+
+def measure(mode: str, path: Path, db: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), str(db)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_export(rows: int, folder: Path) -> Path:
+    from outcomes.synthetic import write_export
+
+    path = folder / f"export_{rows}.csv"
+    write_export(path, n_episodes=max(1, round(rows / VISITS_PER_EPISODE)), seed=2026)
+    return path
+
+
+def run(sizes: list[int], folder: Path) -> None:
+    print(f"{'rows':>9} {'MB':>6} {'bare s':>7} {'ingest s':>8} {'ratio':>6} {'rows/s':>9} "
+          f"{'peak MB':>8} {'bare MB':>8}  ingest stages (s)")
+    per_row = {}
+    for size in sizes:
+        path = make_export(size, folder)
+        bare = measure("bare", path, folder / "unused.duckdb")
+        db = folder / f"store_{size}.duckdb"
+        db.unlink(missing_ok=True)
+        ing = measure("ingest", path, db)
+        n = ing["rows"]
+        per_row[size] = ing["seconds"] / n
+        stages = " ".join(f"{k}={v:.2f}" for k, v in ing["stages"].items())
+        print(f"{n:>9} {path.stat().st_size / 2**20:>6.0f} {bare['seconds']:>7.2f} "
+              f"{ing['seconds']:>8.2f} {ing['seconds'] / bare['seconds']:>6.2f} "
+              f"{n / ing['seconds']:>9.0f} {ing['peak_mb']:>8.0f} {bare['peak_mb']:>8.0f}  {stages}")
+    if len(sizes) == 2:
+        small, big = sizes
+        print(f"linearity: time per row at {big} / at {small} = "
+              f"{per_row[big] / per_row[small]:.2f} (1.00 = linear)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="large export (rows)")
+    parser.add_argument("--small", type=int, default=100_000, help="small export (rows)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep files in this folder")
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "PATH", "DB"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    sizes = sorted({min(args.small, args.rows), args.rows})
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        run(sizes, args.keep)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            run(sizes, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
