@@ -7,7 +7,7 @@ the toolkit does, and runs
 
 * ``naive``: completers, unadjusted difference in change (what a dashboard shows), and
 * ``primary``: :func:`outcomes.models.weighting.primary_analysis` (ATE IPTW x inverse probability
-  of completion, regression-adjusted, cluster-robust SE by therapist).
+  of completion, regression with therapist fixed effects, leave-one-therapist-out jackknife SE).
 
 Targets: coverage of the primary analysis between 93 % and 97 %, |bias| under 10 % of the mean
 SE, and the naive comparison visibly biased. Usage::

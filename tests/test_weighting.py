@@ -226,3 +226,29 @@ def test_primary_analysis_options(synthetic_episodes):
         primary_analysis(ep, visits, therapist_effects="random")
     with pytest.raises(ModelError, match="nope_change"):
         primary_analysis(ep, visits, "nope")
+
+
+def test_cv3_jackknife_matches_refits_by_statsmodels():
+    """CV3 = (G-1)/G sum_g (b_(g) - b)^2, each b_(g) refitted here with statsmodels WLS on the
+    data without cluster g (its fixed-effect column dropped) - an independent computation."""
+    import statsmodels.formula.api as smf
+
+    from outcomes.models.weighting import _clustered_fit
+
+    rng = np.random.default_rng(4)
+    n = 240
+    d = pd.DataFrame({"g": rng.integers(0, 8, n), "x": rng.normal(size=n),
+                      "w": rng.uniform(0.5, 2, n)})
+    d["_t"] = (rng.uniform(size=n) < 0.3 + 0.05 * d["g"]).astype(float)
+    d["y"] = 0.5 * d["_t"] + d["x"] + 0.3 * d["g"] + rng.normal(size=n)
+    res = _clustered_fit(d, "y", ["x", "C(g)"], "w", "g", 8)
+    full = smf.wls("y ~ _t + x + C(g)", d, weights=d["w"]).fit().params["_t"]
+    loo = [smf.wls("y ~ _t + x + C(g)", d[d["g"] != g], weights=d.loc[d["g"] != g, "w"])
+           .fit().params["_t"] for g in range(8)]
+    assert res["estimate"].item() == pytest.approx(full, rel=1e-10)
+    assert res["se"].item() == pytest.approx(np.sqrt(7 / 8 * np.sum((np.array(loo) - full) ** 2)),
+                                             rel=1e-8)
+    # t interval on G - 1 = 7 df
+    from scipy import stats
+    half = res["ci_high"].item() - res["estimate"].item()
+    assert half == pytest.approx(stats.t.ppf(0.975, 7) * res["se"].item())
