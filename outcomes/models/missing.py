@@ -194,6 +194,10 @@ def missing_data_sensitivity(
     * LOCF: missing discharge scores replaced by ``last`` (then by the baseline if no later
       score exists, i.e. baseline observation carried forward; counted in ``warnings``).
     * IPW: completers weighted by 1 / P(completed); WLS with a robust (HC0, or cluster) SE.
+      With ``visits`` the probability comes from the visit-level dropout model (pain at each
+      visit, :func:`completion_weights`); without, from a logistic model on treatment, baseline
+      and covariates. ``last`` is deliberately not a predictor: for completers it *is* the
+      discharge score, so the weights would depend on the outcome itself.
     * MI: ``n_imputations`` proper draws from a Bayesian normal linear model of the outcome on
       treatment, baseline and covariates (fitted on completers), each analysed by ANCOVA, pooled
       with Rubin's rules and Barnard-Rubin degrees of freedom. It assumes MAR given baseline
