@@ -159,13 +159,27 @@ def _gram(C: np.ndarray) -> np.ndarray:
     return sum(C[a] @ C[a].T for a in range(C.shape[0]))
 
 
-def _factor(T: np.ndarray, cp: CrossProducts) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group Cholesky factors ``L_i`` and ``S = [X y]'V^-1[X y]`` (relative ``V``)."""
-    A = _sandwich(T, cp.ztz)
-    A += np.eye(cp.q)[:, :, None]
-    L = _chol(A)
-    C = _forward(L, _tmul(T, cp.ztw))
-    return L, cp.wtw - _gram(C)
+CHUNK = 8192  # groups per block: keeps the per-group temporaries in cache
+
+
+def _chunks(cp: CrossProducts) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(Z'Z, Z'W)`` views over consecutive blocks of groups."""
+    return [(cp.ztz[:, :, i:i + CHUNK], cp.ztw[:, :, i:i + CHUNK])
+            for i in range(0, cp.n_groups, CHUNK)]
+
+
+def _factor(T: np.ndarray, cp: CrossProducts) -> tuple[list[np.ndarray], float, np.ndarray]:
+    """Per-block Cholesky factors ``L_i``, ``log|A|`` and ``S = [X y]'V^-1[X y]`` (relative V)."""
+    q = cp.q
+    S, logdet, Ls = cp.wtw.copy(), 0.0, []
+    for ztz, ztw in _chunks(cp):
+        A = _sandwich(T, ztz)
+        A += np.eye(q)[:, :, None]
+        L = _chol(A)
+        S -= _gram(_forward(L, _tmul(T, ztw)))
+        logdet += 2.0 * np.log(L[np.arange(q), np.arange(q)]).sum()
+        Ls.append(L)
+    return Ls, logdet, S
 
 
 def _criterion(n: int, p: int, r2: float, logdet_a: float, logdet_rx: float, reml: bool) -> float:
@@ -193,47 +207,50 @@ def deviance(
         d log|A|     = 2 sum_i (A_i^-1 T' M_i)[b, a]
         d r2         = -2 sum_i (Z_i'r_i)[a] u_i[b]          (envelope theorem)
         d log|RX'RX| = -2 (C T)[a, b],  C = sum_i Q_i P Q_i'
+
+    The groups are processed in blocks of :data:`CHUNK` (sums accumulate across blocks).
     """
     q, p, n = cp.q, cp.p, cp.n_obs
     T = theta_to_factor(theta, q)
-    L, S = _factor(T, cp)
+    Ls, logdet_a, S = _factor(T, cp)
     try:
         R = np.linalg.cholesky(S)
     except np.linalg.LinAlgError:
         return np.inf, np.zeros_like(theta)
     r2 = R[p, p] ** 2
-    logdet_a = 2.0 * np.log(L[np.arange(q), np.arange(q)]).sum()
     logdet_rx = 2.0 * np.log(np.diag(R)[:p]).sum()
     dev = _criterion(n, p, r2, logdet_a, logdet_rx, reml)
     if not gradient:
         return dev, np.zeros_like(theta)
-    grad = _gradient(T, L, R, r2, cp, reml)
+    beta = np.linalg.solve(R[:p, :p].T, R[p, :p])
+    P_rx = np.linalg.inv(R[:p, :p] @ R[:p, :p].T) if reml else None
+    parts = [_gradient_sums(T, L, ztz, ztw, beta, P_rx) for L, (ztz, ztw)
+             in zip(Ls, _chunks(cp), strict=True)]
+    g_a, g_r2, c_rx = (sum(part[k] for part in parts) for k in range(3))
+    grad = g_a + ((n - p if reml else n) / r2) * g_r2
+    if reml:
+        grad = grad - 2.0 * c_rx @ T
     return dev, grad[theta_index(q)]
 
 
-def _gradient(
-    T: np.ndarray, L: np.ndarray, R: np.ndarray, r2: float, cp: CrossProducts, reml: bool
-) -> np.ndarray:
-    """Gradient of the profiled deviance with respect to every element of ``T`` (``q x q``)."""
-    p, n = cp.p, cp.n_obs
-    beta = np.linalg.solve(R[:p, :p].T, R[p, :p])
+def _gradient_sums(
+    T: np.ndarray, L: np.ndarray, ztz: np.ndarray, ztw: np.ndarray, beta: np.ndarray,
+    P_rx: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One block's share of ``d log|A|``, ``d r2`` and ``C`` (see :func:`deviance`)."""
+    p = len(beta)
     Ainv = _inverse_spd(L)
-    ztx = cp.ztw[:, :p, :]
-    zr0 = cp.ztw[:, p, :] - _rmul(ztx, beta[:, None])[:, 0]  # Z_i'(y_i - X_i beta)
-    MT = _rmul(cp.ztz, T)  # M_i T
+    ztx = ztw[:, :p, :]
+    zr0 = ztw[:, p, :] - _rmul(ztx, beta[:, None])[:, 0]  # Z_i'(y_i - X_i beta)
+    MT = _rmul(ztz, T)  # M_i T
     u = (Ainv * _tmul(T, zr0)[None]).sum(axis=1)
     ztr = zr0 - (MT * u[None]).sum(axis=1)
     g_a = 2.0 * np.tensordot(MT, Ainv, axes=([1, 2], [1, 2]))
     g_r2 = -2.0 * ztr @ u.T
-    dof = n - p if reml else n
-    grad = g_a + (dof / r2) * g_r2
-    if reml:
-        # Q_i = Z_i'X_i - M_i T A_i^-1 T' Z_i'X_i
-        Q = ztx - _bmm(MT, _bmm(Ainv, _tmul(T, ztx)))
-        P_rx = np.linalg.inv(R[:p, :p] @ R[:p, :p].T)
-        Cmat = np.tensordot(Q, _rmul(Q, P_rx), axes=([1, 2], [1, 2]))
-        grad = grad - 2.0 * Cmat @ T
-    return grad
+    if P_rx is None:
+        return g_a, g_r2, np.zeros_like(g_a)
+    Q = ztx - _bmm(MT, _bmm(Ainv, _tmul(T, ztx)))  # Q_i = Z_i'X_i - M_i T A_i^-1 T' Z_i'X_i
+    return g_a, g_r2, np.tensordot(Q, _rmul(Q, P_rx), axes=([1, 2], [1, 2]))
 
 
 def estimates(theta: np.ndarray, cp: CrossProducts, reml: bool) -> Fit:
@@ -241,7 +258,7 @@ def estimates(theta: np.ndarray, cp: CrossProducts, reml: bool) -> Fit:
     q, p, n = cp.q, cp.p, cp.n_obs
     dev = deviance(theta, cp, reml, gradient=False)[0]
     T = theta_to_factor(theta, q)
-    S = _factor(T, cp)[1]
+    S = _factor(T, cp)[2]
     R = np.linalg.cholesky(S)
     beta = np.linalg.solve(R[:p, :p].T, R[p, :p])
     sigma2 = R[p, p] ** 2 / (n - p if reml else n)
