@@ -179,6 +179,24 @@ def test_gradient_is_exact(reml):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
+def test_blocks_of_groups_change_nothing(monkeypatch):
+    """Processing groups in blocks (for cache) gives the same deviance and gradient as one block.
+
+    Blocks of 7 groups, with a last partial block, against a single block of all 300.
+    """
+    data = make_visits(300, unbalanced=True)
+    X = np.column_stack([np.ones(len(data)), data["week"]])
+    cp = _lmm.compute_crossproducts(X, data["score"].to_numpy(), X,
+                                    pd.factorize(data["episode"])[0], 300)
+    theta = np.array([1.1, -0.2, 0.4])
+    whole = [_lmm.deviance(theta, cp, reml) for reml in (True, False)]
+    monkeypatch.setattr(_lmm, "CHUNK", 7)
+    for reml, (dev, grad) in zip((True, False), whole, strict=True):
+        dev7, grad7 = _lmm.deviance(theta, cp, reml)
+        assert dev7 == pytest.approx(dev, rel=1e-12)
+        np.testing.assert_allclose(grad7, grad, rtol=1e-9)
+
+
 def test_singular_fit_is_reported():
     """Every episode has exactly the same slope: a boundary fit, warned about as lme4 does.
 
