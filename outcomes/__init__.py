@@ -41,6 +41,10 @@ _LAZY: dict[str, str] = {
     "open_store": "outcomes.store",
     "load_episodes": "outcomes.store",
     "load_visits": "outcomes.store",
+    "load_quarantine_summary": "outcomes.store",
+    "load_unmapped": "outcomes.store",
+    "store_status": "outcomes.store",
+    "export_episodes": "outcomes.store",
     # episodes
     "build_episodes": "outcomes.episodes",
     "visit_scores": "outcomes.episodes",

@@ -8,10 +8,7 @@ the store -> map techniques -> write everything in one transaction -> rebuild ep
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,13 +17,23 @@ from typing import Any
 
 import pandas as pd
 
-from outcomes.errors import InputError, ProfileError
-from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS, REQUIRED_COLUMNS, VISIT_COLUMNS
+from outcomes._readers import (
+    check_header,
+    detect_delimiter,
+    file_kind,
+    read_csv_text,
+    read_parquet_text,
+    read_xlsx_text,
+    reject,
+    scan_file,
+)
+from outcomes.errors import ProfileError
+from outcomes.schema import REQUIRED_COLUMNS, VISIT_COLUMNS
 
-__all__ = ["Profile", "load_profile", "RawExport", "read_export", "IngestResult", "ingest_file"]
+__all__ = ["Profile", "load_profile", "RawExport", "read_export", "IngestResult", "ingest_file",
+           "check_conservation", "detect_delimiter", "scan_file"]
 
 _STR = pd.StringDtype("pyarrow")
-_CHUNK = 1 << 23
 #: Files at least this big get a progress bar on stderr (when progress is asked for).
 PROGRESS_MIN_BYTES = 20 * (1 << 20)
 _REGIMES = ("limited_data_set", "safe_harbor")
@@ -165,45 +172,6 @@ class RawExport:
         self.rows_in = len(self.frame) + len(self.bad_rows)
 
 
-def _fail(path: Path, message: str) -> InputError:
-    return InputError(f"{path.name}: {message}")
-
-
-def scan_file(path: Path, encoding: str | None) -> str:
-    """Stream the file once: sha256, and (for text) check every byte decodes as ``encoding``.
-
-    Raises :class:`InputError` naming the byte offset of the first invalid byte; characters are
-    never replaced.
-    """
-    import codecs
-
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder(encoding)("strict") if encoding else None
-    offset = 0
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-                if decoder is not None:
-                    _decode(decoder, chunk, offset, path, encoding, final=False)
-                offset += len(chunk)
-        if decoder is not None:
-            _decode(decoder, b"", offset, path, encoding, final=True)
-    except OSError as exc:
-        raise _fail(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
-    return digest.hexdigest()
-
-
-def _decode(decoder, chunk: bytes, offset: int, path: Path, encoding: str, final: bool) -> None:
-    pending = len(decoder.getstate()[0])
-    try:
-        decoder.decode(chunk, final=final)
-    except UnicodeDecodeError as exc:
-        at = offset - pending + exc.start
-        raise _fail(path, f"byte offset {at} is not valid {encoding}; declare the file's "
-                          "encoding in the profile (encoding = ...)") from None
-
-
 def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *,
                 sha256: str | None = None) -> RawExport:
     """Read an export as text into canonical columns; reject whole-file problems.
@@ -230,17 +198,17 @@ def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *
     """
     path, prof = Path(path), load_profile(profile)
     if not path.is_file():
-        raise _fail(path, "file not found")
+        raise reject(path, "file not found")
     if path.stat().st_size == 0:
-        raise _fail(path, "file is empty")
-    kind = _file_kind(path)
+        raise reject(path, "file is empty")
+    kind = file_kind(path)
     text_encoding = prof.encoding if kind == "csv" else None
     digest = sha256 or scan_file(path, text_encoding)  # callers passing sha256 scanned already
-    reader = {"csv": _read_csv, "xlsx": _read_xlsx, "parquet": _read_parquet}[kind]
+    reader = {"csv": read_csv_text, "xlsx": read_xlsx_text, "parquet": read_parquet_text}[kind]
     frame, bad, delim, detected = reader(path, prof)
     frame, ignored = _map_columns(path, frame, prof)
     if len(frame) + len(bad) == 0:
-        raise _fail(path, "has a header but no data rows")
+        raise reject(path, "has a header but no data rows")
     _check_regime(path, frame, prof)
     return RawExport(path, frame, digest, kind, bad, delim, detected, ignored)
 
@@ -251,36 +219,7 @@ def _check_regime(path: Path, frame: pd.DataFrame, prof: Profile) -> None:
 
     problems = check_regime(frame, prof.regime)
     if problems:
-        raise _fail(path, f"does not fit the {prof.regime} regime: {problems[0]}")
-
-
-def _file_kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
-        return "csv"
-    if suffix in (".xlsx", ".xlsm"):
-        return "xlsx"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    raise _fail(path, f"unsupported file type {suffix or '(none)'}; use .csv, .xlsx or .parquet")
-
-
-def _norm_name(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
-
-
-def check_header(path: Path, names: list[str]) -> None:
-    """Reject duplicate, empty or direct-identifier column names (names only, no values)."""
-    seen: set[str] = set()
-    for i, name in enumerate(names, start=1):
-        if name.strip() == "":
-            raise _fail(path, f"column {i} has no name in the header row")
-        if name in seen:
-            raise _fail(path, f"duplicate column name {name!r} in the header row")
-        seen.add(name)
-        if any(p.match(_norm_name(name)) for p in DIRECT_IDENTIFIER_PATTERNS):
-            raise _fail(path, f"column {name!r} is a direct identifier; remove it from the "
-                              "export (records must arrive de-identified)")
+        raise reject(path, f"does not fit the {prof.regime} regime: {problems[0]}")
 
 
 def _map_columns(path: Path, frame: pd.DataFrame, prof: Profile) -> tuple[pd.DataFrame, list]:
@@ -289,203 +228,15 @@ def _map_columns(path: Path, frame: pd.DataFrame, prof: Profile) -> tuple[pd.Dat
     renamed = frame.rename(columns=prof.columns)
     if renamed.columns.duplicated().any():
         dup = renamed.columns[renamed.columns.duplicated()][0]
-        raise _fail(path, f"two columns map to {dup!r}; fix the profile's columns table")
+        raise reject(path, f"two columns map to {dup!r}; fix the profile's columns table")
     missing = [c for c in REQUIRED_COLUMNS if c not in renamed.columns]
     if missing:
         hint = (" (the header has a single column: is the delimiter right?)"
                 if len(frame.columns) == 1 else "")
-        raise _fail(path, f"missing required column(s) {', '.join(missing)}{hint}")
+        raise reject(path, f"missing required column(s) {', '.join(missing)}{hint}")
     keep = [c for c in VISIT_COLUMNS if c in renamed.columns]
     ignored = [str(c) for c in frame.columns if prof.columns.get(c, c) not in VISIT_COLUMNS]
     return renamed[keep], ignored
-
-
-# --- CSV -------------------------------------------------------------------------------------
-
-
-def _header_line(path: Path, prof: Profile) -> str:
-    """The header row's text (decoded), for names and delimiter detection."""
-    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
-        for _ in range(prof.header_row - 1):
-            fh.readline()
-        return fh.readline().rstrip("\r\n")
-
-
-def _py_encoding(encoding: str) -> str:
-    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-
-
-def detect_delimiter(header: str) -> str:
-    """The delimiter of a header line among ``,`` ``;`` tab ``|`` (csv.Sniffer; default ``,``)."""
-    try:
-        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
-
-
-def _read_csv(path: Path, prof: Profile):
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    header = _header_line(path, prof)
-    if header.strip() == "":
-        raise _fail(path, f"row {prof.header_row} (the header row) is empty")
-    delim = prof.delimiter or detect_delimiter(header)
-    names = next(csv.reader([header], delimiter=delim))
-    check_header(path, names)
-    bad: list[tuple[int | None, str, str]] = []
-
-    def on_invalid(row) -> str:
-        bad.append((None, row.text, "blank" if row.text.strip(" \t\r") == "" else "ragged"))
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(skip_rows=prof.header_row, column_names=names,
-                                           encoding=prof.encoding, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
-                                             ignore_empty_lines=False,
-                                             invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.large_string() for n in names}, strings_can_be_null=False,
-                quoted_strings_can_be_null=False, null_values=[]),
-        )
-    except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError):
-        raise _fail(path, "could not be parsed as CSV (unbalanced quotes or broken rows?)") from None
-    frame = table.to_pandas(types_mapper={pa.large_string(): _STR}.get)  # zero-copy
-    del table
-    frame.index = _record_numbers(path, prof, delim, len(names), len(frame), bad)
-    return frame, bad, delim, prof.delimiter is None
-
-
-def _record_numbers(path: Path, prof: Profile, delim: str, width: int, n_ok: int,
-                    bad: list) -> pd.Index:
-    """Spreadsheet row numbers of the parsed records (header_row + record ordinal).
-
-    Arrow skips ragged records without saying where they were; when there are any, one
-    streaming pass of Python's csv reader locates them (same quoting rules).
-    """
-    first = prof.header_row + 1
-    if not bad:
-        return pd.RangeIndex(first, first + n_ok)
-    ok_rows, bad_rows = [], []
-    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
-        for _ in range(prof.header_row):
-            next(csv.reader(fh, delimiter=delim), None)
-        for i, rec in enumerate(csv.reader(fh, delimiter=delim), start=first):
-            (ok_rows if (len(rec) == width or rec == []) else bad_rows).append(i)
-    if len(ok_rows) != n_ok or len(bad_rows) != len(bad):
-        raise _fail(path, "rows could not be split into columns unambiguously "
-                          "(check quoting and the delimiter)")
-    bad[:] = [(r, text, kind) for r, (_, text, kind) in zip(bad_rows, bad, strict=True)]
-    return pd.Index(ok_rows, dtype="int64")
-
-
-# --- XLSX and Parquet ------------------------------------------------------------------------
-
-
-def _cell_text(value: Any, prof: Profile, epoch) -> str:
-    """A workbook cell as text; typed dates follow the profile's declared date format."""
-    import datetime as dt
-
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime | dt.date):
-        if prof.date_format in ("excel_serial", "excel_1904"):
-            from openpyxl.utils.datetime import to_excel
-
-            return f"{to_excel(value, epoch):g}"
-        return value.strftime(prof.date_format)
-    if isinstance(value, float):
-        return f"{value:.15g}"
-    return str(value)
-
-
-def _open_workbook(path: Path, prof: Profile):
-    import zipfile
-
-    with path.open("rb") as fh:
-        magic = fh.read(8)
-    if magic.startswith(bytes.fromhex("D0CF11E0A1B11AE1")):
-        import msoffcrypto
-
-        try:
-            with path.open("rb") as fh:
-                encrypted = msoffcrypto.OfficeFile(fh).is_encrypted()
-        except Exception:  # noqa: BLE001 - any failure means we cannot read it
-            encrypted = False
-        if encrypted:
-            raise _fail(path, "workbook is password-protected; save an unprotected copy")
-        raise _fail(path, "is not an .xlsx workbook (old .xls?); save it as .xlsx or CSV")
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # noqa: BLE001 - zip, zlib, XML and openpyxl errors all mean corrupt
-        name = "BadZipFile" if isinstance(exc, zipfile.BadZipFile) else type(exc).__name__
-        raise _fail(path, f"workbook is corrupt or unreadable ({name})") from None
-    if prof.sheet is not None and prof.sheet not in wb.sheetnames:
-        raise _fail(path, f"has no sheet named {prof.sheet!r}")
-    return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
-
-
-def _read_xlsx(path: Path, prof: Profile):
-    wb, ws = _open_workbook(path, prof)
-    try:
-        rows = ws.iter_rows(values_only=True)
-        for _ in range(prof.header_row - 1):
-            next(rows, None)
-        header = next(rows, None)
-        if header is None or all(v is None for v in header):
-            raise _fail(path, f"row {prof.header_row} (the header row) is empty")
-        names = [_cell_text(v, prof, wb.epoch) for v in header]
-        while names and names[-1] == "":
-            names.pop()
-        check_header(path, names)
-        width, data, index, bad = len(names), [], [], []
-        for number, row in enumerate(rows, start=prof.header_row + 1):
-            cells = [_cell_text(v, prof, wb.epoch) for v in row]
-            if any(c.strip() for c in cells[width:]):
-                bad.append((number, "\t".join(cells), "ragged"))
-                continue
-            data.append((cells + [""] * width)[:width])
-            index.append(number)
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on broken parts
-        raise _fail(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
-    finally:
-        wb.close()
-    frame = pd.DataFrame(data, columns=names, index=pd.Index(index, dtype="int64"), dtype=_STR)
-    return frame, bad, None, False
-
-
-def _read_parquet(path: Path, prof: Profile):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-        check_header(path, table.column_names)
-        cols = {}
-        for name, col in zip(table.column_names, table.columns, strict=True):
-            if pa.types.is_temporal(col.type) and "%" in prof.date_format:
-                col = pc.strftime(col, format=prof.date_format)
-            cols[name] = pc.fill_null(col.cast(pa.large_string()), "")
-            try:
-                cols[name].validate(full=True)  # Parquet does not check UTF-8 itself
-            except pa.ArrowInvalid:
-                raise _fail(path, f"column {name!r} holds bytes that are not valid UTF-8") from None
-        frame = pa.table(cols).to_pandas(types_mapper={pa.large_string(): _STR}.get)
-    except InputError:
-        raise
-    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # never echo the message
-        raise _fail(path, f"is not a readable Parquet file ({type(exc).__name__})") from None
-    first = prof.header_row + 1
-    frame.index = pd.RangeIndex(first, first + len(frame))
-    return frame, [], None, False
 
 
 # --- orchestration ---------------------------------------------------------------------------
@@ -619,8 +370,8 @@ def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
     started = time.perf_counter()
     path, prof = Path(path), load_profile(profile)
     if not path.is_file():
-        raise _fail(path, "file not found")
-    kind = _file_kind(path)
+        raise reject(path, "file not found")
+    kind = file_kind(path)
     stages = _Stages(progress and path.stat().st_size >= PROGRESS_MIN_BYTES)
     try:
         sha = scan_file(path, prof.encoding if kind == "csv" else None)

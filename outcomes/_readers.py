@@ -1,0 +1,280 @@
+"""Readers of export files (CSV, XLSX, Parquet) into text frames; private to ``ingest``.
+
+Every problem with a whole file raises :class:`~outcomes.errors.InputError` naming the file
+(and column), never a cell value. Cells come back as text exactly as written; parsing is
+:mod:`outcomes.clean`'s job.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from outcomes.errors import InputError
+from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS
+
+if TYPE_CHECKING:
+    from outcomes.ingest import Profile
+
+_STR = pd.StringDtype("pyarrow")
+_CHUNK = 1 << 23
+
+def reject(path: Path, message: str) -> InputError:
+    return InputError(f"{path.name}: {message}")
+
+
+def scan_file(path: Path, encoding: str | None) -> str:
+    """Stream the file once: sha256, and (for text) check every byte decodes as ``encoding``.
+
+    Raises :class:`InputError` naming the byte offset of the first invalid byte; characters are
+    never replaced.
+    """
+    import codecs
+
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder(encoding)("strict") if encoding else None
+    offset = 0
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+                if decoder is not None:
+                    _decode(decoder, chunk, offset, path, encoding, final=False)
+                offset += len(chunk)
+        if decoder is not None:
+            _decode(decoder, b"", offset, path, encoding, final=True)
+    except OSError as exc:
+        raise reject(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return digest.hexdigest()
+
+
+def _decode(decoder, chunk: bytes, offset: int, path: Path, encoding: str, final: bool) -> None:
+    pending = len(decoder.getstate()[0])
+    try:
+        decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as exc:
+        at = offset - pending + exc.start
+        raise reject(path, f"byte offset {at} is not valid {encoding}; declare the file's "
+                          "encoding in the profile (encoding = ...)") from None
+
+
+def file_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise reject(path, f"unsupported file type {suffix or '(none)'}; use .csv, .xlsx or .parquet")
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def check_header(path: Path, names: list[str]) -> None:
+    """Reject duplicate, empty or direct-identifier column names (names only, no values)."""
+    seen: set[str] = set()
+    for i, name in enumerate(names, start=1):
+        if name.strip() == "":
+            raise reject(path, f"column {i} has no name in the header row")
+        if name in seen:
+            raise reject(path, f"duplicate column name {name!r} in the header row")
+        seen.add(name)
+        if any(p.match(_norm_name(name)) for p in DIRECT_IDENTIFIER_PATTERNS):
+            raise reject(path, f"column {name!r} is a direct identifier; remove it from the "
+                              "export (records must arrive de-identified)")
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def _header_line(path: Path, prof: Profile) -> str:
+    """The header row's text (decoded), for names and delimiter detection."""
+    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
+        for _ in range(prof.header_row - 1):
+            fh.readline()
+        return fh.readline().rstrip("\r\n")
+
+
+def _py_encoding(encoding: str) -> str:
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def detect_delimiter(header: str) -> str:
+    """The delimiter of a header line among ``,`` ``;`` tab ``|`` (csv.Sniffer; default ``,``)."""
+    try:
+        return csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_csv_text(path: Path, prof: Profile):
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    header = _header_line(path, prof)
+    if header.strip() == "":
+        raise reject(path, f"row {prof.header_row} (the header row) is empty")
+    delim = prof.delimiter or detect_delimiter(header)
+    names = next(csv.reader([header], delimiter=delim))
+    check_header(path, names)
+    bad: list[tuple[int | None, str, str]] = []
+
+    def on_invalid(row) -> str:
+        bad.append((None, row.text, "blank" if row.text.strip(" \t\r") == "" else "ragged"))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(skip_rows=prof.header_row, column_names=names,
+                                           encoding=prof.encoding, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
+                                             ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.large_string() for n in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False, null_values=[]),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException, UnicodeDecodeError):
+        raise reject(path, "could not be parsed as CSV (unbalanced quotes or broken rows?)") from None
+    frame = table.to_pandas(types_mapper={pa.large_string(): _STR}.get)  # zero-copy
+    del table
+    frame.index = _record_numbers(path, prof, delim, len(names), len(frame), bad)
+    return frame, bad, delim, prof.delimiter is None
+
+
+def _record_numbers(path: Path, prof: Profile, delim: str, width: int, n_ok: int,
+                    bad: list) -> pd.Index:
+    """Spreadsheet row numbers of the parsed records (header_row + record ordinal).
+
+    Arrow skips ragged records without saying where they were; when there are any, one
+    streaming pass of Python's csv reader locates them (same quoting rules).
+    """
+    first = prof.header_row + 1
+    if not bad:
+        return pd.RangeIndex(first, first + n_ok)
+    ok_rows, bad_rows = [], []
+    with path.open("r", encoding=_py_encoding(prof.encoding), newline="") as fh:
+        for _ in range(prof.header_row):
+            next(csv.reader(fh, delimiter=delim), None)
+        for i, rec in enumerate(csv.reader(fh, delimiter=delim), start=first):
+            (ok_rows if (len(rec) == width or rec == []) else bad_rows).append(i)
+    if len(ok_rows) != n_ok or len(bad_rows) != len(bad):
+        raise reject(path, "rows could not be split into columns unambiguously "
+                          "(check quoting and the delimiter)")
+    bad[:] = [(r, text, kind) for r, (_, text, kind) in zip(bad_rows, bad, strict=True)]
+    return pd.Index(ok_rows, dtype="int64")
+
+
+# --- XLSX and Parquet ------------------------------------------------------------------------
+
+
+def _cell_text(value: Any, prof: Profile, epoch) -> str:
+    """A workbook cell as text; typed dates follow the profile's declared date format."""
+    import datetime as dt
+
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime | dt.date):
+        if prof.date_format in ("excel_serial", "excel_1904"):
+            from openpyxl.utils.datetime import to_excel
+
+            return f"{to_excel(value, epoch):g}"
+        return value.strftime(prof.date_format)
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    return str(value)
+
+
+def _open_workbook(path: Path, prof: Profile):
+    import zipfile
+
+    with path.open("rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(bytes.fromhex("D0CF11E0A1B11AE1")):
+        import msoffcrypto
+
+        try:
+            with path.open("rb") as fh:
+                encrypted = msoffcrypto.OfficeFile(fh).is_encrypted()
+        except Exception:  # noqa: BLE001 - any failure means we cannot read it
+            encrypted = False
+        if encrypted:
+            raise reject(path, "workbook is password-protected; save an unprotected copy")
+        raise reject(path, "is not an .xlsx workbook (old .xls?); save it as .xlsx or CSV")
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # noqa: BLE001 - zip, zlib, XML and openpyxl errors all mean corrupt
+        name = "BadZipFile" if isinstance(exc, zipfile.BadZipFile) else type(exc).__name__
+        raise reject(path, f"workbook is corrupt or unreadable ({name})") from None
+    if prof.sheet is not None and prof.sheet not in wb.sheetnames:
+        raise reject(path, f"has no sheet named {prof.sheet!r}")
+    return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
+
+
+def read_xlsx_text(path: Path, prof: Profile):
+    wb, ws = _open_workbook(path, prof)
+    try:
+        rows = ws.iter_rows(values_only=True)
+        for _ in range(prof.header_row - 1):
+            next(rows, None)
+        header = next(rows, None)
+        if header is None or all(v is None for v in header):
+            raise reject(path, f"row {prof.header_row} (the header row) is empty")
+        names = [_cell_text(v, prof, wb.epoch) for v in header]
+        while names and names[-1] == "":
+            names.pop()
+        check_header(path, names)
+        width, data, index, bad = len(names), [], [], []
+        for number, row in enumerate(rows, start=prof.header_row + 1):
+            cells = [_cell_text(v, prof, wb.epoch) for v in row]
+            if any(c.strip() for c in cells[width:]):
+                bad.append((number, "\t".join(cells), "ragged"))
+                continue
+            data.append((cells + [""] * width)[:width])
+            index.append(number)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on broken parts
+        raise reject(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
+    finally:
+        wb.close()
+    frame = pd.DataFrame(data, columns=names, index=pd.Index(index, dtype="int64"), dtype=_STR)
+    return frame, bad, None, False
+
+
+def read_parquet_text(path: Path, prof: Profile):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+        check_header(path, table.column_names)
+        cols = {}
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            if pa.types.is_temporal(col.type) and "%" in prof.date_format:
+                col = pc.strftime(col, format=prof.date_format)
+            cols[name] = pc.fill_null(col.cast(pa.large_string()), "")
+            try:
+                cols[name].validate(full=True)  # Parquet does not check UTF-8 itself
+            except pa.ArrowInvalid:
+                raise reject(path, f"column {name!r} holds bytes that are not valid UTF-8") from None
+        frame = pa.table(cols).to_pandas(types_mapper={pa.large_string(): _STR}.get)
+    except InputError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # never echo the message
+        raise reject(path, f"is not a readable Parquet file ({type(exc).__name__})") from None
+    first = prof.header_row + 1
+    frame.index = pd.RangeIndex(first, first + len(frame))
+    return frame, [], None, False
