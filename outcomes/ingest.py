@@ -290,8 +290,11 @@ class IngestResult:
             lines.append(f"withdrawn from the store (conflicting values): {self.rows_withdrawn}")
         if self.unmapped_techniques:
             n = sum(self.unmapped_techniques.values())
-            lines.append(f"unmapped technique texts: {len(self.unmapped_techniques)} "
-                         f"distinct, {n} mentions (see `outcomes status`)")
+            top = sorted(self.unmapped_techniques.items(), key=lambda kv: (-kv[1], kv[0]))
+            shown = "; ".join(f"{text!r} {count}" for text, count in top[:10])
+            more = f"; ... {len(top) - 10} more (--json lists all)" if len(top) > 10 else ""
+            lines.append(f"unmapped technique texts ({len(top)} distinct, {n} mentions; "
+                         f"PHI already redacted): {shown}{more}")
         if self.phi_counts:
             lines.append("PHI redacted in notes: " + ", ".join(
                 f"{k} {v}" for k, v in sorted(self.phi_counts.items())))
