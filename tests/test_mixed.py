@@ -401,3 +401,21 @@ def test_nested_input_errors():
     with pytest.raises(ModelError, match="correlated random slopes"):
         fit_mixed(data, "score ~ week", "episode", "~week", nested_in="therapist",
                   engine="statsmodels")
+
+
+def test_nested_fast_nonconvergence(monkeypatch):
+    """Nested fast fit failing its check: statsmodels variance components where an equivalent
+    exists (inner random intercept); otherwise ConvergenceError, or a loudly marked fit."""
+    data = nested_visits(60, 6)
+    real = _lmm.minimize_deviance
+    monkeypatch.setattr(_lmm, "minimize_deviance",
+                        lambda fun, blocks: (real(fun, blocks)[0], False, "x"))
+    fit = fit_mixed(data, "score ~ week", "episode", nested_in="therapist")
+    assert fit.engine == "statsmodels" and fit.converged
+    assert any("fast engine failed" in w for w in fit.warnings)
+    with pytest.raises(ConvergenceError):
+        fit_mixed(data, "score ~ week", "episode", "~week", nested_in="therapist")
+    with pytest.warns(RuntimeWarning, match="NOT CONVERGED"):
+        marked = fit_mixed(data, "score ~ week", "episode", "~week", nested_in="therapist",
+                           allow_nonconverged=True)
+    assert not marked.converged and marked.engine == "fast"

@@ -379,17 +379,16 @@ def _fit_nested(
     """Two nested levels: the fast engine, or statsmodels variance components as fallback."""
     allow_nonconverged, alpha = sm_args[2], sm_args[3]
     if engine != "statsmodels":
-        result = _fit_fast_nested(design, reml, alpha, notes, strict=engine == "fast",
+        # inner random slopes: statsmodels has no equivalent model to fall back on
+        strict = engine == "fast" or re_formula is not None
+        result = _fit_fast_nested(design, reml, alpha, notes, strict=strict,
                                   allow_nonconverged=allow_nonconverged)
         if result is not None:
             return result
         notes = [*notes, "fast engine failed its convergence check; refitted with statsmodels"]
-    if re_formula is not None and engine == "statsmodels":
+    if re_formula is not None:
         raise ModelError("engine='statsmodels' cannot fit correlated random slopes at the inner "
                          "level of a nested design (re_formula); use engine='auto'")
-    if re_formula is not None:
-        raise ConvergenceError("nested design with random slopes at the inner level: the fast "
-                               "engine did not converge and statsmodels has no equivalent")
     labels = list(design.Z2.columns)
     sm = _fit_statsmodels(design, formula, nested_in, nested_re_formula or "1", reml,
                           {groups: f"0 + C({groups})"}, *sm_args, notes, re_labels=labels)
@@ -413,7 +412,7 @@ def _fit_fast_nested(
     if not ok and not strict:
         return None
     if not ok and not allow_nonconverged:
-        raise ConvergenceError(f"fast engine did not converge ({message}); try engine='statsmodels'")
+        raise ConvergenceError(f"fast engine did not converge on the nested design ({message})")
     beta, vcov, cov1, cov2, scale, dev = _lmm_nested.nested_estimates(theta, ncp, reml)
     extra = [] if ok else [f"NOT CONVERGED ({message}): estimates are not an answer"]
     if _lmm.is_singular(theta, ncp.blocks):
