@@ -16,7 +16,8 @@ from outcomes.reporting import _QUARTER, MIN_CELL, _small, parse_quarter
 
 __all__ = [
     "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_exposure_rule",
-    "episodes_for_rule", "parse_period", "protocol_table",
+    "episodes_for_rule", "parse_period", "protocol_table", "comparison_problem", "MIN_ARM",
+    "MIN_COMPLETERS",
     "cohort_flow", "analysis_cohort", "table_one_display", "time_to_mcid", "gate_notice",
     "gated", "therapist_clustering", "propensity_frame", "cohort_scores", "trajectory_weeks",
     "fit_trajectories",
@@ -169,6 +170,26 @@ def analysis_cohort(episodes: pd.DataFrame, condition: str, period: str,
     cohort = _cohort_steps(episodes, condition, period, outcome)[-2][1]
     flags = [c for c in cohort.columns if c.endswith("_responder")]
     return cohort.assign(**{c: cohort[c].astype("Float64").astype(float) for c in flags})
+
+
+#: Smallest analysis cohort per arm (episodes with an intake score) for a comparative report,
+#: and smallest number of completers per arm: below them the models are not worth fitting.
+MIN_ARM, MIN_COMPLETERS = 20, 11
+
+
+def comparison_problem(episodes: pd.DataFrame, condition: str, period: str,
+                       outcome: str) -> str | None:
+    """Why a comparative analysis cannot be run on these episodes, or None when it can."""
+    cohort = analysis_cohort(episodes, condition, period, outcome)
+    done = cohort[cohort[f"{outcome}_discharge"].notna()]
+    for arm in STRATEGIES:
+        if (cohort["arm"] == arm).sum() < MIN_ARM:
+            return (f"fewer than {MIN_ARM} {condition} episodes in the {arm} arm "
+                    "(with an intake score); a comparison would not be informative")
+        if (done["arm"] == arm).sum() < MIN_COMPLETERS:
+            return (f"fewer than {MIN_COMPLETERS} {condition} episodes with a discharge score "
+                    f"in the {arm} arm")
+    return None
 
 
 def table_one_display(cohort: pd.DataFrame,
@@ -376,7 +397,10 @@ def suppress_km(table: pd.DataFrame) -> pd.DataFrame:
 
 def limitations(flow: pd.DataFrame, gate: Any, sensitivity: pd.DataFrame | None,
                 clustering: pd.DataFrame | None, weighting: Any) -> list[str]:
-    """Limitations of this analysis, written from its own numbers."""
+    """Limitations of this analysis, written from its own numbers.
+
+    Effect estimates are quoted only when the diagnostics gate passed.
+    """
     out = []
     remaining = pd.to_numeric(flow["remaining"], errors="coerce")
     cohort_n, completers = remaining.iloc[-2], remaining.iloc[-1]
@@ -392,7 +416,7 @@ def limitations(flow: pd.DataFrame, gate: Any, sensitivity: pd.DataFrame | None,
         out.append(f"Equipoise: {100 * weighting.equipoise:.0f}% of episodes have a preference "
                    "score between 0.3 and 0.7; effective sample sizes "
                    + ", ".join(f"{k} {v:.0f}" for k, v in weighting.ess.items()) + ".")
-    if sensitivity is not None and len(sensitivity):
+    if sensitivity is not None and len(sensitivity) and gate.interpretable:
         est = sensitivity["estimate"].astype(float)
         out.append(f"Across missing-data methods the estimate ranges from {est.min():.2f} to "
                    f"{est.max():.2f} points.")

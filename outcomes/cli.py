@@ -197,10 +197,14 @@ def report_comparative(quarter, condition, outcome, estimand, exposure_rule, per
 @_report_options
 def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """Director's report, every therapist's report and the comparative analysis, as one set."""
+    from outcomes.errors import ReportError
     from outcomes.report import plan_comparative, plan_quarterly, plan_therapists
 
     jobs = plan_quarterly(quarter, db) + plan_therapists(quarter, db)
-    jobs += plan_comparative(jobs[0].parameters["quarter"], db)
+    try:
+        jobs += plan_comparative(jobs[0].parameters["quarter"], db)
+    except ReportError as exc:  # too little data for a comparison: the rest is still a set
+        click.echo(f"note: {exc} - not rendered", err=True)
     _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
 
 

@@ -175,6 +175,8 @@ def plan_comparative(quarter: str | None, db: str | Path, condition: str = "itbs
     from outcomes.reporting import (
         CONDITIONS_ALL,
         check_quarter,
+        comparison_problem,
+        episodes_for_rule,
         latest_quarter,
         parse_exposure_rule,
         parse_period,
@@ -190,6 +192,10 @@ def plan_comparative(quarter: str | None, db: str | Path, condition: str = "itbs
     parse_period(period)
     episodes = _episodes(db)
     quarter = check_quarter(episodes, quarter or latest_quarter(episodes))
+    problem = comparison_problem(episodes_for_rule(str(db), exposure_rule), condition, period,
+                                 outcome)
+    if problem:
+        raise ReportError(f"comparative analysis: {problem}")
     params = {"condition": condition, "period": period, "outcome": outcome,
               "exposure_rule": exposure_rule, "estimand": estimand, "quarter": quarter,
               "database": str(Path(db).resolve())}

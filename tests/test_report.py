@@ -537,3 +537,43 @@ def test_exposure_rule_rebuilds_the_arms(store):
     assert rp.parse_exposure_rule("First2+EVAL") == (2, True)
     with pytest.raises(ReportError, match="exposure_rule"):
         rp.parse_exposure_rule("first0")
+
+
+def test_comparative_report_withholds_effects_when_the_gate_fails(rendered):
+    """The planted store's ITBS cohort fails the gate (ESS < 30): no effect estimate shown."""
+    page = _page(rendered, "comparative_analysis.html")
+    assert "FAILED: effect estimates are withheld" in page
+    assert page.count("withheld: the diagnostics gate failed") == 5
+    assert "C(arm" not in page and "odds_ratio" not in page and "hr_ci_low" not in page
+    assert "Cohort flow" in page and "Limitations" in page
+    assert "The diagnostics gate failed" in page and "estimate ranges from" not in page
+
+
+def test_every_effect_table_of_the_comparative_notebook_is_gated():
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / "comparative_analysis.ipynb"
+                     ).read_text())
+    effect = re.compile(r"\.effect\(|responders\.coef|cox\.coef|trajectories\.coef|"
+                        r"format_tidy\(sensitivity")
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    shown = [c.splitlines()[-1] for c in cells if effect.search(c.splitlines()[-1])]
+    assert len(shown) == 5
+    assert all(line.startswith("rp.gated(") for line in shown), shown
+
+
+def test_comparative_needs_enough_episodes_per_arm(store):
+    with pytest.raises(ReportError, match="fewer than 20 pfps episodes"):
+        plan_comparative(QUARTER, store, condition="pfps")
+
+
+def test_limitations_quote_estimates_only_when_the_gate_passes():
+    flow = pd.DataFrame({"remaining": [100, 80, 60]})
+    sens = pd.DataFrame({"estimate": [-1.0, -1.5]})
+    clus = pd.DataFrame({"icc": [0.1]})
+    weighting = SimpleNamespace(equipoise=0.5, ess={"pri": 40.0, "traditional": 50.0})
+    ok = SimpleNamespace(interpretable=True, label="interpretable")
+    bad = SimpleNamespace(interpretable=False, label="not interpretable: equipoise 0.1 < 0.2")
+    text = " ".join(rp.limitations(flow, ok, sens, clus, weighting))
+    assert "25% of the analysis cohort" in text and "-1.50 to -1.00" in text
+    assert "about 10% of the variance" in text
+    text = " ".join(rp.limitations(flow, bad, sens, clus, weighting))
+    assert "-1.50" not in text and "equipoise 0.1 < 0.2" in text
