@@ -65,6 +65,9 @@ _LAZY: dict[str, str] = {
     "iptw": "outcomes.models",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
+    # reports
+    "render_reports": "outcomes.report",
+    "load_report_data": "outcomes.reporting",
     # tables
     "table_one": "outcomes.tables",
     "format_table_one": "outcomes.tables",
