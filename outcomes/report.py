@@ -8,7 +8,7 @@ published folder. A lock file (``fcntl``) lets one run at a time write to a repo
 
 Layout::
 
-    OUT/2026Q3/quarterly_outcomes.html
+    OUT/2026Q3/quarterly_outcomes.html          (all clinics; -<clinic>.html for one clinic)
     OUT/2026Q3/therapists/<therapist_id>.html
     OUT/2026Q3/comparative_analysis.html
     OUT/2026Q3/manifest.json
@@ -136,14 +136,16 @@ def _load_episodes(path: str, size: int, mtime: int) -> Any:
 
 
 def plan_quarterly(quarter: str, db: str | Path, clinic: str | None = None) -> list[ReportJob]:
-    """The director's report for ``quarter`` (``clinic`` or all clinics)."""
+    """The director's report for ``quarter``: ``quarterly_outcomes.html`` for all clinics,
+    ``quarterly_outcomes-<clinic>.html`` for one."""
     from outcomes.reporting import check_quarter
 
     quarter = check_quarter(_episodes(db), quarter, clinic=clinic)
     params = {"quarter": quarter, "clinic": clinic or "all", "database": str(Path(db).resolve())}
     title = f"Quarterly outcomes {quarter}" + (f" - clinic {clinic}" if clinic else "")
-    return [ReportJob("quarterly_outcomes", NOTEBOOKS["quarterly"], params,
-                      "quarterly_outcomes.html", title)]
+    # one clinic's report sits beside the all-clinics one instead of replacing it
+    name = "quarterly_outcomes" + (f"-{safe_name(clinic)}" if clinic not in (None, "all") else "")
+    return [ReportJob(name, NOTEBOOKS["quarterly"], params, f"{name}.html", title)]
 
 
 def plan_therapists(quarter: str, db: str | Path,

@@ -577,3 +577,12 @@ def test_limitations_quote_estimates_only_when_the_gate_passes():
     assert "about 10% of the variance" in text
     text = " ".join(rp.limitations(flow, bad, sens, clus, weighting))
     assert "-1.50" not in text and "equipoise 0.1 < 0.2" in text
+
+
+def test_one_clinic_report_sits_beside_the_all_clinics_report(store):
+    (one,) = plan_quarterly(QUARTER, store, clinic="CL99")
+    assert one.path == "quarterly_outcomes-CL99.html" and one.parameters["clinic"] == "CL99"
+    (every,) = plan_quarterly(QUARTER, store)
+    assert every.path == "quarterly_outcomes.html" and every.parameters["clinic"] == "all"
+    with pytest.raises(ReportError, match="--clinic: no episodes"):
+        plan_quarterly(QUARTER, store, clinic="<script>CL1</script>")
