@@ -508,13 +508,14 @@ def reconcile_visits(visits: pd.DataFrame, existing: pd.DataFrame,
         Masks over ``visits`` (``load``, ``duplicate``, ``conflict``) and the stored rows to
         withdraw. Every new row is in exactly one mask.
     """
-    vid = visits["visit_id"].astype(str)
-    conflict = vid.isin(conflicted or set())
+    vid = visits["visit_id"].astype(_STR)
+    conflict = vid.isin(conflicted or set()).fillna(False).astype(bool)
     duplicate = pd.Series(False, index=visits.index)
     withdraw = existing.iloc[0:0]
     if len(existing):
         stored = pd.Series(fingerprint_rows(existing).to_numpy(),
                            index=existing["visit_id"].astype(str).to_numpy())
+        vid = vid.astype(str)  # only when the store shares ids: the usual first load skips it
         stored_fp = vid.map(stored)
         same = stored_fp.notna() & (stored_fp == fingerprint_rows(visits))
         differ = stored_fp.notna() & ~same

@@ -18,7 +18,6 @@ from typing import Any
 import pandas as pd
 
 from outcomes._readers import (
-    check_header,
     detect_delimiter,
     file_kind,
     read_csv_text,
@@ -223,20 +222,25 @@ def _check_regime(path: Path, frame: pd.DataFrame, prof: Profile) -> None:
 
 
 def _map_columns(path: Path, frame: pd.DataFrame, prof: Profile) -> tuple[pd.DataFrame, list]:
-    """Rename by the profile, keep canonical columns, require the required ones."""
-    check_header(path, list(frame.columns))
-    renamed = frame.rename(columns=prof.columns)
-    if renamed.columns.duplicated().any():
-        dup = renamed.columns[renamed.columns.duplicated()][0]
+    """Rename by the profile, keep canonical columns, require the required ones.
+
+    ``frame`` is the reader's own object: it is renamed in place and only copied when columns
+    must be dropped or reordered (a 1M-row export is not duplicated for nothing).
+    """
+    original = [str(c) for c in frame.columns]
+    names = pd.Index([prof.columns.get(c, c) for c in original])
+    if names.duplicated().any():
+        dup = names[names.duplicated()][0]
         raise reject(path, f"two columns map to {dup!r}; fix the profile's columns table")
-    missing = [c for c in REQUIRED_COLUMNS if c not in renamed.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         hint = (" (the header has a single column: is the delimiter right?)"
-                if len(frame.columns) == 1 else "")
+                if len(original) == 1 else "")
         raise reject(path, f"missing required column(s) {', '.join(missing)}{hint}")
-    keep = [c for c in VISIT_COLUMNS if c in renamed.columns]
-    ignored = [str(c) for c in frame.columns if prof.columns.get(c, c) not in VISIT_COLUMNS]
-    return renamed[keep], ignored
+    frame.columns = names
+    keep = [c for c in VISIT_COLUMNS if c in names]
+    ignored = [c for c, n in zip(original, names, strict=True) if n not in VISIT_COLUMNS]
+    return (frame if keep == list(names) else frame[keep]), ignored
 
 
 # --- orchestration ---------------------------------------------------------------------------
