@@ -214,7 +214,7 @@ def fit_mixed(
     design), from per-group cross-products computed once, so time grows linearly with rows.
     It follows lme4's conventions: ``vcov(beta) = sigma^2 (RX'RX)^-1`` and the (REML)
     log-likelihood as lme4 prints it. statsmodels' standard errors invert its full Hessian and
-    differ from lme4's slightly (0.001-1.3 % in the test designs). Wald intervals and p-values
+    differ from lme4's slightly (up to 1.3 % in the test designs). Wald intervals and p-values
     use the normal distribution. A variance at its boundary (0) is reported as lme4's
     "boundary (singular) fit" warning. Checked against lme4 1.1-31 on sleepstudy (Bates et al.
     2015: fixed 251.41 (6.82), 10.47 (1.55), REML criterion 1743.6), on synthetic unbalanced and
