@@ -46,7 +46,7 @@ __all__ = [
 #: Version of the table layout below; a store of another version is refused.
 SCHEMA_VERSION = 1
 #: Seconds a writer waits for another process to release the store (``$OUTCOMES_LOCK_TIMEOUT``).
-DEFAULT_LOCK_TIMEOUT = 30.0
+DEFAULT_LOCK_TIMEOUT = 120.0
 
 _TEXT = "VARCHAR"
 _NUM = "DOUBLE"
@@ -80,7 +80,7 @@ _DDL = [
 
 
 def lock_timeout() -> float:
-    """Seconds to wait for the store lock: ``$OUTCOMES_LOCK_TIMEOUT`` or 30."""
+    """Seconds to wait for the store lock: ``$OUTCOMES_LOCK_TIMEOUT`` or 120."""
     try:
         return float(os.environ.get("OUTCOMES_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT))
     except ValueError:
@@ -131,7 +131,7 @@ def open_store(db: str | os.PathLike | None = None, read_only: bool = True,
         A writable connection creates the tables on first use.
     timeout : float, optional
         Seconds to wait while another process holds the store (default
-        ``$OUTCOMES_LOCK_TIMEOUT`` or 30); then :class:`StoreBusyError`.
+        ``$OUTCOMES_LOCK_TIMEOUT`` or 120); then :class:`StoreBusyError`.
 
     Returns
     -------

@@ -613,3 +613,31 @@ def test_fuzz_flipped_bytes_in_xlsx_and_parquet(suffix, flips):
     for where, value in flips:
         data[int(where * len(data))] = value
     _fuzz_once(bytes(data), suffix)
+
+
+def test_xlsx_serial_numbers_are_dates_only_when_declared(tmp_path, db_path, visit_rows):
+    """Excel 1900 system: serial 45299 is 2024-01-08 (Microsoft, "Date systems in Excel")."""
+    rows = []
+    for r in visit_rows:
+        cells = [r[c] for c in VISIT_COLUMNS]
+        cells[4] = 45299 + (pd.Timestamp(r["visit_date"]) - pd.Timestamp("2024-01-08")).days
+        rows.append(cells)
+    path = write_xlsx(tmp_path / "s.xlsx", rows)
+    undeclared = ingest_file(path, db=db_path, today=TODAY)
+    assert undeclared.quarantine_by_reason == {"bad_date": 15}  # never guessed
+    declared = ingest_file(path, db=tmp_path / "d.duckdb", profile={"date_format": "excel_serial"},
+                           today=TODAY)
+    assert declared.rows_loaded == 15
+    assert load_visits(tmp_path / "d.duckdb")["visit_date"].min() == pd.Timestamp("2024-01-08")
+
+
+def test_progress_bar_goes_to_stderr_for_big_files(clean_csv, db_path, monkeypatch, capsys):
+    import outcomes.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "PROGRESS_MIN_BYTES", 0)
+    ingest_file(clean_csv, db=db_path, progress=True, today=TODAY)
+    captured = capsys.readouterr()
+    assert "ingest" in captured.err and captured.out == ""
+    ingest_file(write_rows(clean_csv.with_name("b.csv"), make_visit_rows(1, prefix="B")),
+                db=db_path, progress=False, today=TODAY)
+    assert capsys.readouterr().err == ""
