@@ -369,24 +369,25 @@ def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
     Returns
     -------
     DataFrame
-        ``quarter, episodes, n, change, change_low, change_high, eligible, pct_mcid, pct_low,
-        pct_high`` for the ``n_quarters`` quarters ending with ``quarter`` (leading quarters
-        before the first ended episode are dropped); quarters whose
-        numbers rest on 1-10 episodes have them set to NaN (not plotted) and ``suppressed``
-        True, so a chart of it carries no small cell.
+        ``quarter, episodes, n, change, change_low, change_high, eligible, responders,
+        nonresponders, pct_mcid, pct_low, pct_high`` and ``mean X change`` (a copy of ``change``
+        labelled for the chart) for the ``n_quarters`` quarters ending with ``quarter`` (leading
+        quarters before the first ended episode are dropped). Small cells are blanked (NaN, so
+        a chart of the table carries none): ``suppressed`` marks a mean resting on 1-10
+        episodes (everything blanked), ``pct_suppressed`` a share whose responders or
+        non-responders number 1-10 (the share blanked).
     """
     rows = []
     for q in previous_quarters(quarter, n_quarters):
-        row = _instrument_row(ended_in(episodes, q), code)
-        small = any(1 <= row[f"{code}_{k}"] < MIN_CELL
-                    for k in ("n", "eligible", "responders", "nonresponders"))
-        rows.append({"quarter": q, "episodes": len(ended_in(episodes, q)),
-                     **{k.removeprefix(f"{code}_"): v for k, v in row.items()},
-                     "suppressed": small})
+        ended = ended_in(episodes, q)
+        row = {k.removeprefix(f"{code}_"): v for k, v in _instrument_row(ended, code).items()}
+        rows.append({"quarter": q, "episodes": len(ended), **row,
+                     "suppressed": _small(row["n"], row["eligible"]),
+                     "pct_suppressed": _small(row["responders"], row["nonresponders"])})
     out = pd.DataFrame(rows)
-    values = ["n", "change", "change_low", "change_high", "eligible", "responders",
-              "nonresponders", "pct_mcid", "pct_low", "pct_high"]
-    out.loc[out["suppressed"], values] = float("nan")
+    pct = ["eligible", "responders", "nonresponders", "pct_mcid", "pct_low", "pct_high"]
+    out.loc[out["suppressed"], ["n", "change", "change_low", "change_high", *pct]] = float("nan")
+    out.loc[out["pct_suppressed"], pct] = float("nan")
     out.loc[out["episodes"].between(1, MIN_CELL - 1), "episodes"] = float("nan")
     out[f"mean {code.upper()} change"] = out["change"]
     first = out.index[out["episodes"].ne(0)]
@@ -475,11 +476,13 @@ def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.Da
 # Data quality
 # --------------------------------------------------------------------------------------------
 def quarantine_table(quarantine: pd.DataFrame) -> pd.DataFrame:
-    """Quarantined rows by reason, counts of 1-10 shown as ``<11``."""
+    """Quarantined rows by reason, counts of 1-10 shown as ``<11`` (one ``(none)`` row if empty)."""
     from outcomes.privacy import suppress_small_cells
 
     table = quarantine.rename(columns={"reason_code": "reason", "n": "rows"})
     table = table.set_index("reason")[["rows"]].sort_index()
+    if table.empty:
+        table = pd.DataFrame({"rows": [0]}, index=pd.Index(["(none)"], name="reason"))
     return suppress_small_cells(table, ["rows"], threshold=MIN_CELL)
 
 
@@ -635,17 +638,15 @@ def format_oe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
-    """Readable :func:`quarter_trend` table; suppressed quarters read ``<11``."""
+    """Readable :func:`quarter_trend` table; blanked cells read ``<11``."""
     rows = {}
     for _, r in trend.iterrows():
-        hide = bool(r["suppressed"])
         rows[r["quarter"]] = {
-            "episodes ended": "<11" if pd.isna(r["episodes"]) and not hide else (
-                "<11" if hide and pd.isna(r["episodes"]) else int(r["episodes"])),
-            "mean change (95% CI)": "<11" if hide else _fmt_interval(
+            "episodes ended": "<11" if pd.isna(r["episodes"]) else int(r["episodes"]),
+            "mean change (95% CI)": "<11" if r["suppressed"] else _fmt_interval(
                 r["change"], r["change_low"], r["change_high"]),
-            "% reaching MCID (95% CI)": "<11" if hide else _fmt_interval(
-                r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
+            "% reaching MCID (95% CI)": "<11" if r["suppressed"] or r["pct_suppressed"]
+            else _fmt_interval(r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quarter")
 

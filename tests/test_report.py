@@ -453,6 +453,16 @@ def test_quarter_trend_blanks_small_quarters():
     q2, q3 = trend.iloc[0], trend.iloc[1]
     assert q2["suppressed"] and pd.isna(q2["change"]) and pd.isna(q2["episodes"])
     assert not q3["suppressed"] and q3["change"] == pytest.approx(-4.0)
+    # 20 responders, 0 non-responders: the share may be shown (0 is not a small cell)
+    assert not q3["pct_suppressed"] and q3["pct_mcid"] == 100
+    rows[0]["nprs_discharge"], rows[0]["nprs_change"] = 6.0, 0.0
+    rows[0]["nprs_responder"] = False  # 19 responders, 1 non-responder
+    q3 = rp.quarter_trend(_frame(rows), QUARTER, 4).iloc[-1]
+    assert q3["pct_suppressed"] and pd.isna(q3["pct_mcid"]) and not pd.isna(q3["change"])
+    table = rp.format_trend(rp.quarter_trend(_frame(rows), QUARTER, 4))
+    assert table.loc[QUARTER, "% reaching MCID (95% CI)"] == "<11"
+    assert table.loc[QUARTER, "mean change (95% CI)"].startswith("-3.8")
+    assert table.loc["2026Q2", "episodes ended"] == "<11"
 
 
 def test_unmapped_table_lists_only_frequent_texts():
@@ -586,3 +596,12 @@ def test_one_clinic_report_sits_beside_the_all_clinics_report(store):
     assert every.path == "quarterly_outcomes.html" and every.parameters["clinic"] == "all"
     with pytest.raises(ReportError, match="--clinic: no episodes"):
         plan_quarterly(QUARTER, store, clinic="<script>CL1</script>")
+
+
+def test_quarantine_table_suppresses_and_says_none():
+    q = pd.DataFrame({"reason_code": ["score_out_of_range", "impossible_date"], "n": [4, 25]})
+    table = rp.quarantine_table(q)
+    assert table.loc["score_out_of_range", "rows"] == "<11"
+    assert table.loc["impossible_date", "rows"] == 25
+    empty = rp.quarantine_table(q.iloc[:0])
+    assert list(empty.index) == ["(none)"] and empty.iloc[0, 0] == 0
