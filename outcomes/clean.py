@@ -142,16 +142,20 @@ class _Flags:
     def __init__(self, n: int) -> None:
         self.code = np.full(n, None, dtype=object)
         self.text = np.full(n, None, dtype=object)
+        self._ok = np.ones(n, dtype=bool)
 
     def add(self, mask, code: str, text: str | np.ndarray) -> None:
         mask = np.asarray(pd.array(mask, dtype="boolean").fillna(False), dtype=bool)
-        sel = mask & self.ok
-        self.code[sel] = code
-        self.text[sel] = text[sel] if isinstance(text, np.ndarray) else text
+        sel = mask & self._ok
+        if sel.any():
+            self.code[sel] = code
+            self.text[sel] = text[sel] if isinstance(text, np.ndarray) else text
+            self._ok &= ~sel
 
     @property
     def ok(self) -> np.ndarray:
-        return pd.isna(self.code)
+        """True where no check has flagged the row yet (a copy: safe to keep)."""
+        return self._ok.copy()
 
 
 _HIGH_CARDINALITY = ("visit_id", "patient_id", "technique_notes")

@@ -38,8 +38,22 @@ def assert_conserved(result) -> None:
                               + result.rows_duplicate + result.rows_blank)
 
 
+def ingest(path, **kw):
+    """ingest_file, asserting the conservation invariant on the summary and in the store."""
+    result = ingest_file(path, **kw)
+    assert_conserved(result)
+    if not result.already_ingested:
+        with open_store(kw["db"]) as con:
+            (n_q,) = con.execute("SELECT count(*) FROM quarantine WHERE ingest_id = ? AND "
+                                 "row_number IS NOT NULL", [result.ingest_id]).fetchall()[0]
+            (n_v,) = con.execute("SELECT count(*) FROM visits WHERE ingest_id = ?",
+                                 [result.ingest_id]).fetchall()[0]
+        assert (n_q, n_v) == (result.rows_quarantined, result.rows_loaded)
+    return result
+
+
 def test_clean_csv_end_to_end(clean_csv, db_path):
-    result = ingest_file(clean_csv, db=db_path, today=TODAY)
+    result = ingest(clean_csv, db=db_path, today=TODAY)
     assert (result.rows_in, result.rows_loaded, result.rows_quarantined) == (15, 15, 0)
     assert result.already_ingested is False
     assert_conserved(result)
@@ -53,8 +67,8 @@ def test_clean_csv_end_to_end(clean_csv, db_path):
 
 
 def test_reingest_is_a_noop(clean_csv, db_path):
-    first = ingest_file(clean_csv, db=db_path, today=TODAY)
-    again = ingest_file(clean_csv, db=db_path, today=TODAY)
+    first = ingest(clean_csv, db=db_path, today=TODAY)
+    again = ingest(clean_csv, db=db_path, today=TODAY)
     assert again.already_ingested and again.ingest_id == first.ingest_id
     assert store_status(db_path)["visits"] == 15
     assert store_status(db_path)["files_ingested"] == 1
@@ -72,7 +86,7 @@ def test_profile_defaults_and_errors(tmp_path):
 
 
 def test_conservation_check_raises_on_a_leak(clean_csv, db_path):
-    result = ingest_file(clean_csv, db=db_path, today=TODAY)
+    result = ingest(clean_csv, db=db_path, today=TODAY)
     result.rows_loaded -= 1
     with pytest.raises(AssertionError, match="accounted"):
         check_conservation(result)
@@ -152,7 +166,7 @@ def test_utf8_bom_loads_with_a_clean_first_column(tmp_path, db_path, visit_rows)
     path = write_rows(tmp_path / "bom.csv", visit_rows, encoding="utf-8-sig")
     assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
     assert list(read_export(path).frame.columns)[0] == "visit_id"
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.rows_loaded == 15
     assert_conserved(result)
 
@@ -165,7 +179,7 @@ def test_bad_bytes_for_the_encoding_reject_with_the_offset(tmp_path, seeded_db, 
     line = cli_reject(path, seeded_db)
     assert f"byte offset {at + 3}" in line and "utf-8" in line
     # declared as cp1252 it loads, the character decoded, not replaced
-    result = ingest_file(path, db=seeded_db, profile={"encoding": "cp1252"}, today=TODAY)
+    result = ingest(path, db=seeded_db, profile={"encoding": "cp1252"}, today=TODAY)
     assert result.rows_loaded == 15
     notes = load_visits(seeded_db)["technique_notes"]
     assert notes.str.contains("café", regex=False).any()
@@ -174,7 +188,7 @@ def test_bad_bytes_for_the_encoding_reject_with_the_offset(tmp_path, seeded_db, 
 @pytest.mark.parametrize("delim", [";", "\t"])
 def test_semicolon_and_tab_are_detected_and_recorded(tmp_path, db_path, visit_rows, delim):
     path = write_rows(tmp_path / "d.csv", visit_rows, delimiter=delim)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.delimiter == delim and result.delimiter_detected
     assert result.rows_loaded == 15 and result.rows_quarantined == 0
     assert "delimiter detected" in result.summary()
@@ -182,7 +196,7 @@ def test_semicolon_and_tab_are_detected_and_recorded(tmp_path, db_path, visit_ro
 
 def test_declared_delimiter_is_used_not_detected(tmp_path, db_path, visit_rows):
     path = write_rows(tmp_path / "d.csv", visit_rows, delimiter=";")
-    result = ingest_file(path, db=db_path, profile={"delimiter": ";"}, today=TODAY)
+    result = ingest(path, db=db_path, profile={"delimiter": ";"}, today=TODAY)
     assert result.delimiter == ";" and not result.delimiter_detected
     line = cli_reject(path, tmp_path / "other.duckdb", "--profile",
                       str(_profile(tmp_path, 'delimiter = ","\n')))
@@ -198,7 +212,7 @@ def _profile(tmp_path, text, name="p.toml"):
 def test_quoted_fields_with_delimiters_and_newlines(tmp_path, db_path, visit_rows):
     visit_rows[1]["technique_notes"] = 'hiking poles, "quoted"\nline two; glute med re-ed'
     path = write_rows(tmp_path / "q.csv", visit_rows)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.rows_loaded == 15 and result.rows_quarantined == 0
     notes = load_visits(db_path).set_index("visit_id")["technique_notes"]
     assert notes["V0001"] == 'hiking poles, "quoted"\nline two; glute med re-ed'
@@ -211,7 +225,7 @@ def test_ragged_rows_are_quarantined_with_their_row_numbers(tmp_path, db_path, v
     rows[7][8] = "note with\nnewline"  # record numbers, not line numbers
     rows[9] = rows[9] + ["x", "y"]
     path = write_rows(tmp_path / "r.csv", rows)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.quarantine_by_reason == {"ragged_row": 3}
     assert result.rows_loaded == 12
     assert_conserved(result)
@@ -226,7 +240,7 @@ def test_ragged_rows_in_xlsx(tmp_path, db_path, visit_rows):
     rows = [[r[c] for c in VISIT_COLUMNS] for r in visit_rows]
     rows[2] = rows[2] + ["EXTRA"]
     path = write_xlsx(tmp_path / "r.xlsx", rows)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.quarantine_by_reason == {"ragged_row": 1} and result.rows_loaded == 14
 
 
@@ -275,18 +289,18 @@ def test_title_rows_need_the_header_row_option(tmp_path, db_path, visit_rows):
     write_rows(path, visit_rows)
     path.write_text("Clinic visit export\nRun 2025-01-02,,\n" + path.read_text())
     prof = _profile(tmp_path, "header_row = 3\n")
-    result = ingest_file(path, db=db_path, profile=prof, today=TODAY)
+    result = ingest(path, db=db_path, profile=prof, today=TODAY)
     assert result.rows_loaded == 15
     with open_store(db_path) as con:  # row numbers count the title rows, like a spreadsheet
         assert con.execute("SELECT count(*) FROM quarantine").fetchall() == [(0,)]
     xlsx = write_xlsx(tmp_path / "t.xlsx", visit_rows, title_rows=[["Clinic export"], []])
-    result = ingest_file(xlsx, db=db_path, profile=prof, today=TODAY)
+    result = ingest(xlsx, db=db_path, profile=prof, today=TODAY)
     assert result.rows_duplicate == 15  # same visits as the CSV: no double count
 
 
 def test_totals_row_at_the_bottom_is_quarantined(tmp_path, db_path, visit_rows):
     visit_rows.append({"visit_id": "Total", "nprs": "75", "lefs": "900"})
-    result = ingest_file(write_rows(tmp_path / "t.csv", visit_rows), db=db_path, today=TODAY)
+    result = ingest(write_rows(tmp_path / "t.csv", visit_rows), db=db_path, today=TODAY)
     assert result.quarantine_by_reason == {"totals_row": 1} and result.rows_loaded == 15
 
 
@@ -297,7 +311,7 @@ def test_blank_rows_are_skipped_and_counted(tmp_path, db_path, visit_rows):
     lines.insert(6, "," * (len(VISIT_COLUMNS) - 1) + "\n")
     lines.insert(8, "   \n")
     path.write_text("".join(lines))
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert (result.rows_in, result.rows_blank, result.rows_loaded) == (18, 3, 15)
     assert result.rows_quarantined == 0
 
@@ -305,11 +319,11 @@ def test_blank_rows_are_skipped_and_counted(tmp_path, db_path, visit_rows):
 def test_duplicates_reingest_and_overlap(tmp_path, db_path):
     rows = make_visit_rows(4)
     first = write_rows(tmp_path / "q1.csv", rows[:12] + [rows[3]])
-    r1 = ingest_file(first, db=db_path, today=TODAY)
+    r1 = ingest(first, db=db_path, today=TODAY)
     assert (r1.rows_loaded, r1.rows_duplicate) == (12, 1)
     assert ingest_file(first, db=db_path, today=TODAY).already_ingested
     second = write_rows(tmp_path / "q2.csv", rows[6:])  # overlaps rows 6..11
-    r2 = ingest_file(second, db=db_path, today=TODAY)
+    r2 = ingest(second, db=db_path, today=TODAY)
     assert (r2.rows_loaded, r2.rows_duplicate, r2.rows_quarantined) == (8, 6, 0)
     assert store_status(db_path)["visits"] == 20
     assert store_status(db_path)["episodes"] == 4
@@ -320,7 +334,7 @@ def test_conflict_with_the_store_quarantines_both_copies(tmp_path, db_path):
     ingest_file(write_rows(tmp_path / "a.csv", rows), db=db_path, today=TODAY)
     changed = [dict(r) for r in rows[:3]]
     changed[1]["nprs"] = "2"  # was 6
-    result = ingest_file(write_rows(tmp_path / "b.csv", changed), db=db_path, today=TODAY)
+    result = ingest(write_rows(tmp_path / "b.csv", changed), db=db_path, today=TODAY)
     assert result.quarantine_by_reason == {"conflicting_duplicate": 1}
     assert (result.rows_duplicate, result.rows_withdrawn) == (2, 1)
     visits = load_visits(db_path)
@@ -331,13 +345,13 @@ def test_conflict_with_the_store_quarantines_both_copies(tmp_path, db_path):
     assert q[0][0] == 3 and q[1][0] is None  # the new row, then the withdrawn stored copy
     assert '"nprs": 6.0' in q[1][1]
     # a third copy (even equal to one of them) joins the quarantine
-    third = ingest_file(write_rows(tmp_path / "c.csv", rows[1:2]), db=db_path, today=TODAY)
+    third = ingest(write_rows(tmp_path / "c.csv", rows[1:2]), db=db_path, today=TODAY)
     assert third.quarantine_by_reason == {"conflicting_duplicate": 1}
 
 
 def test_unknown_technique_text_is_counted(tmp_path, db_path, visit_rows):
     visit_rows[2]["technique_notes"] = "foam rolling; zorbing therapy"
-    result = ingest_file(write_rows(tmp_path / "u.csv", visit_rows), db=db_path, today=TODAY)
+    result = ingest(write_rows(tmp_path / "u.csv", visit_rows), db=db_path, today=TODAY)
     assert result.unmapped_techniques == {"zorbing therapy": 1}
     assert result.rows_loaded == 15
     assert load_unmapped(db_path).to_dict("records") == [{"text": "zorbing therapy", "n": 1}]
@@ -346,7 +360,7 @@ def test_unknown_technique_text_is_counted(tmp_path, db_path, visit_rows):
 def test_whitespace_ids_still_join(tmp_path, db_path, visit_rows):
     visit_rows[4]["patient_id"] = "P000\u00a0"
     visit_rows[3]["patient_id"] = "\u200bP000"
-    result = ingest_file(write_rows(tmp_path / "w.csv", visit_rows), db=db_path, today=TODAY)
+    result = ingest(write_rows(tmp_path / "w.csv", visit_rows), db=db_path, today=TODAY)
     assert result.rows_loaded == 15
     episodes = load_episodes(db_path)
     assert len(episodes) == 3 and set(episodes["patient_id"]) == {"P000", "P001", "P002"}
@@ -354,7 +368,7 @@ def test_whitespace_ids_still_join(tmp_path, db_path, visit_rows):
 
 def test_phi_in_notes_is_redacted_and_counted(tmp_path, db_path, visit_rows):
     visit_rows[1]["technique_notes"] = "hiking poles; call pt at 555-867-5309"
-    result = ingest_file(write_rows(tmp_path / "p.csv", visit_rows), db=db_path, today=TODAY)
+    result = ingest(write_rows(tmp_path / "p.csv", visit_rows), db=db_path, today=TODAY)
     assert result.phi_counts == {"phone": 1}
     assert "555-867-5309" not in json.dumps(result.to_dict()) + result.summary()
     stored = store_snapshot(db_path)
@@ -432,7 +446,7 @@ def test_xlsx_typed_dates_and_numbers(tmp_path, db_path, visit_rows):
         cells[1] = r["patient_id"]
         rows.append(cells)
     path = write_xlsx(tmp_path / "x.xlsx", rows)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.rows_loaded == 15 and result.rows_quarantined == 0
     assert load_visits(db_path)["nprs"].tolist()[:2] == [7.0, 6.0]
 
@@ -443,7 +457,7 @@ def test_parquet_with_typed_columns(tmp_path, db_path, visit_rows):
     data["nprs"] = data["nprs"].astype(float)
     path = tmp_path / "x.parquet"
     data.to_parquet(path)
-    result = ingest_file(path, db=db_path, today=TODAY)
+    result = ingest(path, db=db_path, today=TODAY)
     assert result.rows_loaded == 15 and result.rows_quarantined == 0
     assert load_visits(db_path)["visit_date"].min() == pd.Timestamp("2024-01-08")
 
@@ -464,7 +478,7 @@ def messy_ingest(tmp_path_factory):
     base = tmp_path_factory.mktemp("messy")
     info = write_export(base / "messy.csv", n_episodes=150, seed=11, messy=True)
     truth = json.loads(Path(info["truth_path"]).read_text())["messy"]
-    result = ingest_file(base / "messy.csv", db=base / "m.duckdb", today="2026-10-31")
+    result = ingest(base / "messy.csv", db=base / "m.duckdb", today="2026-10-31")
     with open_store(base / "m.duckdb") as con:
         q = con.execute("SELECT row_number, reason_code FROM quarantine").fetchall()
     return result, truth, dict(q), base / "m.duckdb"
@@ -533,7 +547,7 @@ def _fuzz_once(data: bytes, suffix: str) -> None:
         path, db = Path(tmp) / f"f{suffix}", Path(tmp) / "f.duckdb"
         path.write_bytes(data)
         try:
-            result = ingest_file(path, db=db, today=TODAY)
+            result = ingest(path, db=db, today=TODAY)
         except OutcomesError:
             snap = store_snapshot(db)
             assert snap is None or not (snap["visits"] or snap["ingest_log"])
@@ -623,9 +637,9 @@ def test_xlsx_serial_numbers_are_dates_only_when_declared(tmp_path, db_path, vis
         cells[4] = 45299 + (pd.Timestamp(r["visit_date"]) - pd.Timestamp("2024-01-08")).days
         rows.append(cells)
     path = write_xlsx(tmp_path / "s.xlsx", rows)
-    undeclared = ingest_file(path, db=db_path, today=TODAY)
+    undeclared = ingest(path, db=db_path, today=TODAY)
     assert undeclared.quarantine_by_reason == {"bad_date": 15}  # never guessed
-    declared = ingest_file(path, db=tmp_path / "d.duckdb", profile={"date_format": "excel_serial"},
+    declared = ingest(path, db=tmp_path / "d.duckdb", profile={"date_format": "excel_serial"},
                            today=TODAY)
     assert declared.rows_loaded == 15
     assert load_visits(tmp_path / "d.duckdb")["visit_date"].min() == pd.Timestamp("2024-01-08")
