@@ -315,7 +315,7 @@ class _Stages:
     Also records seconds per stage (``IngestResult.timings``) for the benchmark.
     """
 
-    def __init__(self, enabled: bool, total: int = 6) -> None:
+    def __init__(self, enabled: bool, total: int = 7) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, file=sys.stderr, disable=not enabled, unit="stage",
@@ -498,6 +498,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     loaded = visits if rec.load.all() else visits[rec.load]
     cleaned.visits = visits = None
     techniques, unmapped = _techniques(loaded)
+    stages.step("techniques")
     store.withdraw_visits(con, rec.withdraw["visit_id"])
     n_loaded = len(loaded)
     store.insert_frame(con, "visits", loaded, ingest_id=ingest_id)
