@@ -9,6 +9,12 @@ then, for each size, measures in fresh child processes (so peak RSS is per measu
 * ``ingest``: :func:`outcomes.ingest.ingest_file` into a new store (hash + encoding check, read,
   clean, PHI redaction, technique mapping, DuckDB insert, episode rebuild, one transaction).
 
+Ingest stages (``IngestResult.timings``): ``read`` (hash + encoding scan + Arrow read),
+``redact`` (``privacy.redact_phi`` on notes), ``clean`` (``clean.clean_visits`` incl. pandera),
+``techniques`` (store comparison + ``techniques.map_techniques`` per distinct note), ``store``
+(DuckDB inserts), ``episodes`` (read back all visits + ``episodes.build_episodes`` + write),
+``commit``.
+
 Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child (tracemalloc does not
 see Arrow or DuckDB allocations). Targets: ingest / bare <= 3, peak < 2 GB, cost linear in rows.
 
