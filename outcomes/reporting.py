@@ -456,11 +456,18 @@ def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.Da
     """
     from outcomes.models import fit_responder
 
-    covs = [f"{code}_intake", *[c for c in RISK_COVARIATES if c in episodes]]
-    # condition enters as the model's categorical "treatment" term: the technique arm is left
-    # out on purpose, because the choice of techniques is part of what a therapist does.
     data = episodes.assign(**{f"{code}_responder": _as_float(episodes[f"{code}_responder"])})
-    res = fit_responder(data, f"{code}_responder", "condition", covs, therapist="therapist_id")
+    # The technique arm is left out on purpose: the choice of techniques is part of what a
+    # therapist does. fit_responder needs one "treatment" term; any case-mix factor that varies
+    # serves (the model is the same), condition first.
+    factors = [c for c in ("condition", "prior_pt", "prior_injection", "surgery_recommended")
+               if c in data and data[c].nunique() >= 2]
+    if not factors:
+        raise ReportError("observed minus expected: the case-mix factors do not vary")
+    first = factors[0]
+    covs = [c for c in (f"{code}_intake", *RISK_COVARIATES)
+            if c in data and c != first and data[c].nunique() >= 2]
+    res = fit_responder(data, f"{code}_responder", first, covs, therapist="therapist_id")
     out = res.by_therapist
     k = (out["observed"] * out["n"]).round()
     rest = out["n"] - k
