@@ -412,18 +412,26 @@ def therapist_comparison(episodes: pd.DataFrame, outcome: str = "nprs_change",
         episodes with a known outcome, sorted by therapist id (never ranked); ``attrs``
         ``n_hidden`` counts the therapists left out.
     """
+    from outcomes.errors import ModelError
     from outcomes.models import therapist_estimates
 
     data = episodes[episodes[outcome].notna()].copy()
     if kind == "proportion":
         data[outcome] = data[outcome].astype(float)
-    est = therapist_estimates(data, outcome, kind=kind)
+    try:
+        est = therapist_estimates(data, outcome, kind=kind)
+    except ModelError:  # e.g. a single therapist: nothing to pool, nothing to compare
+        est = pd.DataFrame(columns=["therapist_id", "n", "raw", "estimate", "ci_low",
+                                    "ci_high", "reliability", "shrinkage", "target",
+                                    "funnel_flag"])
+        est.attrs.update(kind=kind)
     shown = est[est["n"] >= MIN_CELL].sort_values("therapist_id").reset_index(drop=True)
     if kind == "proportion":
         k = (shown["raw"] * shown["n"]).round()
         rest = shown["n"] - k
         shown = shown[((k >= MIN_CELL) | (k == 0)) & ((rest >= MIN_CELL) | (rest == 0))]
-    shown.attrs.update(est.attrs, n_hidden=len(est) - len(shown), n_therapists=len(est))
+    shown.attrs.update(est.attrs, n_hidden=len(est) - len(shown),
+                       n_therapists=int(data["therapist_id"].nunique()))
     return shown.reset_index(drop=True)
 
 
@@ -454,6 +462,7 @@ def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.Da
     DataFrame
         ``therapist, n, observed, expected, o_minus_e, ci_low, ci_high`` in percentage points.
     """
+    from outcomes.errors import ModelError
     from outcomes.models import fit_responder
 
     data = episodes.assign(**{f"{code}_responder": _as_float(episodes[f"{code}_responder"])})
@@ -467,7 +476,13 @@ def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.Da
     first = factors[0]
     covs = [c for c in (f"{code}_intake", *RISK_COVARIATES)
             if c in data and c != first and data[c].nunique() >= 2]
-    res = fit_responder(data, f"{code}_responder", first, covs, therapist="therapist_id")
+    try:
+        res = fit_responder(data, f"{code}_responder", first, covs, therapist="therapist_id")
+    except ModelError as exc:  # too little data for a risk model: say so, keep the report
+        return pd.DataFrame({"therapist": ["(none)"], "n": [0], "observed": [float("nan")],
+                             "expected": [float("nan")], "o_minus_e": [float("nan")],
+                             "ci_low": [float("nan")], "ci_high": [float("nan")]}).assign(
+            note=f"risk model not estimated: {str(exc).splitlines()[0]}")
     out = res.by_therapist
     k = (out["observed"] * out["n"]).round()
     rest = out["n"] - k
@@ -544,6 +559,37 @@ def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Display helpers
 # --------------------------------------------------------------------------------------------
+def _placeholder(message: str, ax: Any = None) -> Any:
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        ax = plt.subplots(figsize=(7, 1.2))[1]
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, color="0.35",
+            transform=ax.transAxes)
+    return ax
+
+
+def funnel_chart(estimates: pd.DataFrame, ax: Any = None) -> Any:
+    """:func:`outcomes.plots.plot_funnel` of :func:`therapist_comparison`, or a notice when no
+    therapist is publishable. Returns the Axes."""
+    from outcomes.plots import plot_funnel
+
+    if estimates.empty:
+        return _placeholder("no therapist with 11 or more episodes in the window", ax)
+    return plot_funnel(estimates, label="therapist_id", ax=ax)
+
+
+def run_chart(trend: pd.DataFrame, value: str, ax: Any = None) -> Any:
+    """:func:`outcomes.plots.plot_run_chart` of ``value``, or a notice when every point was
+    blanked as a small cell. Returns the Axes."""
+    from outcomes.plots import plot_run_chart
+
+    if trend[value].notna().sum() == 0:
+        return _placeholder("every quarter rests on fewer than 11 episodes: nothing to plot", ax)
+    return plot_run_chart(trend, value, ax=ax)
+
+
 class Notes:
     """Sentences shown as an HTML list; every sentence is escaped (data never becomes markup)."""
 
@@ -635,6 +681,11 @@ def therapist_notes(estimates: pd.DataFrame) -> Notes:
 
 def format_oe(table: pd.DataFrame) -> pd.DataFrame:
     """Readable :func:`observed_minus_expected` table (percentages, interval as text)."""
+    if "note" in table.columns:
+        return pd.DataFrame({"result": [table["note"].iloc[0]]}, index=pd.Index([""]))
+    if table.empty:
+        return pd.DataFrame({"result": ["no therapist with 11 or more episodes, responders and "
+                                        "non-responders in the window"]}, index=pd.Index([""]))
     return pd.DataFrame({
         "therapist": table["therapist"], "episodes": table["n"],
         "observed %": table["observed"].round(0), "expected %": table["expected"].round(0),
@@ -669,4 +720,4 @@ __all__ += [*_comparative_all, *_therapist_all, "Notes", "parameter_table", "for
             "outcome_summary", "suppress_summary", "format_summary", "summary_table",
             "quarter_volumes", "quarter_trend", "therapist_comparison", "observed_minus_expected",
             "quarantine_table", "missing_discharge", "unmapped_table", "setup_display",
-            "frame_html", "CONDITIONS_ALL"]
+            "frame_html", "CONDITIONS_ALL", "funnel_chart", "run_chart"]

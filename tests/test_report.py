@@ -724,3 +724,29 @@ def test_protocol_and_parameter_tables_hold_the_parameters():
     assert table.loc["estimand", "specification"].startswith("ATT")
     params = rp.parameter_table(quarter="2026Q3", comparison_window="x")
     assert params.loc["comparison window", "value"] == "x"
+
+
+def test_charts_fall_back_to_a_notice_when_nothing_is_publishable():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    empty = rp.therapist_comparison(_frame([_ep(i) for i in range(5)]))
+    assert empty.empty
+    ax = rp.funnel_chart(empty)
+    assert "no therapist" in ax.texts[0].get_text() and not ax.collections
+    trend = rp.quarter_trend(_frame([_ep(i) for i in range(5)]), QUARTER, 2)
+    ax = rp.run_chart(trend, "mean NPRS change")
+    assert "fewer than 11" in ax.texts[0].get_text()
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_small_clinic_report_renders_with_notices(store, tmp_path):
+    """Two therapists, few episodes: every section says what it cannot show, nothing crashes."""
+    result = render_reports(plan_quarterly(QUARTER, store, clinic="CL99"), QUARTER, store,
+                            tmp_path, progress=False)
+    page = result.paths[0].read_text()
+    assert "no therapist with 11 or more episodes" in page
+    assert page.count("data:image/png;base64,") == 2  # the two notices, as images
