@@ -523,9 +523,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
         result.warnings["ignored_columns"] = ", ".join(raw.ignored_columns)
     check_conservation(result)
     del cleaned
-    result.episodes, warning = store.rebuild_episodes(con)
-    if warning:
-        result.warnings["episodes"] = warning
+    result.episodes = store.rebuild_episodes(con)
     stages.step("episodes")
     return result
 

@@ -455,34 +455,56 @@ def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
                    f"DELETE FROM {table} WHERE visit_id IN (SELECT k FROM _wids)")
 
 
-def rebuild_episodes(con: Any) -> tuple[int, str | None]:
+#: Visits per call of build_episodes when rebuilding: bounds memory on big stores.
+EPISODE_PARTITION_ROWS = 250_000
+
+
+def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> int:
     """Replace ``episodes`` with :func:`outcomes.episodes.build_episodes` of all stored visits.
 
-    Returns the episode count and a warning (None when the build ran).
+    Returns the number of episodes.
+
+    Notes
+    -----
+    Episodes never span patients and their ids depend only on the patient's own visits
+    (``"<patient_id>-<evaluation date>"``), so the build runs per partition of patients (a hash
+    of ``patient_id``) with one ``as_of`` for all, the last stored visit date. The table is the
+    same as one call over all visits (tested in ``tests/test_store.py``), with memory bounded by
+    the partition size instead of the store size.
     """
-    try:
-        from outcomes.episodes import build_episodes
-    except ModuleNotFoundError:  # the episodes module is built separately; store stays usable
-        return 0, "episodes_not_built: outcomes.episodes is not installed"
-    cols = ", ".join(VISIT_COLUMNS)
-    visits = _frame(con, f"SELECT {cols} FROM visits ORDER BY patient_id, visit_date, visit_id")
-    visits["visit_date"] = pd.to_datetime(visits["visit_date"]).astype("datetime64[ns]")
-    episodes = build_episodes(visits, _techniques(con))
-    del visits
-    con.execute("DROP TABLE IF EXISTS episodes")
-    if episodes.empty and len(episodes.columns) == 0:
-        con.execute("CREATE TABLE episodes (episode_id VARCHAR)")
-        return 0, None
     import pyarrow as pa
 
-    episodes = episodes.copy(deep=False)
+    n_visits, last = _one(con, "SELECT count(*), max(visit_date) FROM visits")
+    k = max(1, -(-int(n_visits) // partition_rows))
+    as_of = None if last is None else pd.Timestamp(last)
+    parts = [_build_partition(con, i, k, as_of) for i in range(k)]
+    parts = [p for p in parts if len(p)] or parts[:1]  # empty parts would blur the dtypes
+    episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if k > 1:
+        episodes = episodes.sort_values("episode_id", kind="stable", ignore_index=True)
     episodes.attrs = {}  # build metadata (as_of...) is not table data
+    con.execute("DROP TABLE IF EXISTS episodes")
     con.register("_episodes", pa.Table.from_pandas(episodes, preserve_index=False))
     try:
         con.execute("CREATE TABLE episodes AS SELECT * FROM _episodes")
     finally:
         con.unregister("_episodes")
-    return len(episodes), None
+    return len(episodes)
+
+
+def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """build_episodes on the patients with ``hash(patient_id) % k == i``."""
+    from outcomes.episodes import build_episodes
+
+    where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
+    cols = ", ".join(VISIT_COLUMNS)
+    visits = _frame(con, f"SELECT {cols} FROM visits {where} "
+                         "ORDER BY patient_id, visit_date, visit_id")
+    visits["visit_date"] = pd.to_datetime(visits["visit_date"]).astype("datetime64[ns]")
+    techniques = _frame(con, "SELECT t.visit_id, t.technique_code, t.family "
+                             f"FROM visit_techniques t JOIN (SELECT visit_id FROM visits {where}) "
+                             "v USING (visit_id) WHERE t.technique_code IS NOT NULL")
+    return build_episodes(visits, techniques, as_of=as_of)
 
 
 def log_ingest(con: Any, record: dict[str, Any]) -> None:

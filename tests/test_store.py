@@ -189,3 +189,23 @@ def test_two_ingests_at_once_wait_or_are_refused(tmp_path, seeded):
     assert holder.returncode == 0
     status = store_status(db)
     assert status["files_ingested"] == 3 and status["visits"] == 15 + 20 + 10
+
+
+def test_partitioned_episode_rebuild_equals_one_build(tmp_path, db_path):
+    """Building per partition of patients (with one as_of) gives the same table as one call of
+    build_episodes over all visits (the reference, run directly here)."""
+    from outcomes.episodes import build_episodes
+    from outcomes.store import load_techniques, rebuild_episodes
+
+    rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
+    rows[7]["technique_notes"] = "hiking poles"
+    ingest_file(write_rows(tmp_path / "e.csv", rows), db=db_path, today=TODAY)
+    reference = build_episodes(load_visits(db_path), load_techniques(db_path))
+    reference = reference.sort_values("episode_id", ignore_index=True)
+    con = duckdb.connect(str(db_path))
+    try:
+        assert rebuild_episodes(con, partition_rows=7) == len(reference) == 17
+    finally:
+        con.close()
+    partitioned = load_episodes(db_path)
+    pd.testing.assert_frame_equal(partitioned, reference, check_dtype=False)
