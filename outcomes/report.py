@@ -451,7 +451,7 @@ def _warmup(db: Path) -> str:
 
     return WARMUP_CODE + (
         "try:\n"
-        f"    outcomes.reporting.load_report_data({str(db)!r})\n"
+        f"    outcomes.reporting.load_report_data({str(Path(db).resolve())!r})\n"
         "except Exception:\n"
         "    pass\n"
     )
