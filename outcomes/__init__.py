@@ -63,6 +63,10 @@ _LAZY: dict[str, str] = {
     "km_table": "outcomes.models",
     "fit_cox": "outcomes.models",
     "iptw": "outcomes.models",
+    "logrank_test": "outcomes.models",
+    "missing_data_sensitivity": "outcomes.models",
+    "diagnostics_gate": "outcomes.models",
+    "primary_analysis": "outcomes.models",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
     # reports
