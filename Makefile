@@ -39,10 +39,10 @@ sysdeps:
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO)
-	$(BIN)/outcomes synth --out $(DEMO)/export.csv --seed 2026
+	$(BIN)/outcomes synth --out $(DEMO)/export.csv --seed 2026 --episodes 3000
 	$(BIN)/outcomes ingest $(DEMO)/export.csv --db $(OUTCOMES_DB)
 	$(BIN)/outcomes status --db $(OUTCOMES_DB)
-	$(BIN)/outcomes report all --quarter latest --db $(OUTCOMES_DB) --out $(DEMO)/reports --jobs 2
+	$(BIN)/outcomes report all --quarter latest --db $(OUTCOMES_DB) --out reports --jobs 2
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check outcomes tests benchmarks
