@@ -507,24 +507,31 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     del techniques
     store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
     stages.step("store")
-    n_bad_blank = sum(1 for _, _, kind in bad if kind == "blank")
-    result = IngestResult(
-        file=raw.path.name, file_sha256=raw.file_sha256, already_ingested=False,
-        ingest_id=ingest_id, rows_in=raw.rows_in, rows_loaded=n_loaded,
-        rows_quarantined=int((quarantine["row_number"].notna()).sum()),
-        rows_duplicate=cleaned.n_duplicate + int(rec.duplicate.sum()),
-        rows_blank=cleaned.n_blank + n_bad_blank, rows_withdrawn=len(rec.withdraw),
-        file_format=raw.file_format, delimiter=raw.delimiter,
-        delimiter_detected=raw.delimiter_detected, regime=prof.regime,
-        quarantine_by_reason=_by_reason(quarantine), unmapped_techniques=unmapped,
-        warnings={k: v for k, v in cleaned.warnings.items() if v},
-    )
-    if raw.ignored_columns:
-        result.warnings["ignored_columns"] = ", ".join(raw.ignored_columns)
+    result = _summarise(raw, prof, ingest_id, n_loaded, quarantine, cleaned, rec, bad)
+    result.unmapped_techniques = unmapped
     check_conservation(result)
     del cleaned
     result.episodes = store.rebuild_episodes(con)
     stages.step("episodes")
+    return result
+
+
+def _summarise(raw: RawExport, prof: Profile, ingest_id: int, n_loaded: int,
+               quarantine: pd.DataFrame, cleaned, rec, bad: list) -> IngestResult:
+    """The counts of one load (quarantined rows are those with a row number in this file)."""
+    result = IngestResult(
+        file=raw.path.name, file_sha256=raw.file_sha256, already_ingested=False,
+        ingest_id=ingest_id, rows_in=raw.rows_in, rows_loaded=n_loaded,
+        rows_quarantined=int(quarantine["row_number"].notna().sum()),
+        rows_duplicate=cleaned.n_duplicate + int(rec.duplicate.sum()),
+        rows_blank=cleaned.n_blank + sum(1 for _, _, kind in bad if kind == "blank"),
+        rows_withdrawn=len(rec.withdraw), file_format=raw.file_format,
+        delimiter=raw.delimiter, delimiter_detected=raw.delimiter_detected, regime=prof.regime,
+        quarantine_by_reason=_by_reason(quarantine),
+        warnings={k: v for k, v in cleaned.warnings.items() if v},
+    )
+    if raw.ignored_columns:
+        result.warnings["ignored_columns"] = ", ".join(raw.ignored_columns)
     return result
 
 
