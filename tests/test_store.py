@@ -209,3 +209,25 @@ def test_partitioned_episode_rebuild_equals_one_build(tmp_path, db_path):
         con.close()
     partitioned = load_episodes(db_path)
     pd.testing.assert_frame_equal(partitioned, reference, check_dtype=False)
+
+
+@pytest.mark.slow
+def test_same_input_same_store_whatever_the_time_zone_and_locale(tmp_path):
+    """QUALITY.md faults table: re-runs with identical inputs, and a changed machine time zone
+    or locale, give identical tables (ingest times aside)."""
+    rows = make_visit_rows(4)
+    rows[2]["nprs"] = "refused"
+    rows[5]["technique_notes"] = "zorbing; call 555-867-5309"
+    path = write_rows(tmp_path / "e.csv", rows)
+    snapshots = []
+    for i, (tz, lang) in enumerate([("UTC", "C"), ("Pacific/Kiritimati", "de_DE.UTF-8"),
+                                    ("America/Adak", "C.UTF-8")]):
+        db = tmp_path / f"s{i}.duckdb"
+        proc = subprocess.run(ingest_cmd(path, db), capture_output=True, text=True, timeout=120,
+                              env=env(TZ=tz, LC_ALL=lang, LANG=lang))
+        assert proc.returncode == 0, proc.stderr
+        snap = store_snapshot(db)
+        snap.pop("ingest_log")  # holds the ingest time
+        snapshots.append(snap)
+    assert snapshots[0] == snapshots[1] == snapshots[2]
+    assert len(snapshots[0]["visits"]) == 19 and len(snapshots[0]["episodes"]) == 4
