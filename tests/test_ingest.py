@@ -655,3 +655,35 @@ def test_progress_bar_goes_to_stderr_for_big_files(clean_csv, db_path, monkeypat
     ingest_file(write_rows(clean_csv.with_name("b.csv"), make_visit_rows(1, prefix="B")),
                 db=db_path, progress=False, today=TODAY)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("example", ["profile_example.toml", "profile_example.yaml"])
+def test_packaged_profile_examples_work(tmp_path, db_path, example):
+    """Each shipped example profile reads an export written the way it describes."""
+    from importlib import resources
+
+    prof_path = Path(str(resources.files("outcomes") / "data" / example))
+    prof = load_profile(prof_path)
+    inverse = {canonical: emr for emr, canonical in prof.columns.items()}
+    kinds = {canonical: emr for emr, canonical in prof.values.get("visit_type", {}).items()}
+    rows = make_visit_rows(2)
+    rows[3]["psfs"] = "6.5"
+    header = [inverse.get(c, c) for c in VISIT_COLUMNS]
+    out = []
+    for r in rows:
+        r = dict(r)
+        r["visit_date"] = pd.Timestamp(r["visit_date"]).strftime(prof.date_format)
+        r["visit_type"] = kinds.get(r["visit_type"], r["visit_type"])
+        if prof.decimal == ",":
+            r["psfs"] = r["psfs"].replace(".", ",")
+        out.append([r[c] for c in VISIT_COLUMNS])
+    path = tmp_path / "emr.csv"
+    write_rows(path, out, header=header, delimiter=prof.delimiter, encoding=prof.encoding)
+    if prof.header_row > 1:
+        path.write_bytes(b"Clinic export\r\n" * (prof.header_row - 1) + path.read_bytes())
+    result = ingest(path, db=db_path, profile=prof_path, today=TODAY)
+    assert (result.rows_loaded, result.rows_quarantined) == (10, 0)
+    visits = load_visits(db_path).set_index("visit_id")
+    assert visits.loc["V0003", "psfs"] == 6.5
+    assert visits.loc["V0000", "visit_type"] == "evaluation"
+    assert visits.loc["V0000", "visit_date"] == pd.Timestamp("2024-01-08")
