@@ -222,35 +222,60 @@ def _open_workbook(path: Path, prof: Profile):
     return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
 
 
+#: Workbook rows converted to Arrow strings at a time (bounds Python-object memory).
+_XLSX_CHUNK = 50_000
+
+
 def read_xlsx_text(path: Path, prof: Profile):
+    """A workbook's first (or named) sheet as text; cells beyond the header are ragged rows."""
     wb, ws = _open_workbook(path, prof)
     try:
         rows = ws.iter_rows(values_only=True)
         for _ in range(prof.header_row - 1):
             next(rows, None)
-        header = next(rows, None)
-        if header is None or all(v is None for v in header):
-            raise reject(path, f"row {prof.header_row} (the header row) is empty")
-        names = [_cell_text(v, prof, wb.epoch) for v in header]
-        while names and names[-1] == "":
-            names.pop()
-        check_header(path, names)
-        width, data, index, bad = len(names), [], [], []
-        for number, row in enumerate(rows, start=prof.header_row + 1):
-            cells = [_cell_text(v, prof, wb.epoch) for v in row]
-            if any(c.strip() for c in cells[width:]):
-                bad.append((number, "\t".join(cells), "ragged"))
-                continue
-            data.append((cells + [""] * width)[:width])
-            index.append(number)
+        names = _xlsx_header(path, next(rows, None), prof, wb.epoch)
+        frames, bad = _xlsx_rows(rows, names, prof, wb.epoch)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on broken parts
         raise reject(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
     finally:
         wb.close()
-    frame = pd.DataFrame(data, columns=names, index=pd.Index(index, dtype="int64"), dtype=_STR)
-    return frame, bad, None, False
+    return pd.concat(frames) if len(frames) > 1 else frames[0], bad, None, False
+
+
+def _xlsx_header(path: Path, header, prof: Profile, epoch) -> list[str]:
+    if header is None or all(v is None for v in header):
+        raise reject(path, f"row {prof.header_row} (the header row) is empty")
+    names = [_cell_text(v, prof, epoch) for v in header]
+    while names and names[-1] == "":
+        names.pop()
+    check_header(path, names)
+    return names
+
+
+def _xlsx_rows(rows, names: list[str], prof: Profile, epoch):
+    """Data rows in chunks of Arrow-backed frames (index = sheet row numbers)."""
+    width, data, index, bad, frames = len(names), [], [], [], []
+
+    def flush() -> None:
+        frames.append(pd.DataFrame(data, columns=names, dtype=_STR,
+                                   index=pd.Index(index, dtype="int64")))
+        data.clear()
+        index.clear()
+
+    for number, row in enumerate(rows, start=prof.header_row + 1):
+        cells = [_cell_text(v, prof, epoch) for v in row]
+        if any(c.strip() for c in cells[width:]):
+            bad.append((number, "\t".join(cells), "ragged"))
+            continue
+        data.append((cells + [""] * width)[:width])
+        index.append(number)
+        if len(data) >= _XLSX_CHUNK:
+            flush()
+    if data or not frames:
+        flush()
+    return frames, bad
 
 
 def read_parquet_text(path: Path, prof: Profile):
