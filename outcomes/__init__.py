@@ -8,8 +8,7 @@ Public names are loaded lazily on first use, so ``import outcomes`` does no work
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from outcomes._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -90,15 +89,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'outcomes' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,8 +6,7 @@ Every fitting function returns tidy results (``term, estimate, se, ci_low, ci_hi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from outcomes._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "tidy": "outcomes.models._results",
@@ -29,15 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'outcomes.models' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
