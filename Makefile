@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEMO    := build/demo
-export OUTCOMES_DB ?= $(DEMO)/outcomes.duckdb
+export OUTCOMES_DB ?= $(abspath $(DEMO)/outcomes.duckdb)
 
 .PHONY: help venv sysdeps demo test test-fast lint lab bench clean
 
