@@ -333,3 +333,23 @@ def test_empty_and_orphan_only_inputs():
     ep = build_episodes(orphan_only, no_techniques())
     assert len(ep) == 0 and ep.attrs["n_orphan_visits"] == 1
     assert len(visit_scores(orphan_only, ep)) == 0
+
+
+def test_intake_values_are_first_recorded_values_like_groupby_first():
+    """Intake covariates skip blanks (as ``groupby().first()`` does), whatever the row order.
+
+    The episode build takes these values by row position for speed; this pins it to the
+    pandas ``first`` semantics it replaces, with missing values at the evaluation visit.
+    """
+    visits = make_visits([
+        ("p1", "2026-01-05", "evaluation", 6, np.nan, {"age": np.nan, "sex": pd.NA}),
+        ("p1", "2026-01-07", "treatment", 5, np.nan, {"age": 51.0, "sex": "M"}),
+        ("p1", "2026-01-09", "treatment", 4, np.nan, {"age": 52.0, "sex": "F"}),
+        ("p2", "2026-02-02", "evaluation", 7, np.nan, {"payer": pd.NA}),
+        ("p2", "2026-02-04", "discharge", 2),
+    ])
+    visits["sex"] = visits["sex"].astype("string[pyarrow]")
+    for order in ([0, 1, 2, 3, 4], [4, 2, 3, 1, 0]):
+        ep = build_episodes(visits.iloc[order], no_techniques()).set_index("patient_id")
+        assert ep.loc["p1", "age"] == 51.0 and ep.loc["p1", "sex"] == "M"
+        assert ep.loc["p2", "payer"] == "commercial" and ep.loc["p2", "age"] == 40.0
