@@ -353,23 +353,44 @@ def _episode_ids(v: pd.DataFrame) -> pd.DataFrame:
 
 def _arms(v: pd.DataFrame, techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
     """Arm of each episode from the technique families of its baseline window."""
-    eligible = v[v["visit_type"].eq("treatment") | (with_eval & v["_is_eval"])]
-    rank = eligible.groupby("_episode", sort=False).cumcount()
-    in_window = eligible[rank < window]
+    eligible = v["visit_type"].eq("treatment").fillna(False).to_numpy(bool)
+    if with_eval:
+        eligible |= v["_is_eval"].to_numpy(bool)
+    episode = v["_episode"].to_numpy()[eligible]
+    rank = pd.Series(episode).groupby(episode, sort=False).cumcount().to_numpy()
+    rows = np.flatnonzero(eligible)[rank < window]  # only these rows' ids are looked up
     fam = techniques["family"].astype("string")
     keep = fam.isin(["pri", "traditional"]).to_numpy()
-    try:
-        pos = pd.Index(in_window["visit_id"].astype(str)).get_indexer(
-            techniques.loc[keep, "visit_id"].astype(str))
-    except pd.errors.InvalidIndexError:
-        raise InputError("visits: column visit_id has duplicate values") from None
-    hit_ep = in_window["_episode"].to_numpy()[pos[pos >= 0]]
+    pos = _positions(v["visit_id"].iloc[rows], techniques.loc[keep, "visit_id"])
+    hit_ep = v["_episode"].to_numpy()[rows][pos[pos >= 0]]
     hit_fam = fam[keep].to_numpy()[pos >= 0]
     episodes = np.sort(v["_episode"].unique())
     pri = np.isin(episodes, hit_ep[hit_fam == "pri"])
     trad = np.isin(episodes, hit_ep[hit_fam == "traditional"])
     arm = np.select([pri & trad, pri, trad], ["mixed", "pri", "traditional"], default="none")
     return pd.Series(arm, index=episodes, dtype="string")
+
+
+def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
+    """Position of each key in ``ids`` as text (-1 when absent); ``ids`` must be unique.
+
+    Arrow-backed text without missing values is matched in Arrow (no Python strings); anything
+    else goes through ``astype(str)`` and a pandas Index, with the same result.
+    """
+    if all(isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"
+           and not s.hasnans for s in (ids, keys)):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        values = pa.array(ids.array)
+        if pc.count_distinct(values).as_py() != len(ids):
+            raise InputError("visits: column visit_id has duplicate values")
+        found = pc.index_in(pa.array(keys.array), value_set=values)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    try:
+        return pd.Index(ids.astype(str)).get_indexer(keys.astype(str))
+    except pd.errors.InvalidIndexError:
+        raise InputError("visits: column visit_id has duplicate values") from None
 
 
 def _discharge_scores(v: pd.DataFrame) -> pd.DataFrame:
