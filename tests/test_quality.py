@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import TODAY, make_visit_rows, store_snapshot, write_rows
 from test_ingest import cli_reject, ingest, write_xlsx
+from test_report import rendered, store  # noqa: F401 - shared session fixtures
 
 from outcomes.cli import cli
 from outcomes.ingest import ingest_file
@@ -357,3 +358,28 @@ def test_episodes_xlsx_export_is_refused_not_written_raw(tmp_path, db_path, clea
     assert len(lines) == 1 and lines[0].startswith("error: ") and ".csv" in lines[0]
     assert not out.exists() and not list(tmp_path.glob("*.xlsx*"))
     assert store_status(db_path)["episodes"] == 3
+
+
+# --- privacy: director reports are aggregate only (rendered once per session) ------------------
+
+
+@pytest.mark.slow
+def test_director_reports_hold_no_row_level_ids(rendered, store):  # noqa: F811
+    """No patient, visit or episode id of the store appears in the quarterly or comparative
+    report (page text, decoded images) or the manifest; the planted store does hold therapists
+    with 1-10 episodes, so the small-cell rules were exercised."""
+    import html
+
+    from test_report import QUARTER, _all_bytes
+
+    episodes = load_episodes(store)
+    visits = load_visits(store)
+    ids = set(visits["patient_id"]) | set(visits["visit_id"]) | set(episodes["episode_id"])
+    caseload = episodes[episodes["end_quarter"] == QUARTER].groupby("therapist_id").size()
+    assert caseload.between(1, 10).sum() >= 2, caseload  # adversarial: small caseloads exist
+    pages = {name: _all_bytes((rendered.folder / name).read_bytes()).decode("latin-1")
+             for name in ("quarterly_outcomes.html", "comparative_analysis.html")}
+    pages["manifest.json"] = rendered.manifest.read_text()
+    for name, text in pages.items():
+        leaked = sorted(i for i in ids if i in text or html.escape(i) in text)
+        assert not leaked, (name, leaked[:5])
