@@ -258,6 +258,47 @@ def test_phi_of_every_kind_is_redacted_counted_and_never_printed(tmp_path, fmt):
     assert notes["V0001"] == "call [PHONE] to reschedule"
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_phi_in_quarantined_rows_is_redacted_too(tmp_path, db_path, fmt):
+    """Quarantine keeps the raw row; identifiers in it are redacted like loaded notes."""
+    rows = [[r[c] for c in VISIT_COLUMNS] for r in make_visit_rows(3)]
+    note, nprs = VISIT_COLUMNS.index("technique_notes"), VISIT_COLUMNS.index("nprs")
+    rows[2][note] = "call 555-867-5309"
+    rows[2] = rows[2] + ["EXTRA"]  # ragged
+    rows[4][note], rows[4][nprs] = "SSN 123-45-6789", "11"  # out of range
+    rows[6][note] = "Pt John Smith"
+    rows[6][VISIT_COLUMNS.index("visit_date")] = "2024-02-30"
+    result = ingest(write_export(tmp_path / "q", rows, fmt), db=db_path, today=TODAY)
+    assert result.quarantine_by_reason == {"ragged_row": 1, "score_out_of_range": 1,
+                                           "impossible_date": 1}
+    assert result.phi_counts == {"phone": 1, "ssn": 1, "name": 1}
+    stored = repr(store_snapshot(db_path))
+    for value in ("867-5309", "123-45-6789", "John Smith"):
+        assert value not in stored, value
+
+
+def test_detected_delimiter_is_recorded_in_the_store(tmp_path, db_path, visit_rows):
+    result = ingest(write_rows(tmp_path / "s.csv", visit_rows, delimiter=";"), db=db_path,
+                    today=TODAY)
+    with open_store(db_path) as con:
+        [(summary,)] = con.execute("SELECT summary FROM ingest_log WHERE ingest_id = ?",
+                                   [result.ingest_id]).fetchall()
+    logged = json.loads(summary)
+    assert (logged["delimiter"], logged["delimiter_detected"]) == (";", True)
+
+
+@pytest.mark.xfail(strict=True, reason="_readers opens workbooks with data_only=True: a formula "
+                   "cell without a cached value reads as an empty cell, so the score is loaded "
+                   "as missing instead of being quarantined")
+def test_xlsx_formula_cell_in_a_score_is_not_silently_missing(tmp_path, db_path):
+    """QUALITY.md: only explicit mappings make a score missing; anything else is quarantined."""
+    rows = [[r[c] for c in VISIT_COLUMNS] for r in make_visit_rows(3)]
+    rows[1][VISIT_COLUMNS.index("nprs")] = "=3+3"  # openpyxl stores a formula, no cached value
+    result = ingest(write_xlsx(tmp_path / "f.xlsx", rows), db=db_path, today=TODAY)
+    assert result.rows_quarantined == 1
+    assert "V0001" not in set(load_visits(db_path)["visit_id"])
+
+
 def test_clinical_text_is_not_flagged_at_ingest(tmp_path, db_path, visit_rows):
     lookalikes = ["L4-L5 disc bulge", "CPT 97110 x3 units", "dx M76.31", "NPRS 7/10 at eval",
                   "3x10 reps bridges", "Left AIC pattern noted", "LEFS 45/80", "T4-T8 mobility"]
@@ -383,3 +424,57 @@ def test_director_reports_hold_no_row_level_ids(rendered, store):  # noqa: F811
     for name, text in pages.items():
         leaked = sorted(i for i in ids if i in text or html.escape(i) in text)
         assert not leaked, (name, leaked[:5])
+
+
+# --- faults: two real report runs at once, and a failing notebook through the CLI -------------
+
+
+def _report_cmd(db, out) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "outcomes.cli", "report", "quarterly", "--quarter", "2026Q3",
+            "--db", str(db), "--out", str(out), "--quiet", "--cell-timeout", "120"]
+
+
+@pytest.mark.slow
+def test_two_report_processes_at_once_and_a_failing_cell_through_the_cli(store, tmp_path):  # noqa: F811
+    """Two `outcomes report` processes on one folder: the second is refused in one line (exit
+    2) while the first publishes; then a notebook whose cell raises exits 2 naming the notebook
+    and cell, and the published set is unchanged (no HTML for the failed report)."""
+    import os
+    import subprocess
+    import time
+
+    from test_report_safety import write_notebook
+
+    nbs, out = tmp_path / "nbs", tmp_path / "out"
+    env = {**os.environ, "OUTCOMES_NOTEBOOKS": str(nbs)}
+    write_notebook(nbs, "quarterly_outcomes", "import time\ntime.sleep(6)\nprint('slow body')",
+                   parameters="quarter: str = '2026Q3'  # quarter")
+    first = subprocess.Popen(_report_cmd(store, out), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / ".staging").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(_report_cmd(store, out), env=env, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        stdout, stderr = first.communicate(timeout=180)
+    assert first.returncode == 0, stderr
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "another run" in lines[0]
+    published = out / "2026Q3" / "quarterly_outcomes.html"
+    assert "slow body" in published.read_text()
+    before = published.read_bytes()
+
+    write_notebook(nbs, "quarterly_outcomes", "raise RuntimeError('boom')",
+                   parameters="quarter: str = '2026Q3'  # quarter")
+    failed = subprocess.run(_report_cmd(store, out), env=env, capture_output=True, text=True,
+                            timeout=180)
+    assert failed.returncode == 2
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quarterly_outcomes.ipynb: cell 4" in lines[0], failed.stderr
+    assert published.read_bytes() == before
+    assert not list((out / "2026Q3").rglob("*.ipynb")) and not (out / ".staging").exists()
