@@ -221,27 +221,70 @@ def map_techniques(notes: pd.Series, vocabulary: Vocabulary | None = None) -> pd
 
 def _map_unique_notes(uniques: list[str], vocab: Vocabulary) -> pd.DataFrame:
     """Rows (note, seq, technique_code, family, source_text) for each distinct note."""
-    frags = pd.DataFrame({"note": range(len(uniques)), "fragment": [split_note(u) for u in uniques]})
-    frags = frags.explode("fragment").dropna(subset=["fragment"])
-    distinct = frags["fragment"].unique()
-    table = _map_fragments(distinct, vocab)
-    frags["fseq"] = frags.groupby("note").cumcount()
-    out = frags.merge(table, on="fragment", how="inner")
-    out = out.sort_values(["note", "fseq", "cseq"], kind="stable")
-    out["seq"] = out.groupby("note").cumcount()
+    import pyarrow.compute as pc
+
+    note, fragment = _split_notes(uniques)
+    encoded = pc.dictionary_encode(fragment)
+    frags = pd.DataFrame({"note": note, "fcode": encoded.indices.to_numpy(zero_copy_only=False)})
+    frags["fseq"] = _rank_in_run(note)
+    table = _map_fragments(encoded.dictionary.to_pylist(), vocab)
+    out = frags.merge(table, on="fcode", how="inner", sort=False)
+    out = out.sort_values(["note", "fseq", "cseq"], kind="stable", ignore_index=True)
+    out["seq"] = _rank_in_run(out["note"].to_numpy())
     return out.rename(columns={"fragment": "source_text"})
 
 
-def _map_fragments(fragments, vocab: Vocabulary) -> pd.DataFrame:
-    """Per distinct fragment: its codes (one row each) or one unmapped row; noise dropped."""
+def _rank_in_run(keys: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal consecutive ``keys`` (a cumcount of sorted keys)."""
+    n = len(keys)
+    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if n else np.zeros(0, np.int64)
+    return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+
+
+# ASCII notes without "/" split in Arrow (RE2 has no look-behind, which only "/" needs). The
+# whitespace class is exactly what Python's ``\s`` and ``str.strip`` mean on ASCII text.
+_ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
+_RE2_SPLIT = rf"[;,+\n\r]|[{_ASCII_SPACE}]+[aA][nN][dD][{_ASCII_SPACE}]+"
+
+
+def _split_notes(notes: list[str]):
+    """All fragments of all notes (as :func:`split_note` gives them), with each one's note.
+
+    Returns the note positions (sorted, int64) and the fragments (Arrow strings), in note
+    order then fragment order. Checked against :func:`split_note` in tests/test_techniques.py.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(notes, pa.large_string())
+    simple = pc.and_(pc.invert(pc.match_substring(arr, "/")), pc.string_is_ascii(arr))
+    simple = simple.to_numpy(zero_copy_only=False)
+    parts = pc.split_pattern_regex(arr.filter(simple), _RE2_SPLIT)
+    fast_note = np.flatnonzero(simple)[pc.list_parent_indices(parts).to_numpy()]
+    fast = pc.utf8_trim(pc.list_flatten(parts), characters=_ASCII_SPACE)
+    rest = np.flatnonzero(~simple)
+    slow = [split_note(notes[i]) for i in rest]
+    slow_note = np.repeat(rest, [len(f) for f in slow])
+    note = np.concatenate([fast_note, slow_note]).astype(np.int64)
+    fragment = pa.concat_arrays([fast, pa.array([f for fs in slow for f in fs], pa.large_string())])
+    keep = pc.greater(pc.utf8_length(fragment), 0).to_numpy(zero_copy_only=False)
+    order = np.argsort(note[keep], kind="stable")
+    return note[keep][order], fragment.filter(keep).take(order)
+
+
+def _map_fragments(fragments: list[str], vocab: Vocabulary) -> pd.DataFrame:
+    """Per distinct fragment (``fcode`` = its position): its codes, or one unmapped row.
+
+    Noise fragments give no row.
+    """
     rows = []
-    for frag in fragments:
+    for i, frag in enumerate(fragments):
         hits = vocab.match(frag)
         if hits:
-            rows.extend((frag, i, c, vocab.families[c]) for i, c in enumerate(hits))
+            rows.extend((i, frag, j, c, vocab.families[c]) for j, c in enumerate(hits))
         elif not vocab.is_noise(frag):
-            rows.append((frag, 0, None, None))
-    return pd.DataFrame(rows, columns=["fragment", "cseq", "technique_code", "family"])
+            rows.append((i, frag, 0, None, None))
+    return pd.DataFrame(rows, columns=["fcode", "fragment", "cseq", "technique_code", "family"])
 
 
 def _finish_map(out: pd.DataFrame) -> pd.DataFrame:

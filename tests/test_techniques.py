@@ -165,3 +165,20 @@ def test_synthetic_export_maps_cleanly(vocab):
     unmapped = {s.lower() for s in out.loc[out["technique_code"].isna(), "source_text"]}
     assert unmapped and unmapped <= {s.lower() for s in txt.UNMAPPED}
     assert out["row"].isin(frame.index).all()
+
+
+_NOTE_PIECES = st.sampled_from(
+    ["ice", "PRI", "90/90", "w/", "c/o", "7/10", "a", "1", " ", "  ", "\t", "\n", "\r", "\x0b",
+     "\x1c", "\u00a0", "é", ";", ",", "+", "/", " and ", " AnD ", "and", "\n and \t"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_NOTE_PIECES, max_size=8).map("".join), min_size=1, max_size=8))
+def test_bulk_split_is_split_note(notes):
+    """Property: the bulk splitter used by ``map_techniques`` (Arrow for plain ASCII notes, the
+    Python regex otherwise) gives exactly ``split_note`` of each note, in order."""
+    from outcomes.techniques import _split_notes
+
+    note, fragments = _split_notes(notes)
+    expected = [(i, f) for i, n in enumerate(notes) for f in split_note(n)]
+    assert list(zip(note.tolist(), fragments.to_pylist(), strict=True)) == expected
