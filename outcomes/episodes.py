@@ -345,10 +345,30 @@ def _first_valid(v: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def _episode_ids(v: pd.DataFrame) -> pd.DataFrame:
     """``episode_id`` per episode number: patient + evaluation date (+ visit id if needed)."""
     first = _first_valid(v, ["patient_id", "visit_date", "visit_id"])
-    base = first["patient_id"].astype(str) + "-" + first["visit_date"].dt.strftime("%Y%m%d")
+    base = _patient_day(first["patient_id"], first["visit_date"])
     dup = base.duplicated(keep=False)
     ids = base.where(~dup, base + "-" + first["visit_id"].astype(str))
     return ids.rename("episode_id").to_frame()
+
+
+def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
+    """``"<patient>-<YYYYMMDD>"`` as Python strings (what ``astype(str)`` and ``strftime`` give).
+
+    Built in Arrow from integer dates when every patient id is text and every date a 4-digit
+    year (always, for clean visits); otherwise the plain pandas expression.
+    """
+    years = date.dt.year
+    if not (isinstance(patient.dtype, pd.StringDtype) and patient.notna().all()
+            and years.between(1000, 9999).all()):
+        return patient.astype(str) + "-" + date.dt.strftime("%Y%m%d")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ymd = (years * 10000 + date.dt.month * 100 + date.dt.day).to_numpy(np.int64)
+    text = pc.binary_join_element_wise(pa.array(patient.array, pa.large_string()),
+                                       pc.cast(pa.array(ymd), pa.large_string()),
+                                       pa.scalar("-", pa.large_string()))
+    return pd.Series(text.to_numpy(zero_copy_only=False), index=patient.index, dtype=object)
 
 
 def _arms(v: pd.DataFrame, techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:

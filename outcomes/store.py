@@ -497,7 +497,8 @@ def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd
     from outcomes.episodes import build_episodes
 
     where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
-    cols = ", ".join(VISIT_COLUMNS)
+    # free-text notes are the widest column and build_episodes does not read them
+    cols = ", ".join(c for c in VISIT_COLUMNS if c != "technique_notes")
     visits = _frame(con, f"SELECT {cols} FROM visits {where} "
                          "ORDER BY patient_id, visit_date, visit_id")
     visits["visit_date"] = pd.to_datetime(visits["visit_date"]).astype("datetime64[ns]")
