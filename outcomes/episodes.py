@@ -307,7 +307,7 @@ def _episode_frame(v: pd.DataFrame) -> pd.DataFrame:
     g = v.groupby("_episode", sort=True)
     first = _first_valid(v, ["patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"])
     ep = first.join(_episode_ids(v))
-    ep["condition"] = condition_of(ep["icd10"])
+    ep["condition"] = _conditions(ep["icd10"])
     ep["start_date"] = g["visit_date"].min()
     ep["end_date"] = g["visit_date"].max()
     ep["n_visits"] = g.size()
@@ -319,6 +319,13 @@ def _episode_frame(v: pd.DataFrame) -> pd.DataFrame:
     order = ["episode_id", "patient_id", "clinic_id", "therapist_id", "condition", "icd10",
              "start_date", "end_date", "n_visits", "days", *covs, "start_quarter", "end_quarter"]
     return ep[order]
+
+
+def _conditions(icd10: pd.Series) -> pd.Series:
+    """:func:`outcomes.schema.condition_of`, run once per distinct code and broadcast back."""
+    codes, uniques = pd.factorize(icd10, use_na_sentinel=False)
+    labels = condition_of(pd.Series(uniques, dtype=icd10.dtype))
+    return pd.Series(labels.array.take(codes), index=icd10.index)
 
 
 def _first_valid(v: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
