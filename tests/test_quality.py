@@ -545,3 +545,64 @@ def test_safe_harbor_rejects_typed_day_level_dates(tmp_path, db_path, fmt):
         data.to_parquet(path)
     line = cli_reject(path, db_path, "--profile", str(_toml(tmp_path, SAFE_HARBOR)))
     assert "'visit_date'" in line
+
+
+# --- faults: a real other locale (the image has only C / C.UTF-8 installed) ---------------------
+
+
+def _german_locale(folder) -> dict[str, str]:
+    """Compile de_DE.UTF-8 into ``folder`` with glibc's localedef; the env that selects it.
+
+    Setting LC_ALL to a locale that is not installed silently falls back to C, so without this
+    a "different locale" run is the same run twice.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(folder / "de_DE.UTF-8")],
+                          capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stderr  # 1: warnings only, locale written
+    env = {"LOCPATH": str(folder), "LC_ALL": "de_DE.UTF-8", "LANG": "de_DE.UTF-8"}
+    probe = subprocess.run([sys.executable, "-c", "import locale; locale.setlocale(locale.LC_ALL,"
+                            " ''); print(locale.localeconv()['decimal_point'])"],
+                           env={**_clean_env(), **env}, capture_output=True, text=True)
+    assert probe.stdout.strip() == ",", ("de_DE.UTF-8 is not active", probe.stderr)
+    return env
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("OUTCOMES_", "LC_", "LANG", "LOCPATH", "TZ"))}
+
+
+@pytest.mark.slow
+def test_same_store_and_report_under_a_real_german_locale(tmp_path, store):  # noqa: F811
+    """Ingest and one therapist report under C/UTC and under a compiled de_DE.UTF-8 with
+    Pacific/Kiritimati (UTC+14): identical store tables (ingest times aside), identical HTML."""
+    import subprocess
+    import sys
+
+    german = _german_locale(tmp_path)
+    rows = make_visit_rows(4)
+    rows[2]["psfs"] = "6.5"
+    rows[5]["technique_notes"] = "zorbing; caf\u00e9"
+    export = write_rows(tmp_path / "e.csv", rows)
+    snapshots, pages = [], []
+    for k, extra in enumerate([{"TZ": "UTC", "LC_ALL": "C"},
+                               {"TZ": "Pacific/Kiritimati", **german}]):
+        env = {**_clean_env(), **extra}
+        db = tmp_path / f"s{k}.duckdb"
+        subprocess.run([sys.executable, "-m", "outcomes.cli", "ingest", str(export), "--db",
+                        str(db), "--json"], env=env, check=True, capture_output=True)
+        snap = store_snapshot(db)
+        snap.pop("ingest_log")
+        snapshots.append(snap)
+        out = tmp_path / f"r{k}"
+        subprocess.run([sys.executable, "-m", "outcomes.cli", "report", "therapist", "--quarter",
+                        "2026Q3", "--therapist", "T001", "--db", str(store), "--out", str(out),
+                        "--quiet"], env=env, check=True, capture_output=True)
+        pages.append((out / "2026Q3" / "therapists" / "T001.html").read_bytes())
+    assert snapshots[0] == snapshots[1] and len(snapshots[0]["visits"]) == 20
+    assert pages[0] == pages[1]
