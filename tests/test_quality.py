@@ -606,3 +606,28 @@ def test_same_store_and_report_under_a_real_german_locale(tmp_path, store):  # n
         pages.append((out / "2026Q3" / "therapists" / "T001.html").read_bytes())
     assert snapshots[0] == snapshots[1] and len(snapshots[0]["visits"]) == 20
     assert pages[0] == pages[1]
+
+
+@pytest.mark.slow
+def test_killing_the_very_first_ingest_leaves_no_data_and_the_next_run_completes(tmp_path,
+                                                                                 db_path):
+    """The kill tests of test_store.py start from a seeded store; this one kills the ingest that
+    creates the store, after every row is written and before COMMIT."""
+    import signal
+    import subprocess
+
+    from test_store import env, ingest_cmd, wait_for_line
+
+    export = write_rows(tmp_path / "a.csv", make_visit_rows(3))
+    proc = subprocess.Popen(ingest_cmd(export, db_path), stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.DEVNULL, env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
+    try:
+        wait_for_line(proc, "holding before commit")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    snap = store_snapshot(db_path)
+    assert snap is None or not any(snap.values()), {k: len(v) for k, v in snap.items()}
+    result = ingest(export, db=db_path, today=TODAY)
+    assert result.rows_loaded == 15 and not result.already_ingested
+    assert store_status(db_path)["files_ingested"] == 1
