@@ -558,7 +558,10 @@ def _german_locale(folder) -> dict[str, str]:
     """
     import subprocess
     import sys
+    from pathlib import Path
 
+    if not Path("/usr/share/i18n/locales/de_DE").exists():
+        pytest.fail("glibc locale sources missing: install Debian's `locales` package")
     done = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(folder / "de_DE.UTF-8")],
                           capture_output=True, text=True)
     assert done.returncode in (0, 1), done.stderr  # 1: warnings only, locale written
