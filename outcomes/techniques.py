@@ -13,11 +13,15 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["FAMILIES", "Vocabulary", "load_vocabulary", "map_techniques", "normalize_text",
            "split_note"]
@@ -241,13 +245,15 @@ def _rank_in_run(keys: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
 
 
-# ASCII notes without "/" split in Arrow (RE2 has no look-behind, which only "/" needs). The
-# whitespace class is exactly what Python's ``\s`` and ``str.strip`` mean on ASCII text.
+# ASCII notes are split in Arrow unless a "/" follows a letter or digit: only then do _SPLIT's
+# look-behinds (which RE2 lacks) decide; any other "/" always splits. The whitespace class is
+# exactly what Python's ``\s`` and ``str.strip`` mean on ASCII text.
 _ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
-_RE2_SPLIT = rf"[;,+\n\r]|[{_ASCII_SPACE}]+[aA][nN][dD][{_ASCII_SPACE}]+"
+_RE2_SPLIT = rf"[;,+\n\r/]|[{_ASCII_SPACE}]+[aA][nN][dD][{_ASCII_SPACE}]+"
+_RE2_SLASH_AFTER_WORD = "[A-Za-z0-9]/"
 
 
-def _split_notes(notes: list[str]):
+def _split_notes(notes: list[str]) -> tuple[np.ndarray, pa.Array]:
     """All fragments of all notes (as :func:`split_note` gives them), with each one's note.
 
     Returns the note positions (sorted, int64) and the fragments (Arrow strings), in note
@@ -257,7 +263,8 @@ def _split_notes(notes: list[str]):
     import pyarrow.compute as pc
 
     arr = pa.array(notes, pa.large_string())
-    simple = pc.and_(pc.invert(pc.match_substring(arr, "/")), pc.string_is_ascii(arr))
+    simple = pc.and_(pc.invert(pc.match_substring_regex(arr, _RE2_SLASH_AFTER_WORD)),
+                     pc.string_is_ascii(arr))
     simple = simple.to_numpy(zero_copy_only=False)
     parts = pc.split_pattern_regex(arr.filter(simple), _RE2_SPLIT)
     fast_note = np.flatnonzero(simple)[pc.list_parent_indices(parts).to_numpy()]
