@@ -608,11 +608,29 @@ def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         parts = [pd.DataFrame({c: pd.Series(dtype=_STR) for c in
                                ("technique_code", "family", "source_text")}).assign(note=0)[:0]]
     mapped = pd.concat(parts, ignore_index=True)
-    per_visit = pd.DataFrame({"note": codes, "visit_id": visits["visit_id"].array})
-    out = per_visit[codes >= 0].merge(mapped, on="note", how="inner", sort=False)
+    visit_rows, mapped_rows = _expand(codes, mapped["note"].to_numpy(), len(uniques))
+    out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(visit_rows),
+                        **{c: mapped[c].array.take(mapped_rows)
+                           for c in ("technique_code", "family", "source_text")}})
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
-    out = out[["visit_id", "technique_code", "family", "source_text"]]
     return out, {str(k): int(v) for k, v in unmapped.items()}
+
+
+def _expand(codes, note, n_notes: int):
+    """Row positions joining visits (note ``codes``, -1 = none) to the mapped rows of their note.
+
+    ``note`` (the mapped rows' note codes) is sorted, so each note's rows are one run; the
+    result is what an inner merge on the note code gives (visit order, then the note's rows
+    in order), without hashing a million keys.
+    """
+    import numpy as np
+
+    counts = np.bincount(note, minlength=n_notes)
+    starts = np.cumsum(counts) - counts
+    visits = np.flatnonzero(codes >= 0)
+    reps = counts[codes[visits]]
+    within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    return np.repeat(visits, reps), np.repeat(starts[codes[visits]], reps) + within
 
 
 def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:
