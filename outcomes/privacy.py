@@ -357,12 +357,12 @@ def _flat(column: Hashable) -> str:
 
 
 def _identifier_problems(data: pd.DataFrame) -> list[str]:
-    from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS  # pandera: import only when needed
+    from outcomes.schema import is_direct_identifier  # pandera: import only when needed
 
     return [
         f"column {col!r} is a direct identifier; remove it from the export"
         for col in data.columns
-        if any(p.match(re.sub(r"[^a-z]", "", str(col).lower())) for p in DIRECT_IDENTIFIER_PATTERNS)
+        if is_direct_identifier(col)
     ]
 
 
@@ -444,7 +444,7 @@ def check_regime(
     Notes
     -----
     Under both regimes a column whose name is a direct identifier
-    (:data:`outcomes.schema.DIRECT_IDENTIFIER_PATTERNS`) is a problem. Under Safe Harbor
+    (:func:`outcomes.schema.is_direct_identifier`) is a problem. Under Safe Harbor
     (45 CFR 164.514(b)(2)): any date column holding more than a year (a datetime that is not
     1 January, or text that is not a 4-digit year); a ZIP column holding 5-digit codes or one of
     the 17 restricted 3-digit prefixes; an ``age`` over 90 (the schema top-codes ages at 90, so

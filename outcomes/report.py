@@ -213,8 +213,12 @@ def _locked(out: Path, wait: bool) -> Iterator[None]:
     """Hold ``OUT/.lock`` (fcntl) for the run; refuse, or wait, if another run holds it."""
     import fcntl
 
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ReportError(f"cannot use report folder {out}: {exc.strerror}; "
+                          "choose another --out") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -23,6 +23,7 @@ __all__ = [
     "COVARIATE_COLUMNS",
     "ID_COLUMNS",
     "DIRECT_IDENTIFIER_PATTERNS",
+    "is_direct_identifier",
     "CONDITIONS",
     "condition_of",
     "ARMS",
@@ -81,20 +82,37 @@ REQUIRED_COLUMNS = (
 )
 
 #: Column names that are direct identifiers: a file carrying one is rejected at ingest.
-#: Matched against the column name lower-cased with non-letters removed.
+#: Searched for in the column name lower-cased with everything but letters removed, so EMR
+#: spellings such as "Patient Phone", "Pt DOB", "Med Rec #", "Address Line 1" or "SS#" are caught.
+#: ZIP codes are not listed: a limited data set may keep them (Safe Harbor is checked separately).
 DIRECT_IDENTIFIER_PATTERNS = tuple(
     re.compile(p)
     for p in (
-        r"^(patient|pt|first|last|full|given|family|sur)?name$",
-        r"^(patient|pt)(first|last|full)?name$",
-        r"^(dob|dateofbirth|birthdate|birthday)$",
-        r"^(ssn|socialsecurity(number)?|sin)$",
-        r"^(phone|phonenumber|telephone|mobile|cell|homephone|fax)$",
-        r"^(email|emailaddress|mail)$",
-        r"^(address|streetaddress|street|address1|address2|homeaddress)$",
-        r"^(mrn|medicalrecordnumber|medicalrecordno|recordnumber|chartnumber)$",
+        r"^(patient|pt|first|last|full|given|family|sur|middle|legal|maiden)*name$",
+        r"(first|last|full|given|family|middle|legal|maiden)name",
+        r"(patient|pt)name",
+        r"^dob$|patientdob|ptdob|dateofbirth|birthdate|birthdt|birthday|^born$",
+        r"^ss$|^ssn|ssn$|socialsecurity|socsec",
+        r"phone|telephone|^tel$|mobile|^cell$|cellnumber|^fax|faxnumber",
+        r"email|^mail$|emailaddress",
+        r"address|^street|streetname|^addr|^city$|^residence",
+        r"^mrn|mrn$|medicalrecord|medrec|recordnumber|recordno|chartnumber|chartno",
+        r"accountnumber|accountno|^acct|^account$|memberid|subscriberid|policynumber",
+        r"beneficiary|insuranceid|medicareid|medicaidid|licensenumber|licenseno",
+        r"^url$|website|ipaddress|deviceserial|vehicle|plate",
     )
 )
+
+
+def is_direct_identifier(column: object) -> bool:
+    """True when a column *name* looks like a direct identifier (name, DOB, SSN, phone, MRN...).
+
+    Only the name is looked at, never the values, so the caller can reject a file without
+    reading or echoing any identifier.
+    """
+    flat = re.sub(r"[^a-z]", "", str(column).lower())
+    return any(p.search(flat) for p in DIRECT_IDENTIFIER_PATTERNS)
+
 
 #: Conditions by ICD-10 prefix. Everything else is ``other``.
 CONDITIONS = {

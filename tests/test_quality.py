@@ -517,8 +517,6 @@ def test_episodes_into_a_missing_folder_is_one_error_line(tmp_path, db_path, cle
     assert len(res.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="report.render_reports lets the OSError of creating the "
-                   "output folder escape: traceback and exit 1 instead of one error line")
 def test_report_into_an_unusable_folder_is_one_error_line(tmp_path, db_path, clean_csv):
     ingest(clean_csv, db=db_path, today=TODAY)
     blocker = tmp_path / "file.txt"
