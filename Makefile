@@ -23,14 +23,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests use: headless Chromium (report browser test) and R with lme4 and
-# survival (reference implementations). Installed only when missing; needs root (CI runs as root).
+# Debian packages the tests use: headless Chromium (report browser test), R with lme4 and
+# survival (reference implementations), glibc locale sources (a test runs under de_DE). Installed only when missing; needs root (CI runs as root).
 sysdeps:
 	@need=""; \
 	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
 	command -v Rscript >/dev/null 2>&1 || need="$$need r-base-core"; \
 	Rscript -e 'library(lme4)' >/dev/null 2>&1 || need="$$need r-cran-lme4"; \
 	Rscript -e 'library(survival)' >/dev/null 2>&1 || need="$$need r-cran-survival"; \
+	[ -e /usr/share/i18n/locales/de_DE ] || need="$$need locales"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null \
