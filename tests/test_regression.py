@@ -138,3 +138,17 @@ def test_errors_name_the_column():
         fit_ancova(d, "nprs_discharge", "nope", "nprs_intake")
     with pytest.raises(ModelError, match="'nprs_discharge'"):
         fit_responder(d, "nprs_discharge", "arm")
+
+
+def test_responder_accepts_booleans_read_back_from_a_database(respiratory):
+    """A responder column of Python True/False/None (object dtype, as DuckDB returns a nullable
+    BOOLEAN) fits exactly like the same column as a boolean dtype; missing rows are dropped."""
+    data = respiratory.reset_index(drop=True)
+    as_object = data.assign(good=data["good"].astype(object))
+    as_object.loc[0, "good"] = None
+    as_bool = data.drop(index=0)
+    a = fit_responder(as_object, "good", "treatment", ["sex", "age"], reference="placebo")
+    b = fit_responder(as_bool, "good", "treatment", ["sex", "age"], reference="placebo")
+    pd.testing.assert_series_equal(a.coef["estimate"], b.coef["estimate"])
+    with pytest.raises(ModelError, match="'status'"):
+        fit_responder(data, "status", "treatment", reference="placebo")  # text, not 0/1

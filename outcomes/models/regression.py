@@ -21,8 +21,12 @@ __all__ = ["fit_ancova", "fit_responder", "ResponderResult", "prepare_treatment"
 
 
 def _is_binary_numeric(s: pd.Series) -> bool:
+    values = s.dropna()
+    if s.dtype == object:  # e.g. True/False/None read back from a database
+        return bool(values.map(lambda v: isinstance(v, (bool, np.bool_, int, float))).all()
+                    and values.isin([0, 1]).all())
     return (pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s)) and bool(
-        s.dropna().isin([0, 1]).all())
+        values.isin([0, 1]).all())
 
 
 def prepare_treatment(
