@@ -251,7 +251,8 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """
     if len(visits) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    rank = visits["visit_type"].map(_TYPE_ORDER).fillna(9).to_numpy()
+    types, distinct = pd.factorize(visits["visit_type"], use_na_sentinel=False)
+    rank = pd.Series(distinct).map(_TYPE_ORDER).fillna(9).to_numpy(float)[types]
     ids = visits["patient_id"]
     if ids.isna().any():  # as text, so a missing id sorts and groups like the text "<NA>"
         ids = ids.astype(str)

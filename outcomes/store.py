@@ -498,10 +498,12 @@ def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd
 
     where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
     # free-text notes are the widest column and build_episodes does not read them
-    cols = ", ".join(c for c in VISIT_COLUMNS if c != "technique_notes")
+    # dates as timestamps: Arrow date32 would reach pandas as Python date objects (slow)
+    cols = ", ".join("visit_date::TIMESTAMP AS visit_date" if c == "visit_date" else c
+                     for c in VISIT_COLUMNS if c != "technique_notes")
     visits = _frame(con, f"SELECT {cols} FROM visits {where} "
                          "ORDER BY patient_id, visit_date, visit_id")
-    visits["visit_date"] = pd.to_datetime(visits["visit_date"]).astype("datetime64[ns]")
+    visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
     techniques = _frame(con, "SELECT t.visit_id, t.technique_code, t.family "
                              f"FROM visit_techniques t JOIN (SELECT visit_id FROM visits {where}) "
                              "v USING (visit_id) WHERE t.technique_code IS NOT NULL")
