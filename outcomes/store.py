@@ -504,9 +504,10 @@ def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd
     visits = _frame(con, f"SELECT {cols} FROM visits {where} "
                          "ORDER BY patient_id, visit_date, visit_id")
     visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
-    techniques = _frame(con, "SELECT t.visit_id, t.technique_code, t.family "
+    # only the families that decide an arm (build_episodes ignores "other" and unmapped text)
+    techniques = _frame(con, "SELECT t.visit_id, t.family "
                              f"FROM visit_techniques t JOIN (SELECT visit_id FROM visits {where}) "
-                             "v USING (visit_id) WHERE t.technique_code IS NOT NULL")
+                             "v USING (visit_id) WHERE t.family IN ('pri', 'traditional')")
     return build_episodes(visits, techniques, as_of=as_of)
 
 
