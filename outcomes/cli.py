@@ -7,7 +7,6 @@ exit code 2. Each command's body is a thin call into the module that owns the wo
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import click
 
 from outcomes.errors import OutcomesError
 
-DEFAULT_DB = "outcomes.duckdb"
-
 
 def default_db() -> str:
     """The store used when ``--db`` is not given: ``$OUTCOMES_DB`` or ``./outcomes.duckdb``."""
-    return os.environ.get("OUTCOMES_DB", DEFAULT_DB)
+    from outcomes.store import resolve_db
+
+    return str(resolve_db(None))
 
 
 db_option = click.option(

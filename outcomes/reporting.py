@@ -106,7 +106,7 @@ def load_report_data(database: str | Path) -> dict[str, Any]:
     Parameters
     ----------
     database : path
-        The DuckDB store.
+        The DuckDB store; empty means ``$OUTCOMES_DB`` or ``./outcomes.duckdb``.
 
     Returns
     -------
@@ -119,7 +119,9 @@ def load_report_data(database: str | Path) -> dict[str, Any]:
     The cache key is the resolved path plus the file's size and modification time, so a
     re-ingested store is read again.
     """
-    path = Path(database).resolve()
+    from outcomes.store import resolve_db
+
+    path = resolve_db(database or None).resolve()
     if not path.exists():
         raise ReportError(f"database {path.name} not found")
     stat = path.stat()

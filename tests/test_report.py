@@ -750,3 +750,13 @@ def test_small_clinic_report_renders_with_notices(store, tmp_path):
     page = result.paths[0].read_text()
     assert "no therapist with 11 or more episodes" in page
     assert page.count("data:image/png;base64,") == 2  # the two notices, as images
+
+
+def test_empty_database_parameter_means_the_environment_store(tmp_path, monkeypatch):
+    """A notebook opened in JupyterLab leaves ``database`` empty: $OUTCOMES_DB is used."""
+    from outcomes.errors import ReportError
+    from outcomes.reporting import load_report_data
+
+    monkeypatch.setenv("OUTCOMES_DB", str(tmp_path / "from_env.duckdb"))
+    with pytest.raises(ReportError, match="from_env.duckdb"):
+        load_report_data("")
