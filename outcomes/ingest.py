@@ -497,11 +497,10 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     del frame
     loaded = visits if rec.load.all() else visits[rec.load]
     cleaned.visits = visits = None
-    techniques, unmapped = _techniques(loaded)
-    stages.step("techniques")
     store.withdraw_visits(con, rec.withdraw["visit_id"])
     n_loaded = len(loaded)
-    store.insert_frame(con, "visits", loaded, ingest_id=ingest_id)
+    techniques, unmapped = _techniques_while_inserting(con, loaded, ingest_id)
+    stages.step("techniques")
     del loaded
     store.insert_frame(con, "visit_techniques", techniques, ingest_id=ingest_id)
     del techniques
@@ -513,6 +512,29 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     del cleaned
     result.episodes = store.rebuild_episodes(con)
     stages.step("episodes")
+    return result
+
+
+def _techniques_while_inserting(con, loaded: pd.DataFrame,
+                                ingest_id: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Map techniques (:func:`_techniques`) while DuckDB inserts the visits in a worker thread.
+
+    DuckDB releases the GIL while it writes, so the two overlap on a second core. Only the
+    worker touches the connection until it has finished; an error in either is raised here
+    after both have stopped, and the caller rolls the transaction back.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from outcomes import store
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        insert = pool.submit(store.insert_frame, con, "visits", loaded, ingest_id=ingest_id)
+        try:
+            result = _techniques(loaded)
+        finally:
+            error = insert.exception()  # waits: the connection is ours again after this
+    if error is not None:
+        raise error
     return result
 
 
