@@ -477,7 +477,7 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     n_visits, last = _one(con, "SELECT count(*), max(visit_date) FROM visits")
     k = max(1, -(-int(n_visits) // partition_rows))
     as_of = None if last is None else pd.Timestamp(last)
-    parts = [_build_partition(con, i, k, as_of) for i in range(k)]
+    parts = _build_partitions(con, k, as_of)
     parts = [p for p in parts if len(p)] or parts[:1]  # empty parts would blur the dtypes
     episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     if k > 1:
@@ -492,10 +492,31 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     return len(episodes)
 
 
-def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd.DataFrame:
-    """build_episodes on the patients with ``hash(patient_id) % k == i``."""
+def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.DataFrame]:
+    """build_episodes per partition; the next partition is read while this one is built.
+
+    DuckDB releases the GIL while it runs a query, so reading overlaps the pandas work on a
+    second core. Only the worker thread uses the connection while a read is pending; the
+    ``with`` block waits for it before an error propagates (and the caller rolls back).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from outcomes.episodes import build_episodes
 
+    parts = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_read_partition, con, 0, k)
+        for i in range(k):
+            visits, techniques = pending.result()
+            if i + 1 < k:
+                pending = pool.submit(_read_partition, con, i + 1, k)
+            parts.append(build_episodes(visits, techniques, as_of=as_of))
+            del visits, techniques
+    return parts
+
+
+def _read_partition(con: Any, i: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Visits and arm-deciding technique rows of the patients with ``hash(patient_id) % k == i``."""
     where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
     # free-text notes are the widest column and build_episodes does not read them
     # dates as timestamps: Arrow date32 would reach pandas as Python date objects (slow)
@@ -508,7 +529,7 @@ def _build_partition(con: Any, i: int, k: int, as_of: pd.Timestamp | None) -> pd
     techniques = _frame(con, "SELECT t.visit_id, t.family "
                              f"FROM visit_techniques t JOIN (SELECT visit_id FROM visits {where}) "
                              "v USING (visit_id) WHERE t.family IN ('pri', 'traditional')")
-    return build_episodes(visits, techniques, as_of=as_of)
+    return visits, techniques
 
 
 def log_ingest(con: Any, record: dict[str, Any]) -> None:
