@@ -632,10 +632,25 @@ def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     mapped = pd.concat(parts, ignore_index=True)
     visit_rows, mapped_rows = _expand(codes, mapped["note"].to_numpy(), len(uniques))
     out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(visit_rows),
-                        **{c: mapped[c].array.take(mapped_rows)
+                        **{c: _take_text(mapped[c], mapped_rows)
                            for c in ("technique_code", "family", "source_text")}})
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
     return out, {str(k): int(v) for k, v in unmapped.items()}
+
+
+def _take_text(values: pd.Series, rows):
+    """``values.array.take(rows)`` for low-cardinality Arrow text, through its dictionary.
+
+    A few hundred distinct codes and fragments: taking integer codes and decoding once is
+    several times cheaper than copying two million strings by random access.
+    """
+    import pyarrow as pa
+
+    text = pa.array(values.array)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = text.dictionary_encode()
+    return pd.arrays.ArrowStringArray(encoded.dictionary.take(encoded.indices.take(rows)))
 
 
 def _expand(codes, note, n_notes: int):
