@@ -11,9 +11,10 @@ then, for each size, measures in fresh child processes (so peak RSS is per measu
 
 Ingest stages (``IngestResult.timings``): ``read`` (hash + encoding scan + Arrow read),
 ``redact`` (``privacy.redact_phi`` on notes), ``clean`` (``clean.clean_visits`` incl. pandera),
-``techniques`` (store comparison + ``techniques.map_techniques`` per distinct note), ``store``
-(DuckDB inserts), ``episodes`` (read back all visits + ``episodes.build_episodes`` + write),
-``commit``.
+``techniques`` (store comparison + ``techniques.map_techniques`` per distinct note, overlapped
+with the DuckDB insert of the visits in a worker thread), ``store`` (DuckDB inserts of the
+technique and quarantine rows), ``episodes`` (read back the visits partition by partition, the
+next read overlapping the current ``episodes.build_episodes``, then write), ``commit``.
 
 Peak memory is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child (tracemalloc does not
 see Arrow or DuckDB allocations). Targets: ingest / bare <= 3, peak < 2 GB, cost linear in rows.
