@@ -435,14 +435,20 @@ def _flag_before_intake(typed: pd.DataFrame, flags: _Flags,
     """Non-evaluation visits dated (within ``gap_days``) before the patient's first evaluation."""
     ok = flags.ok
     is_eval = (typed["visit_type"] == "evaluation").fillna(False).to_numpy(dtype=bool)
-    evals = typed.loc[ok & is_eval, ["patient_id", "visit_date"]]
-    first = evals.groupby("patient_id", observed=True)["visit_date"].min()
+    # patients as integer codes: one hash of the ids, then numpy (no text groupby or map)
+    codes, patients = pd.factorize(typed["patient_id"])
+    date = typed["visit_date"].to_numpy("datetime64[ns]")
+    first = np.full(len(patients), np.datetime64("NaT"), dtype="datetime64[ns]")
+    rows = ok & is_eval & (codes >= 0) & ~np.isnat(date)
+    first[np.unique(codes[rows])] = pd.Series(date[rows]).groupby(codes[rows]).min().to_numpy()
     if known is not None and len(known):
-        first = pd.concat([first, known.astype("datetime64[ns]")]).groupby(level=0).min()
-    if first.empty:
+        pos = pd.Index(patients).get_indexer(known.index)
+        stored = known.astype("datetime64[ns]").to_numpy()[pos >= 0]
+        first[pos[pos >= 0]] = np.fmin(first[pos[pos >= 0]], stored)
+    if np.isnat(first).all():
         return
-    first_eval = typed["patient_id"].map(first)
-    lead = (first_eval - typed["visit_date"]).dt.days.to_numpy()
+    first_eval = np.where(codes >= 0, first[codes], np.datetime64("NaT"))
+    lead = pd.TimedeltaIndex(first_eval - date).days.to_numpy()
     hit = ok & ~is_eval & (lead > 0) & (lead <= gap_days)
     flags.add(hit, "before_intake", "visit dated before the patient's initial evaluation")
 
