@@ -264,15 +264,21 @@ def _visit_schema():
 
 def _columns(data: pd.DataFrame, value_map: dict) -> dict[str, pd.Series | _Factor]:
     """Normalised text per canonical column: a Series for IDs/notes, a _Factor otherwise."""
-    out: dict[str, pd.Series | _Factor] = {}
-    for col in VISIT_COLUMNS:
-        raw = data[col] if col in data else pd.Series(pd.NA, index=data.index, dtype=_STR)
-        if col in _HIGH_CARDINALITY:
-            text = normalize_ids(raw)
-            out[col] = text.replace(value_map[col]).astype(_STR) if col in value_map else text
-        else:
-            out[col] = _Factor(raw, value_map.get(col))
-    return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    raws = [data[c] if c in data else pd.Series(pd.NA, index=data.index, dtype=_STR)
+            for c in VISIT_COLUMNS]  # the frame is only touched from this thread
+    # Arrow kernels (hashing, regex, trim) release the GIL: two columns at a time
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        parsed = pool.map(lambda c, raw: _column(raw, c, value_map), VISIT_COLUMNS, raws)
+        return dict(zip(VISIT_COLUMNS, parsed, strict=True))
+
+
+def _column(raw: pd.Series, col: str, value_map: dict) -> pd.Series | _Factor:
+    if col in _HIGH_CARDINALITY:
+        text = normalize_ids(raw)
+        return text.replace(value_map[col]).astype(_STR) if col in value_map else text
+    return _Factor(raw, value_map.get(col))
 
 
 def _empty_rows(col: pd.Series | _Factor) -> np.ndarray:
