@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from outcomes.errors import InputError
-from outcomes.schema import DIRECT_IDENTIFIER_PATTERNS
+from outcomes.schema import is_direct_identifier
 
 if TYPE_CHECKING:
     from outcomes.ingest import Profile
@@ -74,10 +73,6 @@ def file_kind(path: Path) -> str:
     raise reject(path, f"unsupported file type {suffix or '(none)'}; use .csv, .xlsx or .parquet")
 
 
-def _norm_name(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
-
-
 def check_header(path: Path, names: list[str]) -> None:
     """Reject duplicate, empty or direct-identifier column names (names only, no values)."""
     seen: set[str] = set()
@@ -87,7 +82,7 @@ def check_header(path: Path, names: list[str]) -> None:
         if name in seen:
             raise reject(path, f"duplicate column name {name!r} in the header row")
         seen.add(name)
-        if any(p.match(_norm_name(name)) for p in DIRECT_IDENTIFIER_PATTERNS):
+        if is_direct_identifier(name):
             raise reject(path, f"column {name!r} is a direct identifier; remove it from the "
                               "export (records must arrive de-identified)")
 
@@ -221,7 +216,9 @@ def _open_workbook(path: Path, prof: Profile):
     import openpyxl
 
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        # data_only=False: a formula cell reads as its formula text ("=3+3"), which cleaning
+        # quarantines, instead of a cached value that may be missing or stale
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:  # noqa: BLE001 - zip, zlib, XML and openpyxl errors all mean corrupt
         name = "BadZipFile" if isinstance(exc, zipfile.BadZipFile) else type(exc).__name__
         raise reject(path, f"workbook is corrupt or unreadable ({name})") from None
@@ -243,6 +240,8 @@ def read_xlsx_text(path: Path, prof: Profile):
             next(rows, None)
         names = _xlsx_header(path, next(rows, None), prof, wb.epoch)
         frames, bad = _xlsx_rows(rows, names, prof, wb.epoch)
+    except _TypedDate as exc:
+        raise reject(path, str(exc)) from None
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - openpyxl raises many types on broken parts
@@ -273,6 +272,8 @@ def _xlsx_rows(rows, names: list[str], prof: Profile, epoch):
         index.clear()
 
     for number, row in enumerate(rows, start=prof.header_row + 1):
+        if prof.regime == "safe_harbor":
+            _no_typed_dates(row, names)
         cells = [_cell_text(v, prof, epoch) for v in row]
         if any(c.strip() for c in cells[width:]):
             bad.append((number, "\t".join(cells), "ragged"))
@@ -286,6 +287,20 @@ def _xlsx_rows(rows, names: list[str], prof: Profile, epoch):
     return frames, bad
 
 
+class _TypedDate(Exception):
+    """A typed date cell in a Safe Harbor workbook (turned into a file rejection)."""
+
+
+def _no_typed_dates(row, names: list[str]) -> None:
+    """Safe Harbor allows no day-level dates; a typed date cell always is one."""
+    import datetime as dt
+
+    for name, value in zip(names, row, strict=False):
+        if isinstance(value, dt.date):
+            raise _TypedDate(f"column {name!r} holds typed (day-level) dates, which the "
+                             "safe_harbor regime does not allow")
+
+
 def read_parquet_text(path: Path, prof: Profile):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -296,6 +311,9 @@ def read_parquet_text(path: Path, prof: Profile):
         check_header(path, table.column_names)
         cols = {}
         for name, col in zip(table.column_names, table.columns, strict=True):
+            if pa.types.is_temporal(col.type) and prof.regime == "safe_harbor":
+                raise reject(path, f"column {name!r} holds typed (day-level) dates, which the "
+                                   "safe_harbor regime does not allow")
             if pa.types.is_temporal(col.type) and "%" in prof.date_format:
                 col = pc.strftime(col, format=prof.date_format)
             cols[name] = pc.fill_null(col.cast(pa.large_string()), "")

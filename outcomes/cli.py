@@ -103,7 +103,7 @@ def status(db: str, as_json: bool) -> None:
 @cli.command()
 @db_option
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the episode table (.csv or .parquet).")
+              help="Where to write the episode table (.csv, .xlsx or .parquet; spreadsheet cells are formula-safe).")
 def episodes(db: str, out: str) -> None:
     """Export the episode table."""
     from outcomes.store import export_episodes

@@ -208,7 +208,6 @@ def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *
     frame, ignored = _map_columns(path, frame, prof)
     if len(frame) + len(bad) == 0:
         raise reject(path, "has a header but no data rows")
-    _check_regime(path, frame, prof)
     return RawExport(path, frame, digest, kind, bad, delim, detected, ignored)
 
 
@@ -238,6 +237,7 @@ def _map_columns(path: Path, frame: pd.DataFrame, prof: Profile) -> tuple[pd.Dat
                 if len(original) == 1 else "")
         raise reject(path, f"missing required column(s) {', '.join(missing)}{hint}")
     frame.columns = names
+    _check_regime(path, frame, prof)  # before dropping columns: a ZIP column counts too
     keep = [c for c in VISIT_COLUMNS if c in names]
     ignored = [c for c, n in zip(original, names, strict=True) if n not in VISIT_COLUMNS]
     return (frame if keep == list(names) else frame[keep]), ignored

@@ -320,26 +320,41 @@ def store_status(db: str | os.PathLike | None = None) -> dict[str, Any]:
 
 
 def export_episodes(db: str | os.PathLike | None, out: Path) -> int:
-    """Write the episode table to ``out`` (``.csv`` or ``.parquet``); return the row count.
+    """Write the episode table to ``out`` (``.csv``, ``.xlsx`` or ``.parquet``); return the row count.
 
-    CSV cells starting with ``=``, ``+``, ``-`` or ``@`` are neutralised with
+    CSV and XLSX cells starting with ``=``, ``+``, ``-`` or ``@`` are neutralised with
     :func:`outcomes.privacy.neutralize_formulas` so spreadsheets do not run them as formulas.
     The file is written beside ``out`` and renamed into place, so a crash leaves no half file.
     """
     out = Path(out)
     suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise StoreError(f"--out {out}: use a .csv or .parquet file name")
+    if suffix not in (".csv", ".xlsx", ".parquet"):
+        raise StoreError(f"--out {out}: use a .csv, .xlsx or .parquet file name")
+    if not out.parent.is_dir():
+        raise StoreError(f"--out {out}: folder {out.parent} does not exist; create it first")
     data = load_episodes(db)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if suffix == ".csv":
-        from outcomes.privacy import neutralize_formulas
-
-        neutralize_formulas(data).to_csv(tmp, index=False)
-    else:
-        data.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+    tmp = out.with_name(f".{out.stem}.tmp{suffix}")
+    try:
+        _write_table(data, tmp, suffix)
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"--out {out}: cannot write ({exc.strerror})") from None
     return len(data)
+
+
+def _write_table(data: pd.DataFrame, path: Path, suffix: str) -> None:
+    """Write ``data``; spreadsheet formats get formula-like cells neutralised first."""
+    if suffix == ".parquet":
+        data.to_parquet(path, index=False)
+        return
+    from outcomes.privacy import neutralize_formulas
+
+    safe = neutralize_formulas(data)
+    if suffix == ".csv":
+        safe.to_csv(path, index=False)
+    else:
+        safe.to_excel(path, index=False)
 
 
 # --- write side, used by outcomes.ingest inside one transaction ------------------------------

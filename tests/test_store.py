@@ -116,8 +116,13 @@ def test_export_episodes_csv_neutralises_formulas(tmp_path, db_path):
     pq = tmp_path / "ep.parquet"
     assert export_episodes(db_path, pq) == 1
     assert pd.read_parquet(pq).loc[0, "patient_id"] == "=HYPERLINK(\"http://x\")"
-    with pytest.raises(StoreError, match=".csv or .parquet"):
-        export_episodes(db_path, tmp_path / "ep.xlsx")
+    xlsx = tmp_path / "ep.xlsx"
+    assert export_episodes(db_path, xlsx) == 1
+    assert pd.read_excel(xlsx, dtype=str).loc[0, "patient_id"] == "'=HYPERLINK(\"http://x\")"
+    with pytest.raises(StoreError, match=".xlsx or .parquet"):
+        export_episodes(db_path, tmp_path / "ep.json")
+    with pytest.raises(StoreError, match="does not exist"):
+        export_episodes(db_path, tmp_path / "no" / "ep.csv")
 
 
 @pytest.mark.slow
