@@ -197,6 +197,9 @@ def test_primary_analysis_structure(synthetic_episodes):
     completed = res.data["status"].eq("completed")
     assert res.completion_weights[completed].ge(1).all()
     assert res.completion_weights[~completed].isna().all()
+    shown = repr(res)  # what a researcher sees in a notebook cell
+    assert shown.splitlines()[1].split()[0] == "naive" and "primary" in shown
+    assert "diagnostics: " in shown.splitlines()[-1]
     # the primary row uses every completer with a change score; naive the same rows
     n = int((completed & res.data["nprs_change"].notna()).sum())
     assert res.effects["n"].tolist() == [n, n]

@@ -338,6 +338,14 @@ class PrimaryResult:
     completion_weights: pd.Series
     data: pd.DataFrame = field(repr=False)
 
+    def __repr__(self) -> str:
+        """The effect table and the diagnostics verdict: what a reader looks at first."""
+        from outcomes.models.diagnostics import diagnostics_gate
+
+        cols = ["method", "term", "estimate", "se", "ci_low", "ci_high", "p", "n"]
+        table = self.effects[cols].to_string(index=False)
+        return f"{table}\ndiagnostics: {diagnostics_gate(self.iptw).label}"
+
 
 def primary_analysis(
     episodes: pd.DataFrame,
