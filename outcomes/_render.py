@@ -291,9 +291,9 @@ main { max-width: 1060px; margin: 0 auto; padding: 24px 32px 64px; }
 h1 { font-size: 1.9em; border-bottom: 3px solid #2f6690; padding-bottom: .25em; }
 h2 { font-size: 1.35em; margin-top: 1.8em; color: #2f6690; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1.1em; margin-top: 1.3em; }
-table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .88em;
+table { border-collapse: collapse; margin: .6em 0 1.2em; font-size: .84em;
         font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #d0d7de; padding: 4px 9px; text-align: right; vertical-align: top; }
+th, td { border: 1px solid #d0d7de; padding: 4px 6px; text-align: right; vertical-align: top; }
 th { background: #eef2f6; }
 tbody tr:nth-child(even) { background: #f8fafc; }
 td:first-child, th:first-child { text-align: left; }
@@ -303,6 +303,8 @@ pre { white-space: pre-wrap; font-size: .85em; background: #f6f8fa; padding: 8px
 blockquote { margin: 1em 0; padding: .6em 1em; background: #f3f7fb; border-left: 4px solid #2f6690; }
 .jp-InputArea, .jp-InputPrompt, .jp-OutputPrompt, .anchor-link { display: none; }
 .jp-RenderedHTMLCommon table { margin-left: 0; }
+/* a wide table scrolls inside its own box instead of running off the page */
+.output_html, .jp-RenderedHTMLCommon { overflow-x: auto; max-width: 100%; }
 .jp-Cell { margin: 0; }
 footer { margin-top: 3em; font-size: .8em; color: #59636e; }
 """
