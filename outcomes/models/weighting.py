@@ -146,11 +146,12 @@ def iptw(
     w = _weights(df["_t"].to_numpy(), ps.to_numpy(), estimand, stabilize)
     w, warn = _trim(pd.Series(w, index=df.index), trim)
     t = df["_t"]
+    pref = preference_score(ps, t)
     res = IPTWResult(
         weights=w.reindex(data.index), ps=ps.reindex(data.index), treated=t.reindex(data.index),
         ess={lv: effective_sample_size(w[t == k]) for k, lv in enumerate(levels)},
         balance=balance_table(df, t, w, covariates),
-        equipoise=float(np.mean((preference_score(ps, t) >= 0.3) & (preference_score(ps, t) <= 0.7))),
+        equipoise=float(np.mean((pref >= 0.3) & (pref <= 0.7))),
         estimand=estimand, levels=levels,
         n={lv: int((t == k).sum()) for k, lv in enumerate(levels)},
         treatment=treatment, data=data, warnings=warn)
