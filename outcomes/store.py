@@ -87,6 +87,20 @@ def lock_timeout() -> float:
         return DEFAULT_LOCK_TIMEOUT
 
 
+def _memory_limit() -> str:
+    """DuckDB's memory cap for writers: ``$OUTCOMES_DUCKDB_MEMORY`` (e.g. ``2GB``) or ``512MB``.
+
+    The value goes into a SQL ``SET`` statement, so only a number and a size unit pass;
+    anything else raises :class:`StoreError` naming the variable.
+    """
+    import re
+
+    value = os.environ.get("OUTCOMES_DUCKDB_MEMORY", "512MB").strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", value, flags=re.IGNORECASE):
+        raise StoreError("$OUTCOMES_DUCKDB_MEMORY: expected a size such as 512MB or 2GB")
+    return value
+
+
 def resolve_db(db: str | os.PathLike | None) -> Path:
     """The store path: ``db``, else ``$OUTCOMES_DB``, else ``./outcomes.duckdb``."""
     return Path(db if db is not None else os.environ.get("OUTCOMES_DB", "outcomes.duckdb"))
@@ -153,7 +167,7 @@ def open_store(db: str | os.PathLike | None = None, read_only: bool = True,
         else:
             # DuckDB caches up to 80 % of RAM by default; an ingest shares the process with
             # pandas, so cap it (it spills to a temp file beside the store instead)
-            con.execute(f"SET memory_limit = '{os.environ.get('OUTCOMES_DUCKDB_MEMORY', '512MB')}'")
+            con.execute(f"SET memory_limit = '{_memory_limit()}'")
             init_store(con, path)
         yield con
     finally:

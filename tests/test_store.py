@@ -81,6 +81,21 @@ def test_missing_and_foreign_stores_are_refused(tmp_path):
         load_visits(foreign)
 
 
+def test_memory_limit_variable_is_checked_before_it_reaches_sql(tmp_path, monkeypatch):
+    """$OUTCOMES_DUCKDB_MEMORY is pasted into a SET statement: only a size may pass."""
+    db = tmp_path / "m.duckdb"
+    monkeypatch.setenv("OUTCOMES_DUCKDB_MEMORY", "1GB")
+    with open_store(db, read_only=False) as con:
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone() == ("953.6 MiB",)
+    monkeypatch.setenv("OUTCOMES_DUCKDB_MEMORY", "1GB'; DROP TABLE visits; --")
+    with pytest.raises(StoreError, match="OUTCOMES_DUCKDB_MEMORY"):
+        with open_store(db, read_only=False):
+            pass
+    monkeypatch.delenv("OUTCOMES_DUCKDB_MEMORY")
+    with open_store(db) as con:
+        assert con.execute("SELECT count(*) FROM visits").fetchone() == (0,)
+
+
 def test_read_api(seeded, tmp_path):
     db, second = seeded
     rows = make_visit_rows(1, prefix="Q")
