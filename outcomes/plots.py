@@ -212,12 +212,12 @@ def plot_km(
     Returns
     -------
     Axes
-        One survival line per group (lifelines ``KaplanMeierFitter``, its default
-        exponential-Greenwood band, which differs from R's ``conf.type = "log"``; use
-        :func:`outcomes.km_table` for medians that match R). At-risk counts are ``Text``
+        One step line per group with a shaded 95 % band, both from
+        :func:`outcomes.models.survival.km_curve` (R ``survfit``'s log-transformed Greenwood
+        interval, the one :func:`outcomes.km_table` reports). At-risk counts are ``Text``
         artists in ``ax.texts``.
     """
-    from lifelines import KaplanMeierFitter
+    from outcomes.models.survival import km_curve
 
     _need(data, [duration, event, *([group] if group else [])], "plot_km")
     own_figure = ax is None
@@ -225,9 +225,9 @@ def plot_km(
     df = data.dropna(subset=[duration, event, *([group] if group else [])])
     groups = list(df.groupby(group, sort=True, observed=True)) if group else [("all", df)]
     for (key, sub), color in zip(groups, _colors(len(groups)), strict=True):
-        kmf = KaplanMeierFitter(label=str(key))
-        kmf.fit(sub[duration], sub[event].astype(bool))
-        kmf.plot_survival_function(ax=ax, color=color, ci_alpha=0.15)
+        curve = km_curve(sub[duration].to_numpy(float), sub[event].to_numpy(float))
+        _draw_km(ax, curve, str(key), color)
+    ax.legend()
     ax.set_xlabel(duration)
     ax.set_ylabel("survival probability")
     ax.set_ylim(0, 1.02)
@@ -236,6 +236,14 @@ def plot_km(
         if own_figure:  # leave room for the table under the axis
             ax.figure.subplots_adjust(bottom=0.2 + 0.06 * len(groups))
     return ax
+
+
+def _draw_km(ax: Axes, curve: pd.DataFrame, label: str, color: Any) -> None:
+    """Survival step curve from (0, 1) and its pointwise band (gaps where S = 0)."""
+    t = np.r_[0.0, curve["time"].to_numpy()]
+    ax.step(t, np.r_[1.0, curve["surv"].to_numpy()], where="post", color=color, label=label)
+    ax.fill_between(t, np.r_[1.0, curve["lower"].to_numpy()], np.r_[1.0, curve["upper"].to_numpy()],
+                    step="post", color=color, alpha=0.15, linewidth=0)
 
 
 def _at_risk_table(ax: Axes, groups: list, duration: str, times: Sequence[float] | None) -> None:

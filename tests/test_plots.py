@@ -107,6 +107,24 @@ def test_plot_km_with_numbers_at_risk():
     assert [c for _, c in row] == ["6", "5", "3"]
 
 
+def test_plot_km_draws_r_log_band():
+    """The drawn curve and band are R ``survfit``'s (``conf.type = "log"``), as km_table reports.
+
+    Hand computation for times 1..6 with events 1, 1, 0, 1, 1, 0: S = 5/6, 4/6, 4/6, 4/9, 2/9,
+    2/9; at t = 1 the log band is ``S exp(+/- 1.959964 sqrt(1 / (6 * 5)))`` (Greenwood).
+    Tolerance 1e-12 (the curve) and 1e-6 (the band, z printed to 7 digits)."""
+    d = pd.DataFrame({"weeks": [1, 2, 3, 4, 5, 6], "event": [1, 1, 0, 1, 1, 0]})
+    ax = plot_km(d, "weeks", "event", at_risk=False)
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), [0, 1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(line.get_ydata(), [1, 5 / 6, 4 / 6, 4 / 6, 4 / 9, 2 / 9, 2 / 9],
+                               atol=1e-12)
+    band_y = ax.collections[0].get_paths()[0].vertices[:, 1]
+    half = 1.959964 * np.sqrt(1 / 30)
+    for bound in (5 / 6 * np.exp(-half), min(5 / 6 * np.exp(half), 1.0)):
+        assert np.min(np.abs(band_y - bound)) < 1e-6
+
+
 def test_plot_ps_overlap():
     rng = np.random.default_rng(2)
     d = pd.DataFrame({"ps": np.r_[rng.beta(2, 5, 50), rng.beta(5, 2, 30)],
