@@ -197,27 +197,46 @@ def table_one_display(cohort: pd.DataFrame,
     """Table 1 by arm with SMDs (:func:`outcomes.tables.table_one`), small cells as ``<11``.
 
     A categorical level (or either side of a binary variable) counted 1-10 times in an arm
-    shows ``<11`` in place of ``n (%)``.
+    shows ``<11`` in place of ``n (%)``. When that leaves a single hidden level of a variable
+    in an arm, the smallest other level is hidden too (else it is the arm's n minus the shown
+    levels), and a variable with a hidden cell shows ``<11`` for its SMD (with the other arm's
+    share, the SMD gives the hidden share back).
     """
     from outcomes.tables import format_table_one, table_one
 
     data = cohort.assign(arm=cohort["arm"].astype(str))
     long = table_one(data, "arm", list(columns), order=list(STRATEGIES))
     wide = format_table_one(long)
-    for _, r in long[long["type"].isin(["binary", "categorical"])].iterrows():
-        count, n = r["count"], r["n"]
-        if _small(int(count)) or (r["type"] == "binary" and _small(int(n - count))):
-            label = _table_one_label(wide, r)
-            if label is not None:
-                wide.loc[label, str(r["group"])] = "<11"
+    for variable, label, group in _small_table_one_cells(long):
+        wide.loc[label, group] = "<11"
+        smd_rows = [r for r in _table_one_labels(long, variable) if wide.loc[r, "SMD"] != ""]
+        wide.loc[smd_rows, "SMD"] = "<11"
     return wide
 
 
-def _table_one_label(wide: pd.DataFrame, r: pd.Series) -> str | None:
+def _small_table_one_cells(long: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """``(variable, row label, arm)`` of the table-one cells to hide (primary + complementary)."""
     from outcomes.tables import _label
 
-    label = _label(r)
-    return label if label in wide.index else None
+    cells = []
+    counted = long[long["type"].isin(["binary", "categorical"])]
+    for (variable, group), part in counted.groupby(["variable", "group"], sort=False):
+        counts = part["count"].astype(int).tolist()
+        hide = [_small(c) or (t == "binary" and _small(int(n) - c))
+                for c, n, t in zip(counts, part["n"], part["type"], strict=True)]
+        if sum(hide) == 1 and len(hide) > 1:
+            shown = [i for i, h in enumerate(hide) if not h]
+            shown = [i for i in shown if counts[i] > 0] or shown
+            hide[min(shown, key=lambda i: counts[i])] = True
+        cells += [(str(variable), _label(r), str(group))
+                  for (_, r), h in zip(part.iterrows(), hide, strict=True) if h]
+    return cells
+
+
+def _table_one_labels(long: pd.DataFrame, variable: str) -> list[str]:
+    from outcomes.tables import _label
+
+    return list(dict.fromkeys(_label(r) for _, r in long[long["variable"] == variable].iterrows()))
 
 
 def time_to_mcid(scores: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "nprs"

@@ -703,8 +703,29 @@ def test_table_one_display_hides_small_categories():
     table = rp.table_one_display(data)
     x_row = [r for r in table.index if "sex = X" in r][0]
     assert table.loc[x_row, "pri"] == "<11" and table.loc[x_row, "traditional"].startswith("0")
+    # complementary: "sex = F" 27 next to n = 30 would give the hidden 3 back; so would the SMD
     f_row = [r for r in table.index if "sex = F" in r][0]
-    assert table.loc[f_row, "pri"].startswith("27")
+    assert table.loc[f_row, "pri"] == "<11" and table.loc[f_row, "traditional"].startswith("30")
+    assert table.loc[f_row, "SMD"] == "<11"
+    assert table.loc["n", "pri"] == "30" and table.loc["prior_pt = 1, n (%)", "pri"] == "15 (50.0)"
+    assert table.loc["prior_pt = 1, n (%)", "SMD"] == "0.000"
+
+
+def test_table_one_display_complement_is_the_smallest_other_level():
+    """Three levels 20/7/3: both small levels are hidden and nothing more; 24/3/3 +0: the
+    smallest non-zero shown level (3) joins the hidden one."""
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(50 + i, arm="traditional")
+                                                      for i in range(30)]
+    base = _frame(rows).assign(payer="commercial", symptom_duration_weeks=6.0, prior_pt=0.0,
+                               prior_injection=0.0, surgery_recommended=0.0)
+    sex = ["A"] * 20 + ["B"] * 7 + ["C"] * 3 + ["A"] * 30
+    table = rp.table_one_display(base.assign(sex=sex))
+    pri = table["pri"].filter(like="sex = ")
+    assert pri.str.startswith("20").sum() == 1 and (pri == "<11").sum() == 2
+    sex = ["A"] * 12 + ["B"] * 15 + ["C"] * 3 + ["A"] * 20 + ["B"] * 10
+    table = rp.table_one_display(base.assign(sex=sex))
+    assert table.loc["sex = A, n (%)", "pri"] == "<11"  # 12 < 15: the smaller one goes
+    assert table.loc["sex = B, n (%)", "pri"].startswith("15")
 
 
 def test_suppress_km_and_notes_escape():
