@@ -134,3 +134,12 @@ def test_bad_event_column_raises():
         km_table(d, "t", "e")
     with pytest.raises(ModelError, match="ties"):
         fit_cox(load_rossi(), "week", "arrest", ["fin"], ties="exact")
+
+
+def test_cox_complete_cases_only_on_columns_the_terms_name():
+    """A column named ``log`` (all missing) is not used by ``I(np.log(age))`` and must not
+    drop rows: all 432 Rossi subjects stay, as in R ``coxph``. Same term parsing as
+    ``regression.model_frame``."""
+    d = load_rossi().assign(log=np.nan)
+    res = fit_cox(d, "week", "arrest", ["fin", "I(np.log(age))"])
+    assert res.n == 432

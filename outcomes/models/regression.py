@@ -59,15 +59,18 @@ def prepare_treatment(
 
 def model_frame(data: pd.DataFrame, columns: Sequence[str], terms: Sequence[str]) -> pd.DataFrame:
     """Complete cases on ``columns`` and every data column a formula term mentions."""
-    used = list(dict.fromkeys(columns))
-    for c in data.columns:
-        if c not in used and any(re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.])", t)
-                                 for t in terms):
-            used.append(c)
+    used = list(dict.fromkeys([*columns, *_term_columns(data, terms)]))
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise ModelError(f"column(s) {', '.join(map(repr, missing))} not in the data")
     return data.dropna(subset=used)
+
+
+def _term_columns(data: pd.DataFrame, terms: Sequence[str]) -> list[str]:
+    """Data columns a formula term mentions as a whole name (``age`` in ``I(age**2)``, not
+    ``log`` in ``np.log(x)`` nor ``age`` in ``age.group``)."""
+    return [c for c in data.columns
+            if any(re.search(rf"(?<![\w.]){re.escape(str(c))}(?![\w.])", t) for t in terms)]
 
 
 def _formula(outcome: str, terms: Sequence[str]) -> str:

@@ -7,7 +7,6 @@ median confidence interval, so nothing here passes lifelines' summaries through.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +16,7 @@ from scipy import stats
 
 from outcomes.errors import ModelError
 from outcomes.models._results import tidy
+from outcomes.models.regression import _term_columns
 
 __all__ = ["km_curve", "km_table", "logrank_test", "fit_cox", "cox_zph", "CoxResult"]
 
@@ -293,8 +293,7 @@ def fit_cox(
 
 def _cox_frame(data: pd.DataFrame, duration: str, event: str, covariates: Sequence[str]):
     """Complete cases on the duration, event and the columns the covariate terms mention."""
-    used = [c for c in data.columns if c not in (duration, event)
-            and any(re.search(rf"\b{re.escape(str(c))}\b", term) for term in covariates)]
+    used = [c for c in _term_columns(data, covariates) if c not in (duration, event)]
     return _survival_frame(data, duration, event, used)
 
 
