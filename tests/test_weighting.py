@@ -255,3 +255,16 @@ def test_cv3_jackknife_matches_refits_by_statsmodels():
     from scipy import stats
     half = res["ci_high"].item() - res["estimate"].item()
     assert half == pytest.approx(stats.t.ppf(0.975, 7) * res["se"].item())
+
+
+def test_cv3_refuses_an_arm_held_by_one_cluster():
+    """Only therapist 0 treats with the index arm: leaving it out leaves no treated patient, so
+    the jackknife coefficient is undefined. It must raise, not return another column's value."""
+    from outcomes.models.weighting import _clustered_fit
+
+    rng = np.random.default_rng(5)
+    d = pd.DataFrame({"g": np.repeat(np.arange(6), 20), "x": rng.normal(size=120)})
+    d["_t"] = (d["g"] == 0).astype(float)
+    d["y"] = d["_t"] + d["x"] + rng.normal(size=120)
+    with pytest.raises(ModelError, match="at least two therapists"):
+        _clustered_fit(d, "y", ["x"], None, "g", 6)

@@ -466,6 +466,9 @@ def _clustered_fit(data, change, covariates, weights, cluster, n_clusters) -> pd
 
 
 def _wls_coef(x: np.ndarray, y: np.ndarray, w: np.ndarray, col: int) -> float:
+    if np.ptp(x[:, col]) == 0:  # else lstsq returns another column's or a min-norm value
+        raise ModelError("the treatment takes one value in a leave-one-cluster-out fit: each arm "
+                         "needs patients of at least two therapists for the CV3 standard error")
     keep = np.abs(x).sum(axis=0) > 0  # a left-out cluster's fixed-effect column is all zero
     sw = np.sqrt(w)
     beta, *_ = np.linalg.lstsq(x[:, keep] * sw[:, None], y * sw, rcond=None)
