@@ -449,11 +449,18 @@ def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> In
 
 
 def _hold_for_fault_tests() -> None:
-    """Pause before COMMIT when ``$OUTCOMES_HOLD_BEFORE_COMMIT`` is set (kill/lock tests)."""
-    hold = os.environ.get("OUTCOMES_HOLD_BEFORE_COMMIT")
-    if hold:
+    """Pause before COMMIT when ``$OUTCOMES_HOLD_BEFORE_COMMIT`` is set (kill/lock tests).
+
+    The kill and lock tests run ingest in a child process, so a monkeypatch cannot reach it. A
+    value that is not a number of seconds is ignored, and the pause is capped at 60 s.
+    """
+    try:
+        hold = min(float(os.environ.get("OUTCOMES_HOLD_BEFORE_COMMIT", "0")), 60.0)
+    except ValueError:
+        return
+    if hold > 0:
         print("outcomes: holding before commit", file=sys.stderr, flush=True)
-        time.sleep(float(hold))
+        time.sleep(hold)
 
 
 def _redact(raw: RawExport) -> dict[str, int]:
