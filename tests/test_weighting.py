@@ -268,3 +268,16 @@ def test_cv3_refuses_an_arm_held_by_one_cluster():
     d["y"] = d["_t"] + d["x"] + rng.normal(size=120)
     with pytest.raises(ModelError, match="at least two therapists"):
         _clustered_fit(d, "y", ["x"], None, "g", 6)
+
+
+def test_weighted_effect_aligns_series_weights_by_label(lalonde, lalonde_fit):
+    """A weight Series in another row order gives the same effect as the aligned weights
+    (before, weights were taken by position and silently attached to the wrong patients)."""
+    from outcomes.models.weighting import weighted_effect
+
+    w = lalonde_fit.weights
+    same = weighted_effect(lalonde, "re78", "treat", w)
+    shuffled = weighted_effect(lalonde, "re78", "treat", w.sample(frac=1, random_state=0))
+    pd.testing.assert_frame_equal(same, shuffled)
+    by_position = weighted_effect(lalonde, "re78", "treat", w.to_numpy())
+    pd.testing.assert_frame_equal(same, by_position)

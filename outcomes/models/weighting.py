@@ -270,7 +270,8 @@ def weighted_effect(
     outcome : str
         Outcome column; rows without it are dropped (and counted in ``warnings``).
     weights : Series or array
-        Analysis weights aligned with ``data``.
+        Analysis weights: a Series is matched to ``data`` by index label (as in
+        :func:`outcomes.models.fit_ancova`), an array by position.
     covariates : sequence of str
         Optional terms for regression adjustment of the weighted model (doubly robust).
     term : str, optional
@@ -290,7 +291,7 @@ def weighted_effect(
     """
     import statsmodels.formula.api as smf
 
-    df = data.assign(_w=np.asarray(weights, dtype=float))
+    df = data.assign(_w=pd.Series(weights, index=data.index, dtype=float))  # label-aligned
     fit_df = model_frame(df, [outcome, treatment, "_w"], covariates)
     warn = [f"{len(data) - len(fit_df)} row(s) without outcome, treatment or weight dropped"] \
         if len(fit_df) < len(data) else []
