@@ -27,7 +27,7 @@ venv: $(STAMP)
 # survival (reference implementations), glibc locale sources (a test runs under de_DE). Installed only when missing; needs root (CI runs as root).
 sysdeps:
 	@need=""; \
-	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v chromium >/dev/null 2>&1 || need="$$need chromium fonts-liberation"; \
 	command -v Rscript >/dev/null 2>&1 || need="$$need r-base-core"; \
 	Rscript -e 'library(lme4)' >/dev/null 2>&1 || need="$$need r-cran-lme4"; \
 	Rscript -e 'library(survival)' >/dev/null 2>&1 || need="$$need r-cran-survival"; \
