@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
+from outcomes.models._results import pooled_sd
 
 __all__ = ["table_one", "format_table_one"]
 
@@ -182,7 +183,7 @@ def _smd(df: pd.DataFrame, group: str, levels: list, col: str, kind: str) -> flo
     x1 = df.loc[df[group] == levels[1], col].dropna()
     if kind in ("continuous", "nonnormal"):
         x0, x1 = x0.astype(float), x1.astype(float)
-        return _ratio(x1.mean() - x0.mean(), np.sqrt((x1.var(ddof=1) + x0.var(ddof=1)) / 2))
+        return _ratio(x1.mean() - x0.mean(), pooled_sd(x1, x0))
     if kind == "binary":
         p0, p1 = float((x0 == 1).mean()), float((x1 == 1).mean())
         return _ratio(p1 - p0, np.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / 2))

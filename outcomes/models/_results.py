@@ -51,15 +51,15 @@ def tidy(
     est = np.asarray(estimate, dtype=float)
     se_ = np.asarray(se, dtype=float)
     dist = stats.norm if df is None else stats.t(df)
-    crit = dist.ppf(1 - alpha / 2)
+    ci_low, ci_high = wald_interval(est, se_, alpha=alpha, df=df)
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = est / se_
     out = pd.DataFrame({
         "term": list(terms),
         "estimate": est,
         "se": se_,
-        "ci_low": est - crit * se_,
-        "ci_high": est + crit * se_,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "p": 2 * dist.sf(np.abs(stat)),
         "n": int(n),
         "converged": bool(converged),
@@ -70,3 +70,25 @@ def tidy(
         out["exp_ci_low"] = np.exp(out["ci_low"])
         out["exp_ci_high"] = np.exp(out["ci_high"])
     return out
+
+
+def wald_interval(estimate, se, *, alpha: float = 0.05,
+                  df: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``estimate -/+ crit * se`` with a normal (or, given ``df``, t) critical value.
+
+    The one interval every model here uses; returns ``(ci_low, ci_high)`` as arrays.
+    """
+    est = np.asarray(estimate, dtype=float)
+    se_ = np.asarray(se, dtype=float)
+    crit = (stats.norm if df is None else stats.t(df)).ppf(1 - alpha / 2)
+    return est - crit * se_, est + crit * se_
+
+
+def pooled_sd(x1, x0) -> float:
+    """``sqrt((s1^2 + s0^2) / 2)`` with sample variances (ddof 1): the SMD denominator.
+
+    The convention of cobalt / WeightIt and of Austin (2009) for continuous covariates.
+    """
+    v1 = np.var(np.asarray(x1, dtype=float), ddof=1)
+    v0 = np.var(np.asarray(x0, dtype=float), ddof=1)
+    return float(np.sqrt((v1 + v0) / 2))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ConvergenceError, ModelError
-from outcomes.models._results import tidy
+from outcomes.models._results import tidy, wald_interval
 
 __all__ = ["fit_mixed", "MixedResult"]
 
@@ -103,7 +103,6 @@ class MixedResult:
             interval at ``1 - alpha``), ``se = sqrt(diag(X V X'))`` with ``V`` = :attr:`vcov`.
         """
         import patsy
-        from scipy import stats
 
         # categoricals are re-coded against the fitted levels, not newdata's own categories
         frame = newdata.apply(lambda c: c.astype(object)
@@ -116,9 +115,9 @@ class MixedResult:
         X = X[self.vcov.columns]
         est = X.to_numpy() @ self.coef["estimate"].to_numpy()
         se = np.sqrt(np.einsum("ij,jk,ik->i", X.to_numpy(), self.vcov.to_numpy(), X.to_numpy()))
-        crit = stats.norm.ppf(1 - self.alpha / 2)
-        return pd.DataFrame({"estimate": est, "se": se, "ci_low": est - crit * se,
-                             "ci_high": est + crit * se}, index=newdata.index)
+        low, high = wald_interval(est, se, alpha=self.alpha)
+        return pd.DataFrame({"estimate": est, "se": se, "ci_low": low, "ci_high": high},
+                            index=newdata.index)
 
 
 @dataclass

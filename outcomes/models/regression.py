@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ModelError
-from outcomes.models._results import tidy
+from outcomes.models._results import tidy, wald_interval
 
 __all__ = ["fit_ancova", "fit_responder", "ResponderResult", "prepare_treatment", "model_frame"]
 
@@ -280,13 +280,11 @@ def _logit_warnings(res) -> list[str]:
 
 def _observed_minus_expected(fit_df: pd.DataFrame, therapist: str, fitted: pd.Series,
                              alpha: float) -> pd.DataFrame:
-    from scipy import stats
 
     g = pd.DataFrame({"t": fit_df[therapist], "y": fit_df["_y"], "p": fitted,
                       "v": fitted * (1 - fitted)})
     agg = g.groupby("t", sort=True, observed=True).agg(
         n=("y", "size"), obs=("y", "sum"), exp=("p", "sum"), var=("v", "sum"))
-    z = stats.norm.ppf(1 - alpha / 2)
     out = pd.DataFrame({
         "therapist": agg.index, "n": agg["n"].to_numpy(),
         "observed": (agg["obs"] / agg["n"]).to_numpy(),
@@ -294,6 +292,5 @@ def _observed_minus_expected(fit_df: pd.DataFrame, therapist: str, fitted: pd.Se
     })
     out["o_minus_e"] = out["observed"] - out["expected"]
     out["se"] = np.sqrt(agg["var"].to_numpy()) / out["n"]
-    out["ci_low"] = out["o_minus_e"] - z * out["se"]
-    out["ci_high"] = out["o_minus_e"] + z * out["se"]
+    out["ci_low"], out["ci_high"] = wald_interval(out["o_minus_e"], out["se"], alpha=alpha)
     return out

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from outcomes.errors import ModelError
+from outcomes.models._results import wald_interval
 
 __all__ = ["therapist_estimates", "funnel_limits"]
 
@@ -215,9 +216,9 @@ def _pool_means(y: np.ndarray, groups: pd.Series, method: str, level: float
     rel = tau2 / (tau2 + sigma2 / n)
     est = mu + rel * (ybar - mu)
     pev = rel * sigma2 / n + (1 - rel) ** 2 / np.sum(w)
-    z = stats.norm.ppf(0.5 + level / 2)
+    ci_low, ci_high = wald_interval(est, np.sqrt(pev), alpha=1 - level)
     out = st[["_group", "n", "raw"]].assign(
-        estimate=est, ci_low=est - z * np.sqrt(pev), ci_high=est + z * np.sqrt(pev),
+        estimate=est, ci_low=ci_low, ci_high=ci_high,
         reliability=rel, shrinkage=1 - rel)
     out["n"] = out["n"].astype(int)
     return out, {"mu": mu, "tau2": tau2, "sigma2": sigma2, "method": method,

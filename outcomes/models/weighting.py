@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ModelError
-from outcomes.models._results import tidy
+from outcomes.models._results import pooled_sd, tidy
 from outcomes.models.regression import model_frame
 
 __all__ = ["iptw", "IPTWResult", "balance_table", "preference_score", "weighted_effect",
@@ -244,7 +244,7 @@ def balance_table(df: pd.DataFrame, t: pd.Series, w: pd.Series,
     for col in x.columns:
         v = x[col].to_numpy()
         binary = bool(np.isin(v, (0.0, 1.0)).all())
-        scale = 1.0 if binary else np.sqrt((v[t == 1].var(ddof=1) + v[t == 0].var(ddof=1)) / 2)
+        scale = 1.0 if binary else pooled_sd(v[t == 1], v[t == 0])
         before = v[t == 1].mean() - v[t == 0].mean()
         after = (np.average(v[t == 1], weights=w[t == 1])
                  - np.average(v[t == 0], weights=w[t == 0]))
