@@ -461,7 +461,10 @@ def _flag_before_intake(typed: pd.DataFrame, flags: _Flags,
 
 def _shadowed(typed: pd.DataFrame, flags: _Flags) -> np.ndarray:
     """Clean rows sharing a visit_id with a row quarantined for its values (which is right?)."""
-    keyed = ~flags.ok & ~np.isin(flags.code, ["missing_key", "totals_row", "_blank"])
+    flagged = np.flatnonzero(~flags.ok)  # few rows: compare their codes only, not a million
+    unkeyed = pd.Index(flags.code[flagged]).isin(["missing_key", "totals_row", "_blank"])
+    keyed = np.zeros(len(typed), dtype=bool)
+    keyed[flagged[~unkeyed]] = True
     if not keyed.any():
         return np.zeros(len(typed), dtype=bool)
     bad_ids = typed.loc[keyed, "visit_id"].dropna()
@@ -485,7 +488,11 @@ def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
 def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicates to drop, conflicting copies) among rows that passed the checks."""
     vid = typed["visit_id"].where(ok)
-    multi = vid.duplicated(keep=False).to_numpy(dtype=bool) & ok
+    codes, _ = pd.factorize(vid, use_na_sentinel=True)  # one hash pass; then integer counts
+    multi = np.zeros(len(typed), dtype=bool)
+    present = codes >= 0
+    multi[present] = np.bincount(codes[present])[codes[present]] > 1
+    multi &= ok
     if not multi.any():
         return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
     sub = pd.DataFrame({"vid": vid[multi], "fp": fingerprint_rows(typed[multi])})
