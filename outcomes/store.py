@@ -436,11 +436,14 @@ def first_evaluations(con: Any, patient_ids: pd.Series) -> pd.Series:
     return pd.to_datetime(out.set_index("patient_id")["first_eval"]).astype("datetime64[ns]")
 
 
-def insert_frame(con: Any, table: str, data: pd.DataFrame, **constants: Any) -> None:
+def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = True,
+                 **constants: Any) -> None:
     """Bulk-insert ``data`` through Arrow (zero-copy for Arrow-backed columns).
 
     ``constants`` are columns with one value for every row (e.g. ``ingest_id=3``), added in SQL
-    so the frame is not copied to hold them.
+    so the frame is not copied to hold them. ``ordered=False`` lets DuckDB store the rows in
+    any order (``preserve_insertion_order = false``: it then writes with every thread, about
+    twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``).
     """
     if data.empty:
         return
@@ -449,9 +452,13 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, **constants: Any) -> 
         cols = ", ".join(data.columns)
         extra = "".join(f", {k}" for k in constants)
         params = "".join(", ?" for _ in constants)
+        if not ordered:
+            con.execute("SET preserve_insertion_order = false")
         con.execute(f"INSERT INTO {table} ({cols}{extra}) SELECT {cols}{params} FROM _new_rows",
                     list(constants.values()))
     finally:
+        if not ordered:
+            con.execute("RESET preserve_insertion_order")
         con.unregister("_new_rows")
 
 
