@@ -117,6 +117,10 @@ def detect_delimiter(header: str) -> str:
         return ","
 
 
+#: Bytes per Arrow CSV block; blocks are parsed in parallel.
+CSV_BLOCK_BYTES = 1 << 24
+
+
 def read_csv_text(path: Path, prof: Profile):
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -138,7 +142,7 @@ def read_csv_text(path: Path, prof: Profile):
             path,
             read_options=pacsv.ReadOptions(skip_rows=prof.header_row, column_names=names,
                                            encoding=_arrow_encoding(prof.encoding),
-                                           block_size=1 << 24),
+                                           block_size=CSV_BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True,
                                              ignore_empty_lines=False,
                                              invalid_row_handler=on_invalid),
@@ -169,12 +173,40 @@ def _record_numbers(path: Path, prof: Profile, delim: str, width: int, n_ok: int
         for _ in range(prof.header_row):
             next(csv.reader(fh, delimiter=delim), None)
         for i, rec in enumerate(csv.reader(fh, delimiter=delim), start=first):
-            (ok_rows if (len(rec) == width or rec == []) else bad_rows).append(i)
+            if len(rec) == width or rec == []:
+                ok_rows.append(i)
+            else:
+                bad_rows.append((i, tuple(rec)))
     if len(ok_rows) != n_ok or len(bad_rows) != len(bad):
         raise reject(path, "rows could not be split into columns unambiguously "
                           "(check quoting and the delimiter)")
-    bad[:] = [(r, text, kind) for r, (_, text, kind) in zip(bad_rows, bad, strict=True)]
+    bad[:] = _pair_bad_rows(bad_rows, bad, delim)
     return pd.Index(ok_rows, dtype="int64")
+
+
+def _pair_bad_rows(located: list[tuple[int, tuple]], reported: list, delim: str) -> list:
+    """Give each skipped record found by the csv pass (row number, cells) its Arrow text.
+
+    Arrow parses blocks in parallel, so its skipped-row callbacks do not arrive in file order
+    on files bigger than one block: texts are paired with rows by their cells, not by position
+    (same cells, same text). A row whose text cannot be paired gets its cells joined by the
+    delimiter instead, so a row number never shows another row's text.
+    """
+    from collections import defaultdict, deque
+
+    texts: dict[tuple, deque] = defaultdict(deque)
+    for _, text, kind in reported:
+        cells = next(csv.reader([text.rstrip("\r\n")], delimiter=delim), [])
+        texts[tuple(cells)].append((text, kind))
+    out = []
+    for row, cells in located:
+        if texts.get(cells):
+            text, kind = texts[cells].popleft()
+        else:
+            text = delim.join(cells)
+            kind = "blank" if text.strip(" \t\r") == "" else "ragged"
+        out.append((row, text, kind))
+    return out
 
 
 # --- XLSX and Parquet ------------------------------------------------------------------------
