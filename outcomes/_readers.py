@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from outcomes.errors import InputError
-from outcomes.schema import is_direct_identifier
+from outcomes.schema import VISIT_COLUMNS, is_direct_identifier
 
 if TYPE_CHECKING:
     from outcomes.ingest import Profile
@@ -75,13 +75,17 @@ def file_kind(path: Path) -> str:
 
 def check_header(path: Path, names: list[str]) -> None:
     """Reject duplicate, empty or direct-identifier column names (names only, no values)."""
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, name in enumerate(names, start=1):
         if name.strip() == "":
             raise reject(path, f"column {i} has no name in the header row")
         if name in seen:
-            raise reject(path, f"duplicate column name {name!r} in the header row")
-        seen.add(name)
+            # a wrong header_row makes a data row the header: name a cell only when it is
+            # one of our column names, never a value that may be patient data
+            shown = f"{name!r}" if name in VISIT_COLUMNS else f"(columns {seen[name]} and {i})"
+            raise reject(path, f"duplicate column name {shown} in the header row "
+                               "(is the profile's header_row right?)")
+        seen[name] = i
         if is_direct_identifier(name):
             raise reject(path, f"column {name!r} is a direct identifier; remove it from the "
                               "export (records must arrive de-identified)")

@@ -304,6 +304,17 @@ def test_duplicate_header_is_rejected(tmp_path, seeded_db, visit_rows):
     assert "duplicate column name 'nprs'" in line
 
 
+def test_wrong_header_row_never_echoes_a_data_cell(tmp_path, db_path, visit_rows):
+    """header_row pointing at a data row: its repeated cells are values, not names."""
+    rows = [dict(r) for r in visit_rows]
+    rows[0].update(clinic_id="Harriet Quill", therapist_id="Harriet Quill")
+    path = write_rows(tmp_path / "w.csv", rows)
+    line = cli_reject(path, db_path, "--profile",
+                      str(_profile(tmp_path, "header_row = 2\n")))
+    assert "duplicate column name (columns 3 and 4)" in line and "header_row" in line
+    assert "Harriet" not in line
+
+
 def test_title_rows_need_the_header_row_option(tmp_path, db_path, visit_rows):
     path = tmp_path / "t.csv"
     write_rows(path, visit_rows)
