@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from outcomes.errors import ReportError
+from outcomes.privacy import SUPPRESSED
 from outcomes.reporting import _QUARTER, MIN_CELL, _small, parse_quarter
 
 __all__ = [
@@ -127,6 +128,16 @@ def cohort_flow(episodes: pd.DataFrame, condition: str, period: str,
     -------
     DataFrame
         ``step, remaining, excluded``; small counts shown as ``<11``.
+
+    Notes
+    -----
+    Each step is a relation ``remaining[i-1] = remaining[i] + excluded[i]``: a hidden cell
+    next to the two other shown cells of its relation would be their difference. So a hidden
+    exclusion also hides the count remaining before it, and that hidden count the exclusion of
+    its own step (the two hidden exclusions then add up to a shown difference, but cannot be
+    told apart). The cascade never hides the analysis cohort (Table 1 publishes it by arm);
+    a hidden exclusion between the cohort and the completers hides the completers here, but
+    the numbers of the completer analyses may still give it (a residual limit).
     """
     from outcomes.privacy import suppress_small_cells
 
@@ -137,7 +148,27 @@ def cohort_flow(episodes: pd.DataFrame, condition: str, period: str,
                      "excluded": 0 if before is None else before - len(data)})
         before = len(data)
     table = pd.DataFrame(rows).set_index("step")
-    return suppress_small_cells(table, ["remaining", "excluded"], threshold=MIN_CELL)
+    out = suppress_small_cells(table, ["remaining", "excluded"], threshold=MIN_CELL)
+    rem = (out["remaining"] == SUPPRESSED).tolist()
+    exc = (out["excluded"] == SUPPRESSED).tolist()
+    pinned = len(rows) - 2  # first of the rows published elsewhere
+    for _ in range(2 * len(rows)):
+        changed = False
+        for i in range(1, len(rows)):
+            if rem[i - 1] + rem[i] + exc[i] != 1:
+                continue
+            if not exc[i]:
+                exc[i] = True
+            elif i - 1 < pinned:
+                rem[i - 1] = True
+            else:
+                rem[i] = True
+            changed = True
+        if not changed:
+            break
+    out.loc[rem, "remaining"] = SUPPRESSED
+    out.loc[exc, "excluded"] = SUPPRESSED
+    return out
 
 
 def _cohort_steps(episodes: pd.DataFrame, condition: str, period: str,
@@ -201,6 +232,12 @@ def table_one_display(cohort: pd.DataFrame,
     in an arm, the smallest other level is hidden too (else it is the arm's n minus the shown
     levels), and a variable with a hidden cell shows ``<11`` for its SMD (with the other arm's
     share, the SMD gives the hidden share back).
+
+    Shares are of the non-missing values, so a count and its share give the number of
+    non-missing values, and the arm's n minus it the number missing. When 1-10 values of a
+    binary or categorical variable are missing in an arm, its cells there show the count
+    without the share, a categorical variable has at least one level hidden (else the shown
+    counts add up to the non-missing number), and the SMD is hidden.
     """
     from outcomes.tables import format_table_one, table_one
 
@@ -208,10 +245,26 @@ def table_one_display(cohort: pd.DataFrame,
     long = table_one(data, "arm", list(columns), order=list(STRATEGIES))
     wide = format_table_one(long)
     for variable, label, group in _small_table_one_cells(long):
-        wide.loc[label, group] = "<11"
-        smd_rows = [r for r in _table_one_labels(long, variable) if wide.loc[r, "SMD"] != ""]
-        wide.loc[smd_rows, "SMD"] = "<11"
+        wide.loc[label, group] = SUPPRESSED
+        _hide_smd(wide, long, variable)
+    for variable, group in _small_missing(long):
+        rows = _table_one_labels(long, variable)
+        wide.loc[rows, group] = [c if c == SUPPRESSED else c.split(" (")[0]
+                                 for c in wide.loc[rows, group]]
+        _hide_smd(wide, long, variable)
     return wide
+
+
+def _hide_smd(wide: pd.DataFrame, long: pd.DataFrame, variable: str) -> None:
+    smd_rows = [r for r in _table_one_labels(long, variable) if wide.loc[r, "SMD"] != ""]
+    wide.loc[smd_rows, "SMD"] = SUPPRESSED
+
+
+def _small_missing(long: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(variable, arm)`` of binary and categorical variables with 1-10 missing in the arm."""
+    counted = long[long["type"].isin(["binary", "categorical"])]
+    first = counted.groupby(["variable", "group"], sort=False)["missing"].first()
+    return [(str(v), str(g)) for (v, g), m in first.items() if _small(int(m))]
 
 
 def _small_table_one_cells(long: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -224,7 +277,10 @@ def _small_table_one_cells(long: pd.DataFrame) -> list[tuple[str, str, str]]:
         counts = part["count"].astype(int).tolist()
         hide = [_small(c) or (t == "binary" and _small(int(n) - c))
                 for c, n, t in zip(counts, part["n"], part["type"], strict=True)]
-        if sum(hide) == 1 and len(hide) > 1:
+        # with 1-10 missing the shown levels must not add up to the non-missing number
+        gap = (sum(hide) == 0 and _small(int(part["missing"].iloc[0]))
+               and (part["type"] == "categorical").all())
+        if (sum(hide) == 1 and len(hide) > 1) or gap:
             shown = [i for i, h in enumerate(hide) if not h]
             shown = [i for i in shown if counts[i] > 0] or shown
             hide[min(shown, key=lambda i: counts[i])] = True
@@ -384,7 +440,11 @@ def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) 
         Decimals (p-values get 3).
     terms : str, optional
         Keep only terms containing this text (e.g. ``"arm"``: the treatment effect).
+
+    Counts of episodes (``n``, ``n_missing``, ``episodes``) of 1-10 are shown as ``<11``.
     """
+    from outcomes.privacy import suppress_small_cells
+
     out = table if terms is None else table[table["term"].astype(str).str.contains(
         terms, regex=False)]
     out = out[[c for c in out.columns if c in _TIDY_SHOWN] or list(out.columns)].copy()
@@ -392,6 +452,9 @@ def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) 
         numeric = pd.to_numeric(out[col], errors="coerce")
         if col not in ("method", "term") and numeric.notna().sum() == out[col].notna().sum():
             out[col] = numeric.round(3 if col == "p" else digits)
+    counts = [c for c in ("n", "n_missing", "episodes") if c in out.columns]
+    if counts and out.index.is_unique:
+        out = suppress_small_cells(out, counts, threshold=MIN_CELL)
     key = "method" if "method" in out.columns else ("term" if "term" in out.columns else None)
     return out.set_index(key) if key else out
 
@@ -405,13 +468,43 @@ def survival_data(scores: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "np
     return tt.merge(cohort[[c for c in cols if c in cohort]], on="episode_id", how="left")
 
 
-def suppress_km(table: pd.DataFrame) -> pd.DataFrame:
-    """KM medians per arm with counts of 1-10 (and the medians they give) as ``<11``."""
+def suppress_km(table: pd.DataFrame, arm_sizes: pd.Series | None = None) -> pd.DataFrame:
+    """KM medians per arm with counts of 1-10, and what they can be derived from, as ``<11``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`outcomes.models.km_table` (``n, events, median, ci_low, ci_high`` per arm).
+    arm_sizes : Series, optional
+        Size of each arm as published elsewhere in the report (the analysis cohort of Table 1);
+        ``arm size - n`` is the number left out of the KM analysis (ceiling cases, no score
+        after the evaluation).
+
+    Returns
+    -------
+    DataFrame
+        ``n`` or ``events`` of 1-10 hide themselves and the median with its interval. Then
+        ``events`` is hidden when ``n - events`` (the censored) numbers 1-10, and ``n`` when
+        ``arm size - n`` does: a hidden count is never a shown count minus another.
+    """
     from outcomes.privacy import suppress_small_cells
 
-    return suppress_small_cells(table, ["n", "events"], threshold=MIN_CELL,
-                                derived={"n": ["median", "ci_low", "ci_high"],
-                                         "events": ["median", "ci_low", "ci_high"]})
+    out = suppress_small_cells(table, ["n", "events"], threshold=MIN_CELL,
+                               derived={"n": ["median", "ci_low", "ci_high"],
+                                        "events": ["median", "ci_low", "ci_high"]})
+    n = pd.to_numeric(table["n"])
+    parts = pd.DataFrame({"censored": n - pd.to_numeric(table["events"])}, index=table.index)
+    if arm_sizes is not None:
+        sizes = pd.Series(arm_sizes)
+        sizes = pd.Series(sizes.to_numpy(), index=sizes.index.astype(str))
+        sizes = sizes.reindex(table.index.astype(str).tolist())
+        parts["left_out"] = (sizes.to_numpy(dtype=float) - n.to_numpy(dtype=float))
+        parts["left_out"] = parts["left_out"].fillna(0)
+    small = suppress_small_cells(parts, list(parts.columns), threshold=MIN_CELL) == SUPPRESSED
+    out.loc[small["censored"].to_numpy(), "events"] = SUPPRESSED
+    if "left_out" in small:
+        out.loc[small["left_out"].to_numpy(), "n"] = SUPPRESSED
+    return out
 
 
 def limitations(flow: pd.DataFrame, gate: Any, sensitivity: pd.DataFrame | None,

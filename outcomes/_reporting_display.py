@@ -143,14 +143,19 @@ def therapist_notes(estimates: pd.DataFrame) -> Notes:
 
 
 def format_oe(table: pd.DataFrame) -> pd.DataFrame:
-    """Readable :func:`observed_minus_expected` table (percentages, interval as text)."""
+    """Readable :func:`observed_minus_expected` table (percentages, interval as text).
+
+    The model's number of episodes is left out on purpose: the risk model drops ceiling cases
+    and incomplete case mix, so next to the caseloads of the therapist comparison (same
+    therapists, same window) it would give away how many were dropped, often 1-10.
+    """
     if "note" in table.columns:
         return pd.DataFrame({"result": [table["note"].iloc[0]]}, index=pd.Index([""]))
     if table.empty:
         return pd.DataFrame({"result": ["no therapist with 11 or more episodes, responders and "
                                         "non-responders in the window"]}, index=pd.Index([""]))
     return pd.DataFrame({
-        "therapist": table["therapist"], "episodes": table["n"],
+        "therapist": table["therapist"],
         "observed %": table["observed"].round(0), "expected %": table["expected"].round(0),
         "observed - expected (95% CI), points": [
             _fmt_interval(e, lo, hi, 0) for e, lo, hi in

@@ -194,6 +194,7 @@ def plot_km(
     group: str | None = None,
     at_risk: bool = True,
     times: Sequence[float] | None = None,
+    min_at_risk: int = 1,
     ax: Axes | None = None,
 ) -> Axes:
     """Kaplan-Meier curves by group, with the numbers at risk beneath.
@@ -208,6 +209,11 @@ def plot_km(
         Print the number at risk (``duration >= t``) at each of ``times`` under the axis.
     times : sequence of float, optional
         Times of the at-risk table (and x ticks); default: the axis' ticks.
+    min_at_risk : int, default 1
+        Cell-size rule for published figures (the reports pass 11): each curve and its band
+        stop at the last time with at least ``min_at_risk`` at risk (below it, every step
+        gives away single events), and a number at risk from 1 to ``min_at_risk - 1`` is
+        printed as ``<min_at_risk`` (0 stays 0). The default draws everything.
 
     Returns
     -------
@@ -226,13 +232,13 @@ def plot_km(
     groups = list(df.groupby(group, sort=True, observed=True)) if group else [("all", df)]
     for (key, sub), color in zip(groups, _colors(len(groups)), strict=True):
         curve = km_curve(sub[duration].to_numpy(float), sub[event].to_numpy(float))
-        _draw_km(ax, curve, str(key), color)
+        _draw_km(ax, curve[curve["n_risk"] >= min_at_risk], str(key), color)
     ax.legend()
     ax.set_xlabel(duration)
     ax.set_ylabel("survival probability")
     ax.set_ylim(0, 1.02)
     if at_risk:
-        _at_risk_table(ax, groups, duration, times)
+        _at_risk_table(ax, groups, duration, times, min_at_risk)
         if own_figure:  # leave room for the table under the axis
             ax.figure.subplots_adjust(bottom=0.2 + 0.06 * len(groups))
     return ax
@@ -246,7 +252,8 @@ def _draw_km(ax: Axes, curve: pd.DataFrame, label: str, color: Any) -> None:
                     step="post", color=color, alpha=0.15, linewidth=0)
 
 
-def _at_risk_table(ax: Axes, groups: list, duration: str, times: Sequence[float] | None) -> None:
+def _at_risk_table(ax: Axes, groups: list, duration: str, times: Sequence[float] | None,
+                   min_at_risk: int = 1) -> None:
     from matplotlib.transforms import blended_transform_factory
 
     if times is None:
@@ -262,7 +269,9 @@ def _at_risk_table(ax: Axes, groups: list, duration: str, times: Sequence[float]
         ax.text(-0.02, y, str(key), transform=label_trans, ha="right", fontsize=8)
         d = sub[duration].to_numpy()
         for t in times:
-            ax.text(t, y, str(int((d >= t).sum())), transform=trans, ha="center", fontsize=8)
+            n = int((d >= t).sum())
+            shown = f"<{min_at_risk}" if 0 < n < min_at_risk else str(n)
+            ax.text(t, y, shown, transform=trans, ha="center", fontsize=8)
 
 
 # --------------------------------------------------------------------------- weighting

@@ -518,7 +518,7 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
     DataFrame
         Indexed by ``by`` plus a total row ``all``: ``ended``, ``missing`` and ``% without
         discharge score (95% CI)`` (Wilson interval, as text), suppressed with the total row
-        used for complementary suppression. ``counts=False`` keeps only the percentage, for
+        and ``ended`` (= missing + with a score, per row) used for complementary suppression. ``counts=False`` keeps only the percentage, for
         tables whose rows also appear elsewhere with other counts (e.g. per therapist, next to
         the caseloads of the therapist comparison: the difference would be a count).
     """
@@ -535,7 +535,8 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
         for m, n in zip(table["missing"], table["ended"], strict=True)]
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
                                derived={"missing": ["pct_missing"],
-                                        "complete": ["pct_missing"]}, total_row="all")
+                                        "complete": ["pct_missing"]}, total_row="all",
+                               total_column="ended")
     out = out.drop(columns=["complete"] if counts else ["complete", "ended", "missing"])
     return out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
 

@@ -186,3 +186,21 @@ def test_plot_run_chart():
     assert len(shift_points.get_offsets()) == 12  # six below, then six above the median
     assert [t.get_text() for t in ax.get_xticklabels()][0] == "2024Q1"
     np.testing.assert_allclose(ax.lines[1].get_ydata(), np.median(d["rate"]))
+
+
+def test_plot_km_stops_the_curve_and_hides_numbers_at_risk_below_min_at_risk():
+    """Under 11 at risk the steps of the curve give away single events and the numbers at risk
+    are small cells: the curve stops at the last time with 11 or more at risk, and a number at
+    risk of 1-10 reads ``<11`` (0 stays 0)."""
+    weeks = np.arange(1, 26)
+    d = pd.DataFrame({"weeks": weeks, "event": np.tile([1, 0], 13)[:25]})
+    ax = plot_km(d, "weeks", "event", times=[0, 10, 20, 30], min_at_risk=11)
+    x = ax.lines[0].get_xdata()
+    # at risk at week t is 26 - t: 11 or more up to week 15
+    assert max(x) <= 15 and max(x) >= 14
+    texts = [t.get_text() for t in ax.texts if t.get_text() not in ("at risk", "all")]
+    assert texts == ["25", "16", "<11", "0"]
+    band = ax.collections[0].get_paths()[0].vertices[:, 0]
+    assert band.max() <= 15
+    ax = plot_km(d, "weeks", "event", times=[0, 20])  # default: everything drawn
+    assert max(ax.lines[0].get_xdata()) == 25

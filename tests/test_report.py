@@ -781,3 +781,98 @@ def test_empty_database_parameter_means_the_environment_store(tmp_path, monkeypa
     monkeypatch.setenv("OUTCOMES_DB", str(tmp_path / "from_env.duckdb"))
     with pytest.raises(ReportError, match="from_env.duckdb"):
         load_report_data("")
+
+
+# --------------------------------------------------------------------------- cross-table leaks
+def test_observed_minus_expected_table_gives_no_caseload_next_to_the_therapist_table():
+    """The O-E model drops ceiling cases and incomplete case mix: its ``n`` next to the
+    therapist comparison's ``n`` (same therapist, same window) would give their number
+    (1 in the 400-episode synthetic store: 14 vs 13)."""
+    data = _clustered(per=30)
+    data["prior_pt"] = [i % 3 == 0 for i in range(len(data))]
+    table = rp.format_oe(rp.observed_minus_expected(data))
+    assert len(table) and "episodes" not in table.columns
+    assert not any(re.search(r"\bn\b|episodes", str(c)) for c in table.columns)
+
+
+def test_suppress_km_hides_what_n_minus_events_and_the_arm_size_give_away():
+    """n - events is the number censored; arm size (Table 1) - n is the number left out of the
+    KM analysis (ceiling cases): either of 1-10 must not be recoverable."""
+    km = pd.DataFrame({"n": [51, 57, 30], "events": [41, 44, 15], "median": [14.0, 17.0, 20.0],
+                       "ci_low": [9.0, 13.0, 15.0], "ci_high": [18.0, 20.0, 30.0]},
+                      index=pd.Index(["pri", "traditional", "other"], name="arm"))
+    out = rp.suppress_km(km)
+    assert out.loc["pri", "events"] == "<11"  # 51 - 41 = 10 censored
+    assert out.loc["pri", "n"] == 51 and out.loc["pri", "median"] == 14.0
+    assert out.loc["traditional", "events"] == 44  # 13 censored
+    sizes = pd.Series({"pri": 55, "traditional": 60, "other": 30})
+    out = rp.suppress_km(km, sizes)
+    assert out.loc["pri", "n"] == "<11" and out.loc["traditional", "n"] == "<11"  # 4 and 3 out
+    assert out.loc["other", "n"] == 30 and out.loc["other", "events"] == 15
+    for arm in ("pri", "traditional"):
+        shown = [v for v in out.loc[arm, ["n", "events"]] if v != "<11"]
+        assert len(shown) <= 1
+
+
+def test_cohort_flow_hides_a_small_exclusion_from_the_difference_of_remaining():
+    """remaining[i-1] - remaining[i] = excluded[i]: a hidden exclusion needs a hidden neighbour."""
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(40 + i, arm="traditional")
+                                                      for i in range(30)]
+    rows += [_ep(80 + i, arm="pri", status="open") for i in range(4)]
+    rows += [_ep(90 + i, condition="lbp") for i in range(13)]
+    flow = rp.cohort_flow(_frame(rows), "itbs", "all", "nprs")
+    assert flow.loc["episode has ended (not open)", "excluded"] == "<11"
+    rem = pd.to_numeric(flow["remaining"], errors="coerce").tolist()
+    exc = pd.to_numeric(flow["excluded"], errors="coerce").tolist()
+    for i in range(1, len(rem)):
+        known = [v for v in (rem[i - 1], rem[i], exc[i]) if not pd.isna(v)]
+        assert len(known) != 2, (i, flow)  # two shown cells of a relation give the third
+    # the analysis cohort and the completers stay shown (Table 1 and the analyses give them)
+    assert flow["remaining"].iloc[-2] == 60 and flow["remaining"].iloc[-1] == 60
+    # no limitation sentence is built on a hidden cell
+    gate = SimpleNamespace(interpretable=False, label="x")
+    assert rp.limitations(flow, gate, None, None, None)
+
+
+def test_format_tidy_hides_small_counts():
+    tidy = pd.DataFrame({"method": ["completers", "mi"], "estimate": [1.0, 1.1],
+                         "n": [40, 48], "n_missing": [8, 0]})
+    out = rp.format_tidy(tidy)
+    assert out.loc["completers", "n_missing"] == "<11" and out.loc["mi", "n_missing"] == 0
+    assert out.loc["completers", "n"] == 40
+
+
+def test_table_one_display_hides_a_small_number_missing():
+    """Shares are of non-missing values: count / share gives that number, and the arm's n minus
+    it the number missing. With 1-10 missing in an arm, no share of the variable is shown there,
+    a level is hidden so the shown counts do not add up to it, and the SMD is hidden."""
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(50 + i, arm="traditional")
+                                                      for i in range(30)]
+    sex = ["F"] * 14 + ["M"] * 13 + [None] * 3 + ["F"] * 15 + ["M"] * 15
+    data = _frame(rows).assign(sex=sex, payer="commercial", symptom_duration_weeks=6.0,
+                               prior_pt=[float(i % 2) for i in range(57)] + [None] * 3,
+                               prior_injection=0.0, surgery_recommended=0.0)
+    table = rp.table_one_display(data)
+    pri = table["pri"].filter(like="sex = ")
+    assert not pri.str.contains(r"\(", regex=True).any(), pri  # no share next to a count
+    counts = pd.to_numeric(pri, errors="coerce")
+    assert counts.isna().any() or counts.sum() != 27  # the shown levels do not sum to 27
+    assert table.loc["sex = F, n (%)", "SMD"] == "<11"
+    assert table.loc["sex = F, n (%)", "traditional"] == "15 (50.0)"
+    assert "(" not in table.loc["prior_pt = 1, n (%)", "traditional"]  # 3 missing there
+    assert table.loc["prior_pt = 1, n (%)", "SMD"] == "<11"
+
+
+def test_missing_discharge_never_shows_ended_and_missing_around_a_small_complete():
+    """ended = missing + with a score: ended 15 and missing 12 would give the 3 with a score."""
+    rows = [_ep(i, arm="pri") for i in range(3)]
+    rows += [_ep(10 + i, arm="pri", status="no_discharge_score", nprs=(6.0, None))
+             for i in range(12)]
+    rows += [_ep(40 + i, arm="traditional") for i in range(20)]
+    rows += [_ep(70 + i, arm="traditional", status="no_discharge_score", nprs=(6.0, None))
+             for i in range(15)]
+    table = rp.missing_discharge(_frame(rows), "arm")
+    for arm, r in table.iterrows():
+        ended, missing = (pd.to_numeric(r[c], errors="coerce") for c in ("ended", "missing"))
+        assert pd.isna(ended) or pd.isna(missing) or not 1 <= ended - missing <= 10, (arm, table)
+    assert table.loc["traditional", "ended"] == 35
