@@ -19,7 +19,7 @@ __all__ = [
     "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_exposure_rule",
     "episodes_for_rule", "parse_period", "protocol_table", "comparison_problem", "MIN_ARM",
     "MIN_COMPLETERS",
-    "cohort_flow", "analysis_cohort", "table_one_display", "time_to_mcid", "gate_notice",
+    "cohort_flow", "analysis_cohort", "table_one_display", "balance_display", "time_to_mcid", "gate_notice",
     "gated", "therapist_clustering", "propensity_frame", "cohort_scores", "trajectory_weeks",
     "fit_trajectories",
     "trajectory_predictions", "format_tidy", "survival_data", "suppress_km", "limitations",
@@ -253,6 +253,29 @@ def table_one_display(cohort: pd.DataFrame,
                                  for c in wide.loc[rows, group]]
         _hide_smd(wide, long, variable)
     return wide
+
+
+def balance_display(balance: pd.DataFrame, cohort: pd.DataFrame,
+                    columns: tuple[str, ...] = TABLE_ONE_COLUMNS) -> pd.DataFrame:
+    """``IPTWResult.balance`` for the Love plot, without what Table 1 hides.
+
+    Before weighting, a binary covariate's standardized difference is computed from the two
+    arms' shares: with one share shown in Table 1 (or 0), the plotted point gives the other,
+    hidden count back. ``smd_before`` is therefore blanked (NaN, not drawn) for every
+    covariate (``C(sex)[F]`` -> ``sex``) whose SMD :func:`table_one_display` hides. Weighted
+    differences (``smd_after``) are kept: they rest on the weights, not on counts.
+    """
+    from outcomes.tables import table_one
+
+    long = table_one(cohort.assign(arm=cohort["arm"].astype(str)), "arm", list(columns),
+                     order=list(STRATEGIES))
+    hidden = {v for v, _, _ in _small_table_one_cells(long)} | {
+        v for v, _ in _small_missing(long)}
+    base = balance["covariate"].astype(str).str.replace(r"^C\((.*?)\)(\[.*\])?$", r"\1",
+                                                        regex=True)
+    out = balance.copy()
+    out.loc[base.isin(hidden).to_numpy(), "smd_before"] = float("nan")
+    return out
 
 
 def _hide_smd(wide: pd.DataFrame, long: pd.DataFrame, variable: str) -> None:

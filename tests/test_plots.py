@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -204,3 +206,23 @@ def test_plot_km_stops_the_curve_and_hides_numbers_at_risk_below_min_at_risk():
     assert band.max() <= 15
     ax = plot_km(d, "weeks", "event", times=[0, 20])  # default: everything drawn
     assert max(ax.lines[0].get_xdata()) == 25
+
+
+def test_plot_ps_overlap_smooth_density_has_no_bins_and_no_n():
+    """Density histograms with n in the legend give every bin's count (height x width x n),
+    and n next to Table 1's arm sizes gives the number dropped for missing covariates: the
+    report draws a kernel density per arm (no bins to count) without n."""
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"ps": np.r_[rng.beta(2, 5, 50), rng.beta(5, 2, 30), 0.99],
+                      "arm": ["traditional"] * 50 + ["pri"] * 31})
+    ax = plot_ps_overlap(d, "ps", "arm", kde=True, show_n=False)
+    assert labels(ax) == ["pri", "traditional"]
+    assert not ax.patches  # no histogram bars
+    assert not any(re.search(r"\d", t.get_text()) for t in ax.texts)
+    for line in ax.lines:
+        y = line.get_ydata()
+        assert len(y) >= 100 and np.all(np.isfinite(y)) and y.min() >= 0
+        area = np.trapezoid(y, line.get_xdata())
+        assert 0.8 < area <= 1.0 + 1e-6  # a density on [0, 1] (mass beyond the ends cut)
+    ax = plot_ps_overlap(d, "ps", "arm")  # default unchanged
+    assert labels(ax) == ["pri (n=31)", "traditional (n=50)"]

@@ -876,3 +876,29 @@ def test_missing_discharge_never_shows_ended_and_missing_around_a_small_complete
         ended, missing = (pd.to_numeric(r[c], errors="coerce") for c in ("ended", "missing"))
         assert pd.isna(ended) or pd.isna(missing) or not 1 <= ended - missing <= 10, (arm, table)
     assert table.loc["traditional", "ended"] == 35
+
+
+def test_love_plot_balance_hides_the_unweighted_difference_of_hidden_table_one_cells():
+    """Before weighting, a binary covariate's difference is p_pri - p_traditional: with
+    'sex = X' 0 in one arm (shown) it is the other arm's hidden count over its n (1/60 in the
+    400-episode synthetic store). Covariates whose Table 1 SMD is hidden lose it in the plot."""
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(50 + i, arm="traditional")
+                                                      for i in range(30)]
+    cohort = _frame(rows).assign(sex=["X" if i < 3 else "F" for i in range(60)],
+                                 payer="commercial", symptom_duration_weeks=6.0,
+                                 prior_pt=[i % 2 for i in range(60)], prior_injection=0.0,
+                                 surgery_recommended=0.0)
+    balance = pd.DataFrame({"covariate": ["age", "C(sex)[F]", "C(sex)[X]", "prior_pt",
+                                          "nprs_intake"],
+                            "type": ["continuous", "binary", "binary", "binary", "continuous"],
+                            "smd_before": [0.1, -0.1, 0.1, 0.0, 0.2],
+                            "smd_after": [0.01, -0.01, 0.01, 0.0, 0.02]})
+    out = rp.balance_display(balance, cohort).set_index("covariate")
+    assert out.loc[["C(sex)[F]", "C(sex)[X]"], "smd_before"].isna().all()
+    assert out.loc[["age", "prior_pt", "nprs_intake"], "smd_before"].notna().all()
+    assert out["smd_after"].tolist() == balance["smd_after"].tolist()
+    assert table_one_hidden_smd(rp.table_one_display(cohort)) == {"sex"}
+
+
+def table_one_hidden_smd(table: pd.DataFrame) -> set[str]:
+    return {r.split(" = ")[0].split(",")[0] for r in table.index[table["SMD"] == "<11"]}
