@@ -1,0 +1,33 @@
+"""The benchmark scripts run end to end at a tiny size (their numbers are in benchmarks/README.md).
+
+Timings are never asserted here (the machines are noisy); only that each script runs from a
+fresh checkout and prints the lines its README documents.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "ingest_scale.py"), "--rows", "3000", "--small", "1500",
+         "--repeat", "1", "--keep", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0].split()[:7] == ["rows", "MB", "bare", "s", "ingest", "s", "ratio"]
+    rows = [line.split() for line in lines[1:3]]
+    assert [int(r[0]) > 1000 for r in rows] == [True, True]
+    # ingest stages are reported, and the floor is below the full ingest
+    assert all("episodes=" in line and "redact=" in line for line in lines[1:3])
+    for r in rows:
+        ingest_s, floor_s = float(r[3]), float(r[5])
+        assert 0 < floor_s < ingest_s
+    assert any(line.startswith("linearity:") for line in lines)
