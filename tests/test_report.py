@@ -902,3 +902,36 @@ def test_love_plot_balance_hides_the_unweighted_difference_of_hidden_table_one_c
 
 def table_one_hidden_smd(table: pd.DataFrame) -> set[str]:
     return {r.split(" = ")[0].split(",")[0] for r in table.index[table["SMD"] == "<11"]}
+
+
+def _table_with(tables: list[list[list[str]]], first: str) -> list[list[str]]:
+    return next(t for t in tables if t and t[0] and t[0][0] == first)
+
+
+def _num(cell: str) -> float:
+    try:
+        return float(cell.split(" (")[0])
+    except ValueError:
+        return float("nan")
+
+
+def test_comparative_report_gives_no_small_count_as_a_difference_of_shown_counts(rendered):
+    """Rendered comparative page: no relation between shown counts (cohort flow steps, KM n
+    and events, Table 1 arm sizes and KM n) gives a number from 1 to 10."""
+    parser = _Tables()
+    parser.feed(_page(rendered, "comparative_analysis.html"))
+    flow = _table_with(parser.tables, "step")[1:]
+    for prev, row in zip(flow, flow[1:], strict=False):
+        rem0, rem1, exc = _num(prev[1]), _num(row[1]), _num(row[2])
+        if not (pd.isna(rem0) or pd.isna(rem1)):
+            assert not 1 <= rem0 - rem1 <= 10, (prev, row)
+    table1 = {r[0]: r[1:] for r in _table_with(parser.tables, "")[1:]}
+    arms = _table_with(parser.tables, "")[0][1:3]
+    sizes = dict(zip(arms, (_num(c) for c in table1["n"][:2]), strict=True))
+    km = _table_with(parser.tables, "arm")
+    header = km[0]
+    for row in km[1:]:
+        r = dict(zip(header, row, strict=True))
+        n, events = _num(r["n"]), _num(r["events"])
+        assert pd.isna(n) or pd.isna(events) or not 1 <= n - events <= 10, r
+        assert pd.isna(n) or not 1 <= sizes[r["arm"]] - n <= 10, (r, sizes)
