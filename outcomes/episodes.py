@@ -18,6 +18,8 @@ treatment, discharge), then by ``visit_id``, so the result does not depend on ro
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -35,6 +37,7 @@ _NEEDED = ("visit_id", "patient_id", "clinic_id", "therapist_id", "visit_date", 
            "icd10", *EPISODE_INSTRUMENTS)
 _EVAL_RE = r"(?:^|[;,\s])(?:" + "|".join(EVAL_CPT) + r")(?:$|[;,\s])"
 _DAY = np.timedelta64(1, "D")
+_DISCHARGE = _TYPE_ORDER["discharge"]
 
 
 def build_episodes(
@@ -115,21 +118,48 @@ def build_episodes(
       improvement of at least that share of the intake; either counts. NA without an intake or
       a discharge score, and NA for ceiling cases (they cannot respond).
     """
+    ep = _build_episodes(visits, techniques, gap_days=gap_days, baseline_visits=baseline_visits,
+                         baseline_includes_evaluation=baseline_includes_evaluation,
+                         primary=primary, as_of=as_of)
+    out = EpisodeSchema.validate(ep)
+    out.attrs = dict(ep.attrs)
+    return out
+
+
+def _build_episodes(
+    visits: pd.DataFrame,
+    techniques: pd.DataFrame,
+    *,
+    gap_days: int = 60,
+    baseline_visits: int = 3,
+    baseline_includes_evaluation: bool = False,
+    primary: str = "nprs",
+    as_of: str | pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """:func:`build_episodes` (same parameters and defaults) before the schema check.
+
+    For :func:`outcomes.store.rebuild_episodes`, which builds per partition of patients and
+    validates the concatenation once (same table; pandera's cost is per call and per value).
+    """
     _check_columns(visits, _NEEDED, "visits")
     _check_columns(techniques, ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
-    used = [*_NEEDED, *(c for c in ("cpt_codes", "groc", *COVARIATE_COLUMNS) if c in visits)]
-    v = _assign_episodes(visits.loc[visits["visit_date"] <= as_of_ts, used], gap_days)
-    n_orphans = int(v["_episode"].isna().sum())
-    v = v[v["_episode"].notna()]
-    ep = _episode_frame(v)
-    ep["arm"] = _arms(v, techniques, baseline_visits, baseline_includes_evaluation)
-    ep = ep.join(_discharge_scores(v))
+    kept = (visits["visit_date"] <= as_of_ts).to_numpy()
+    if not kept.all():  # else read the columns in place: nothing below writes to them
+        used = [*_NEEDED, *(c for c in ("cpt_codes", "groc", *COVARIATE_COLUMNS) if c in visits)]
+        visits = visits.loc[kept, used]
+    seg = _segments(visits, gap_days)
+    member = ~np.isnan(seg.episode)
+    n_orphans = int(len(member) - member.sum())
+    g = _Groups(seg.order[member], seg.episode[member])
+    ep = _episode_frame(visits, g)
+    ep["arm"] = _arms(visits, g, seg.rank[member], seg.is_eval[member], techniques,
+                      baseline_visits, baseline_includes_evaluation)
+    ep = ep.join(_discharge_scores(visits, g, seg.rank[member] == _DISCHARGE))
     ep = _add_status(ep, primary, gap_days, as_of_ts)
-    inst = _instrument_columns(v, ep)
+    inst = _instrument_columns(visits, g, seg.is_eval[member], ep)
     ep = ep.drop(columns=[c for c in inst.columns if c in ep.columns]).join(inst)
     ep = ep.reset_index(drop=True)
-    ep = EpisodeSchema.validate(ep)
     ep.attrs.update(n_orphan_visits=n_orphans, gap_days=gap_days, baseline_visits=baseline_visits,
                     baseline_includes_evaluation=baseline_includes_evaluation,
                     primary=primary, as_of=as_of_ts)
@@ -186,7 +216,7 @@ def visit_scores(
     v = _assign_episodes(visits[used], gap)
     v = v[v["_episode"].notna()]
     v = v.assign(visit_number=v.groupby("_episode", sort=False).cumcount() + 1)
-    ids = _episode_ids(v)["episode_id"]
+    ids = _episode_ids(_first_valid(v, ["patient_id", "visit_date", "visit_id"]))
     try:
         row_of = pd.Index(episodes["episode_id"]).get_indexer(ids)
     except pd.errors.InvalidIndexError:
@@ -232,25 +262,27 @@ def _as_of(visits: pd.DataFrame, as_of: str | pd.Timestamp | None) -> pd.Timesta
         raise InputError("parameter as_of: not a date (use YYYY-MM-DD)") from None
 
 
-def _is_evaluation(v: pd.DataFrame) -> pd.Series:
-    by_type = v["visit_type"].astype("string").eq("evaluation").fillna(False)
+def _is_evaluation(v: pd.DataFrame, rank: np.ndarray) -> np.ndarray:
+    """Initial evaluations, by visit type (``rank`` 0, see :func:`_visit_order`) or CPT code."""
+    by_type = rank == _TYPE_ORDER["evaluation"]
     if "cpt_codes" not in v:
-        return by_type.astype(bool)
+        return by_type
     # a few hundred distinct code lists: search each once, not once per visit
     codes, uniques = pd.factorize(v["cpt_codes"])
     hit = pd.Series(uniques, dtype="string").str.contains(_EVAL_RE, regex=True)
     by_cpt = np.r_[hit.fillna(False).to_numpy(bool), False][codes]  # code -1 (NA) -> False
-    return by_type.astype(bool) | by_cpt
+    return by_type | by_cpt
 
 
-def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions sorting visits by patient, date, visit type, visit_id (integer lexsort).
 
-    Also returns each visit's patient code (same order as ``visits``), so callers compare
-    integers instead of text.
+    Also returns each visit's patient code and visit-type rank (``_TYPE_ORDER``, 9 for any
+    other or missing type), in the order of ``visits``, so callers compare integers instead
+    of text.
     """
     if len(visits) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     types, distinct = pd.factorize(visits["visit_type"], use_na_sentinel=False)
     rank = pd.Series(distinct).map(_TYPE_ORDER).fillna(9).to_numpy(float)[types]
     ids = visits["patient_id"]
@@ -258,21 +290,53 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         ids = ids.astype(str)
     patient = pd.factorize(ids, sort=True)[0]
     date = visits["visit_date"].to_numpy()
-    first = np.lexsort([rank, date, patient])
+    key = _sort_key(patient, date, rank)
+    if key is None:
+        first = np.lexsort([rank, date, patient])
+        same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
+                     & (np.diff(date[first]) == np.timedelta64(0))]
+    else:
+        first = np.argsort(key, kind="stable")
+        same = np.r_[False, np.diff(key[first]) == 0]
     # visit_id only breaks the rare remaining ties; factorizing every id would dominate the cost
-    same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
-                 & (np.diff(date[first]) == np.timedelta64(0))]
     if not same.any():
-        return first, patient
+        return first, patient, rank
     tied = np.zeros(len(first), bool)
     tied[first[same]] = tied[first[np.r_[same[1:], False]]] = True
     vid = np.zeros(len(first), np.int64)
     vid[tied] = pd.factorize(visits["visit_id"].to_numpy()[tied].astype(str), sort=True)[0]
-    return np.lexsort([vid, rank, date, patient]), patient
+    return np.lexsort([vid, rank, date, patient]), patient, rank
 
 
-def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
-    """Sort visits and give each an episode number (``_episode``, NaN for orphans).
+def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
+    """One int64 ordered as (patient, date, rank), so a stable argsort replaces a 3-key lexsort.
+
+    Only when every date is a whole day (always, for clean visits) and the key fits; else None.
+    """
+    if date.dtype.kind != "M":
+        return None
+    day = date.astype("datetime64[D]")
+    if not (day == date).all():  # times of day, or NaT
+        return None
+    day = day.view(np.int64) - day.view(np.int64).min()
+    span = int(day.max()) + 1
+    if (int(patient.max()) + 1) * span * 10 >= 2**62:
+        return None
+    return (patient.astype(np.int64) * span + day) * 10 + rank.astype(np.int64)
+
+
+class _Segments(NamedTuple):
+    """Visits in episode order (all arrays but ``order`` are in that order)."""
+
+    order: np.ndarray  # positions of the visits in the input, sorted
+    rank: np.ndarray  # visit-type rank (_TYPE_ORDER)
+    is_eval: np.ndarray  # initial evaluation
+    episode: np.ndarray  # episode number, NaN for orphans
+    reason: np.ndarray  # why a segment starts: 0 new patient, 1 discharge, 2 gap, 3 other
+
+
+def _segments(visits: pd.DataFrame, gap_days: int) -> _Segments:
+    """Sort visits and give each an episode number, by position (no column is copied).
 
     A segment boundary falls at a new patient, an evaluation, the visit after a discharge and
     a gap longer than ``gap_days``; a segment is an episode when its first visit is an
@@ -280,46 +344,106 @@ def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
     """
     if gap_days < 0:
         raise InputError("parameter gap_days: must be >= 0")
-    order, patient = _visit_order(visits)
-    if np.array_equal(order, np.arange(len(order))):  # already in order (e.g. read sorted)
-        v = visits.reset_index(drop=True)
-    else:
-        v = visits.take(order).reset_index(drop=True)
-    is_eval = _is_evaluation(v).to_numpy()
-    v["_is_eval"] = is_eval
+    order, patient, rank = _visit_order(visits)
+    is_eval = _is_evaluation(visits, rank)[order]
+    rank = rank[order]
     pid = patient[order]
     new_patient = np.r_[True, pid[1:] != pid[:-1]]
-    gap = np.r_[np.inf, np.diff(v["visit_date"].to_numpy()) / _DAY]
+    gap = np.r_[np.inf, np.diff(visits["visit_date"].to_numpy()[order]) / _DAY]
     after_gap = ~new_patient & (gap > gap_days)
-    is_dis = v["visit_type"].astype("string").eq("discharge").fillna(False).to_numpy()
-    after_dis = ~new_patient & np.r_[False, is_dis[:-1]]
+    after_dis = ~new_patient & np.r_[False, rank[:-1] == _DISCHARGE]
     boundary = new_patient | is_eval | after_gap | after_dis
     segment = np.cumsum(boundary)
     seg_eval = is_eval[boundary][segment - 1]
-    v["_episode"] = np.where(seg_eval, segment, np.nan)
-    reason = np.select([new_patient, after_dis, after_gap], ["before_first_evaluation",
-                       "after_discharge", "after_gap"], default="")[boundary][segment - 1]
-    v["_orphan_reason"] = pd.array(np.where(seg_eval, None, reason), dtype="string")
+    reason = np.select([new_patient, after_dis, after_gap], [0, 1, 2], default=3)
+    return _Segments(order, rank, is_eval, np.where(seg_eval, segment, np.nan),
+                     reason[boundary][segment - 1])
+
+
+_REASONS = np.array(["before_first_evaluation", "after_discharge", "after_gap", ""], object)
+
+
+def _assign_episodes(visits: pd.DataFrame, gap_days: int) -> pd.DataFrame:
+    """The visits sorted (:func:`_segments`), with ``_is_eval``, ``_episode`` (NaN for orphans)
+    and ``_orphan_reason`` (NA in episodes)."""
+    seg = _segments(visits, gap_days)
+    if np.array_equal(seg.order, np.arange(len(seg.order))):  # already in order
+        v = visits.reset_index(drop=True)
+    else:
+        v = visits.take(seg.order).reset_index(drop=True)
+    v["_is_eval"] = seg.is_eval
+    v["_episode"] = seg.episode
+    orphan = np.isnan(seg.episode)
+    v["_orphan_reason"] = pd.array(np.where(orphan, _REASONS[seg.reason], None), dtype="string")
     return v
 
 
-def _episode_frame(v: pd.DataFrame) -> pd.DataFrame:
-    """Identity, dates, counts and intake covariates of each episode (index ``_episode``)."""
-    g = v.groupby("_episode", sort=True)
-    first = _first_valid(v, ["patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"])
-    ep = first.join(_episode_ids(v))
+class _Groups:
+    """The visits of the episodes, in visit order: ``rows`` (positions in the input) and the
+    episode each belongs to (``group``, 0 .. n-1, non-decreasing)."""
+
+    def __init__(self, rows: np.ndarray, number: np.ndarray) -> None:
+        self.rows = rows
+        first = np.r_[True, number[1:] != number[:-1]][: len(number)]
+        self.start = np.flatnonzero(first)
+        self.end = np.append(self.start[1:], len(rows))[: len(self.start)] - 1
+        self.group = np.cumsum(first) - 1
+        self.n = len(self.start)
+
+    def sizes(self) -> np.ndarray:
+        return (self.end - self.start + 1).astype(np.int64)
+
+    def pick(self, ok: np.ndarray | None, last: bool = False) -> np.ndarray:
+        """Per episode, the first (last) of its rows where ``ok``; -1 when none (positions
+        into ``rows``)."""
+        if ok is None or ok.all():
+            return self.end if last else self.start
+        idx = np.flatnonzero(ok)
+        pos = np.full(self.n, -1, dtype=np.int64)
+        if len(idx):
+            g = self.group[idx]
+            change = g[1:] != g[:-1]
+            sel = np.r_[change, True] if last else np.r_[True, change]
+            pos[g[sel]] = idx[sel]
+        return pos
+
+    def values(self, col: pd.Series, where: np.ndarray | None = None,
+               last: bool = False) -> pd.api.extensions.ExtensionArray:
+        """``groupby().first()`` (``last()``) of ``col`` over the rows ``where`` holds: the
+        first (last) non-missing value, missing when there is none."""
+        ok = col.notna().to_numpy(bool)[self.rows]
+        pos = self.pick(ok if where is None else ok & where, last)
+        take = np.where(pos >= 0, self.rows[pos], -1) if (pos < 0).any() else self.rows[pos]
+        return col.array.take(take, allow_fill=True)
+
+
+def _episode_frame(v: pd.DataFrame, g: _Groups) -> pd.DataFrame:
+    """Identity, dates, counts and intake covariates of each episode."""
+    ident = ["patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"]
+    ep = pd.DataFrame({c: g.values(v[c]) for c in ident})
+    ep["episode_id"] = _episode_ids(ep.assign(visit_date=g.values(v["visit_date"])))
     ep["condition"] = _conditions(ep["icd10"])
-    ep["start_date"] = g["visit_date"].min()
-    ep["end_date"] = g["visit_date"].max()
-    ep["n_visits"] = g.size()
+    # visits are sorted by date within an episode (and none is NaT after the as_of filter)
+    dates = v["visit_date"].array
+    ep["start_date"] = dates.take(g.rows[g.start])
+    ep["end_date"] = dates.take(g.rows[g.end])
+    ep["n_visits"] = g.sizes()
     ep["days"] = ((ep["end_date"] - ep["start_date"]) / _DAY).astype("int64")
     covs = [c for c in COVARIATE_COLUMNS if c in v.columns]
-    ep = ep.join(_first_valid(v, covs))
-    ep["start_quarter"] = ep["start_date"].dt.to_period("Q").astype("string")
-    ep["end_quarter"] = ep["end_date"].dt.to_period("Q").astype("string")
+    for c in covs:
+        ep[c] = g.values(v[c])
+    ep["start_quarter"] = _quarters(ep["start_date"])
+    ep["end_quarter"] = _quarters(ep["end_date"])
     order = ["episode_id", "patient_id", "clinic_id", "therapist_id", "condition", "icd10",
              "start_date", "end_date", "n_visits", "days", *covs, "start_quarter", "end_quarter"]
     return ep[order]
+
+
+def _quarters(dates: pd.Series) -> pd.Series:
+    """``dates.dt.to_period("Q").astype("string")`` ("2026Q3"), formatted once per quarter."""
+    codes, quarters = pd.factorize(dates.dt.to_period("Q"))
+    labels = pd.Series(quarters).astype("string").array
+    return pd.Series(labels.take(codes, allow_fill=True), index=dates.index)
 
 
 def _conditions(icd10: pd.Series) -> pd.Series:
@@ -350,13 +474,14 @@ def _first_valid(v: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.Index(episodes, name="_episode"))
 
 
-def _episode_ids(v: pd.DataFrame) -> pd.DataFrame:
-    """``episode_id`` per episode number: patient + evaluation date (+ visit id if needed)."""
-    first = _first_valid(v, ["patient_id", "visit_date", "visit_id"])
+def _episode_ids(first: pd.DataFrame) -> pd.Series:
+    """``episode_id`` from each episode's ``patient_id``, evaluation ``visit_date`` and
+    ``visit_id`` (patient + evaluation date, + visit id when that is not unique)."""
     base = _patient_day(first["patient_id"], first["visit_date"])
     dup = base.duplicated(keep=False)
-    ids = base.where(~dup, base + "-" + first["visit_id"].astype(str))
-    return ids.rename("episode_id").to_frame()
+    if dup.any():
+        base = base.where(~dup, base + "-" + first["visit_id"].astype(str))
+    return base.rename("episode_id")
 
 
 def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
@@ -379,24 +504,45 @@ def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
     return pd.Series(text.to_numpy(zero_copy_only=False), index=patient.index, dtype=object)
 
 
-def _arms(v: pd.DataFrame, techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
-    """Arm of each episode from the technique families of its baseline window."""
-    eligible = v["visit_type"].eq("treatment").fillna(False).to_numpy(bool)
+def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
+          techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
+    """Arm of each episode from the technique families of its baseline window.
+
+    ``rank`` and ``is_eval`` describe the episode visits (``g.rows``), in visit order.
+    """
+    eligible = rank == _TYPE_ORDER["treatment"]
     if with_eval:
-        eligible |= v["_is_eval"].to_numpy(bool)
-    episode = v["_episode"].to_numpy()[eligible]
-    rank = pd.Series(episode).groupby(episode, sort=False).cumcount().to_numpy()
-    rows = np.flatnonzero(eligible)[rank < window]  # only these rows' ids are looked up
-    fam = techniques["family"].astype("string")
-    keep = fam.isin(["pri", "traditional"]).to_numpy()
-    pos = _positions(v["visit_id"].iloc[rows], techniques.loc[keep, "visit_id"])
-    hit_ep = v["_episode"].to_numpy()[rows][pos[pos >= 0]]
-    hit_fam = fam[keep].to_numpy()[pos >= 0]
-    episodes = np.sort(v["_episode"].unique())
-    pri = np.isin(episodes, hit_ep[hit_fam == "pri"])
-    trad = np.isin(episodes, hit_ep[hit_fam == "traditional"])
+        eligible = eligible | is_eval
+    at = np.flatnonzero(eligible)
+    sub = _Groups(at, g.group[at])  # the eligible visits, numbered within their episode
+    within = np.arange(len(at)) - np.repeat(sub.start, sub.sizes())
+    at = at[within < window]  # only these rows' ids are looked up
+    fam = techniques["family"]
+    if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
+        fam = fam.astype("string")
+    is_pri = _equals(fam, "pri")
+    keep = is_pri | _equals(fam, "traditional")
+    pos = _positions(v["visit_id"].iloc[g.rows[at]], techniques["visit_id"][keep])
+    found = pos >= 0
+    hit = g.group[at][pos[found]]
+    hit_pri = is_pri[keep][found]
+    pri = np.zeros(g.n, bool)
+    trad = np.zeros(g.n, bool)
+    pri[hit[hit_pri]] = True
+    trad[hit[~hit_pri]] = True
     arm = np.select([pri & trad, pri, trad], ["mixed", "pri", "traditional"], default="none")
-    return pd.Series(arm, index=episodes, dtype="string")
+    return pd.Series(arm, dtype="string")
+
+
+def _equals(text: pd.Series, value: str) -> np.ndarray:
+    """``text == value`` as a numpy bool array, missing -> False (in Arrow when Arrow-backed)."""
+    if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        hit = pc.equal(pa.array(text.array), pa.scalar(value, pa.large_string()))
+        return hit.fill_null(False).to_numpy(zero_copy_only=False)
+    return text.eq(value).fillna(False).to_numpy(bool)
 
 
 def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
@@ -411,7 +557,7 @@ def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
         import pyarrow.compute as pc
 
         values = pa.array(ids.array)
-        if pc.count_distinct(values).as_py() != len(ids):
+        if len(pc.unique(values)) != len(ids):
             raise InputError("visits: column visit_id has duplicate values")
         found = pc.index_in(pa.array(keys.array), value_set=values)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -421,13 +567,15 @@ def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
         raise InputError("visits: column visit_id has duplicate values") from None
 
 
-def _discharge_scores(v: pd.DataFrame) -> pd.DataFrame:
-    """Scores at the (first) discharge visit of each episode; NaN without one."""
+def _discharge_scores(v: pd.DataFrame, g: _Groups, is_dis: np.ndarray) -> pd.DataFrame:
+    """Scores at the (first) discharge visit of each episode; NaN without one.
+
+    ``is_dis`` marks the discharge visits among the episode visits (``g.rows``).
+    """
     scores = [*EPISODE_INSTRUMENTS, *(["groc"] if "groc" in v else [])]
-    dis = v[v["visit_type"] == "discharge"].groupby("_episode", sort=True)[scores].first()
-    out = dis.add_suffix("_discharge")
-    out["has_discharge_visit"] = True
-    return out.reindex(np.sort(v["_episode"].unique()))
+    out = pd.DataFrame({f"{c}_discharge": g.values(v[c], where=is_dis) for c in scores})
+    out["has_discharge_visit"] = g.pick(is_dis) >= 0
+    return out
 
 
 def _add_status(ep: pd.DataFrame, primary: str, gap_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -441,13 +589,17 @@ def _add_status(ep: pd.DataFrame, primary: str, gap_days: int, as_of: pd.Timesta
     return ep.assign(status=pd.array(status, dtype="string"), has_discharge_visit=has_dis)
 
 
-def _instrument_columns(v: pd.DataFrame, ep: pd.DataFrame) -> pd.DataFrame:
-    """Intake, last, change, percent change, ceiling and responder per instrument (registry)."""
-    intake = v[v["_is_eval"]].groupby("_episode", sort=True)[list(EPISODE_INSTRUMENTS)].first()
-    last = v.groupby("_episode", sort=True)[list(EPISODE_INSTRUMENTS)].last()
+def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,
+                        ep: pd.DataFrame) -> pd.DataFrame:
+    """Intake, last, change, percent change, ceiling and responder per instrument (registry).
+
+    ``is_eval`` marks the evaluation visits among the episode visits (``g.rows``).
+    """
     cols = {}
     for code in EPISODE_INSTRUMENTS:
-        cols.update(_instrument_summary(code, intake[code], ep[f"{code}_discharge"], last[code]))
+        intake = pd.Series(g.values(v[code], where=is_eval), index=ep.index)
+        last = pd.Series(g.values(v[code], last=True), index=ep.index)
+        cols.update(_instrument_summary(code, intake, ep[f"{code}_discharge"], last))
     return pd.DataFrame(cols, index=ep.index)
 
 

@@ -506,9 +506,13 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     (``"<patient_id>-<evaluation date>"``), so the build runs per partition of patients (a hash
     of ``patient_id``) with one ``as_of`` for all, the last stored visit date. The table is the
     same as one call over all visits (tested in ``tests/test_store.py``), with memory bounded by
-    the partition size instead of the store size.
+    the partition size instead of the store size. Partitions are built without the schema check
+    and the whole table is validated once with :class:`outcomes.schema.EpisodeSchema` (pandera
+    costs per call as well as per value).
     """
     import pyarrow as pa
+
+    from outcomes.schema import EpisodeSchema
 
     n_visits, last = _one(con, "SELECT count(*), max(visit_date) FROM visits")
     k = max(1, -(-int(n_visits) // partition_rows))
@@ -516,9 +520,10 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     parts = _build_partitions(con, k, as_of)
     parts = [p for p in parts if len(p)] or parts[:1]  # empty parts would blur the dtypes
     episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if k > 1:
+    if not episodes["episode_id"].is_monotonic_increasing:
         episodes = episodes.sort_values("episode_id", kind="stable", ignore_index=True)
     episodes.attrs = {}  # build metadata (as_of...) is not table data
+    episodes = EpisodeSchema.validate(episodes)  # once for all partitions (cost is per call)
     con.execute("DROP TABLE IF EXISTS episodes")
     con.register("_episodes", pa.Table.from_pandas(episodes, preserve_index=False))
     try:
@@ -537,7 +542,8 @@ def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.D
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from outcomes.episodes import build_episodes
+    # build_episodes without its schema check: rebuild_episodes validates the whole table once
+    from outcomes.episodes import _build_episodes
 
     parts = []
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -546,7 +552,7 @@ def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.D
             visits, techniques = pending.result()
             if i + 1 < k:
                 pending = pool.submit(_read_partition, con, i + 1, k)
-            parts.append(build_episodes(visits, techniques, as_of=as_of))
+            parts.append(_build_episodes(visits, techniques, as_of=as_of))
             del visits, techniques
     return parts
 
@@ -558,13 +564,15 @@ def _read_partition(con: Any, i: int, k: int) -> tuple[pd.DataFrame, pd.DataFram
     # dates as timestamps: Arrow date32 would reach pandas as Python date objects (slow)
     cols = ", ".join("visit_date::TIMESTAMP AS visit_date" if c == "visit_date" else c
                      for c in VISIT_COLUMNS if c != "technique_notes")
-    visits = _frame(con, f"SELECT {cols} FROM visits {where} "
-                         "ORDER BY patient_id, visit_date, visit_id")
+    # unordered: build_episodes sorts the visits itself, and an ORDER BY here took longer
+    # than the whole episode build
+    visits = _frame(con, f"SELECT {cols} FROM visits {where}")
     visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
     # only the families that decide an arm (build_episodes ignores "other" and unmapped text)
-    techniques = _frame(con, "SELECT t.visit_id, t.family "
-                             f"FROM visit_techniques t JOIN (SELECT visit_id FROM visits {where}) "
-                             "v USING (visit_id) WHERE t.family IN ('pri', 'traditional')")
+    sql = "SELECT t.visit_id, t.family FROM visit_techniques t "
+    if k > 1:
+        sql += f"JOIN (SELECT visit_id FROM visits {where}) v USING (visit_id) "
+    techniques = _frame(con, sql + "WHERE t.family IN ('pri', 'traditional')")
     return visits, techniques
 
 

@@ -353,3 +353,97 @@ def test_intake_values_are_first_recorded_values_like_groupby_first():
         ep = build_episodes(visits.iloc[order], no_techniques()).set_index("patient_id")
         assert ep.loc["p1", "age"] == 51.0 and ep.loc["p1", "sex"] == "M"
         assert ep.loc["p2", "payer"] == "commercial" and ep.loc["p2", "age"] == 40.0
+
+
+def random_visits(seed: int, n: int = 400, times: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Messy random visits (same-day ties, blanks, every visit type) and technique rows."""
+    rng = np.random.default_rng(seed)
+    types = rng.choice(["evaluation", "treatment", "treatment", "re-evaluation", "discharge"], n)
+    dates = pd.Timestamp("2025-11-20") + pd.to_timedelta(rng.integers(0, 200, n), unit="D")
+    if times:
+        dates = dates + pd.to_timedelta(rng.integers(0, 3, n), unit="h")
+    patients = [f"p{i}" for i in rng.integers(0, 25, n)]
+    v = make_visits(list(zip(patients, dates, types, [5.0] * n, strict=True)))
+    v["visit_id"] = [f"v{i}" for i in rng.permutation(n)]
+    blank = lambda: rng.random(n) < 0.3  # noqa: E731
+    for col in ("nprs", "lefs", "psfs", "groc", "age", "symptom_duration_weeks"):
+        v[col] = np.where(blank(), np.nan, rng.integers(0, 11, n).astype(float))
+    for col in ("sex", "payer", "clinic_id", "therapist_id"):
+        values = rng.choice(["a", "b", "c"], n)
+        if col in ("sex", "payer"):  # ids are required, covariates may be blank
+            values = np.where(blank(), None, values)
+        v[col] = pd.array(values, dtype="string[pyarrow]")
+    v["cpt_codes"] = np.where(rng.random(n) < 0.1, "97163", v["cpt_codes"])
+    m = 2 * n
+    tech = pd.DataFrame({"visit_id": rng.choice(v["visit_id"], m),
+                         "technique_code": "x",
+                         "family": pd.array(rng.choice(["pri", "traditional", "other", None], m),
+                                            dtype="string[pyarrow]")})
+    return v, tech
+
+
+def groupby_reference(v: pd.DataFrame, tech: pd.DataFrame, gap: int) -> pd.DataFrame:
+    """Per-episode values by plain pandas groupby on the visits in episode order."""
+    from outcomes.episodes import _assign_episodes
+
+    a = _assign_episodes(v, gap)
+    a = a[a["_episode"].notna()]
+    g = a.groupby("_episode", sort=True)
+    ref = g[["patient_id", "clinic_id", "therapist_id", "icd10", "age", "sex", "payer",
+             "symptom_duration_weeks"]].first()
+    ref["start_date"], ref["end_date"], ref["n_visits"] = (g["visit_date"].min(),
+                                                          g["visit_date"].max(), g.size())
+    scores = ["nprs", "lefs", "psfs"]
+    ref = ref.join(a[a["_is_eval"]].groupby("_episode")[scores].first().add_suffix("_intake"))
+    dis = a[a["visit_type"] == "discharge"].groupby("_episode")[[*scores, "groc"]].first()
+    ref = ref.join(dis.add_suffix("_discharge")).join(g[scores].last().add_suffix("_last"))
+    window = a[a["visit_type"] == "treatment"]
+    window = window[window.groupby("_episode").cumcount() < 3]
+    fam = window.merge(tech[tech["family"].isin(["pri", "traditional"])], on="visit_id")
+    fams = fam.groupby("_episode")["family"].agg(lambda f: set(f.astype(str)))
+    arm = {frozenset({"pri", "traditional"}): "mixed", frozenset({"pri"}): "pri",
+           frozenset({"traditional"}): "traditional"}
+    ref["arm"] = fams.map(lambda f: arm[frozenset(f)]).reindex(ref.index).fillna("none")
+    return ref.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_episode_values_match_groupby_on_random_visits(seed):
+    """The build takes per-episode values by row position (no groupby over the visit table);
+    on messy random inputs they equal pandas ``first``/``last``/``min``/``max``/``size``
+    over the visits in episode order, and a baseline-window merge for the arm."""
+    v, tech = random_visits(seed)
+    ep = build_episodes(v, tech, gap_days=40)
+    ref = groupby_reference(v, tech, 40)
+    assert len(ep) == len(ref) > 10
+    for col in ref.columns:
+        pd.testing.assert_series_equal(ep[col], ref[col], check_dtype=False, check_names=False,
+                                       obj=col)
+    shuffled = build_episodes(v.sample(frac=1, random_state=seed), tech.iloc[::-1], gap_days=40)
+    pd.testing.assert_frame_equal(ep, shuffled)
+
+
+def test_visit_order_with_and_without_times_of_day():
+    """Visits are ordered by patient, date, visit type, visit_id: by one integer key when dates
+    are whole days, by a lexsort otherwise (times of day); both match a pandas sort."""
+    from outcomes.episodes import _TYPE_ORDER, _visit_order
+
+    for times in (False, True):
+        v, _ = random_visits(11, n=300, times=times)
+        v.loc[v.sample(5, random_state=1).index, "visit_date"] = v["visit_date"].iloc[0]
+        order, _, _ = _visit_order(v)
+        ref = v.assign(_rank=v["visit_type"].map(_TYPE_ORDER)).sort_values(
+            ["patient_id", "visit_date", "_rank", "visit_id"], kind="stable")
+        assert list(v.index[order]) == list(ref.index)
+
+
+def test_private_build_has_the_public_defaults():
+    """outcomes.store calls the unvalidated build with build_episodes' defaults."""
+    import inspect
+
+    from outcomes.episodes import _build_episodes
+
+    def params(f):
+        return {k: p.default for k, p in inspect.signature(f).parameters.items()}
+
+    assert params(_build_episodes) == params(build_episodes)

@@ -251,3 +251,24 @@ def test_same_input_same_store_whatever_the_time_zone_and_locale(tmp_path):
         snapshots.append(snap)
     assert snapshots[0] == snapshots[1] == snapshots[2]
     assert len(snapshots[0]["visits"]) == 19 and len(snapshots[0]["episodes"]) == 4
+
+
+def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
+    """Partitions are built unvalidated and the whole table is validated once: column types,
+    values and row order (by episode_id) do not depend on the number of partitions."""
+    from outcomes.store import rebuild_episodes
+
+    rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
+    ingest_file(write_rows(tmp_path / "e.csv", rows), db=db_path, today=TODAY)
+    con = duckdb.connect(str(db_path))
+    try:
+        tables = []
+        for partition_rows in (7, 10**9):
+            assert rebuild_episodes(con, partition_rows=partition_rows) == 17
+            tables.append((con.sql("DESCRIBE episodes").fetchall(),
+                           con.sql("SELECT * FROM episodes").df()))
+    finally:
+        con.close()
+    assert tables[0][0] == tables[1][0]
+    pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
+    assert tables[0][1]["episode_id"].is_monotonic_increasing
