@@ -1,11 +1,11 @@
 """Precompiled patterns for the PHI scanner in :mod:`outcomes.privacy`.
 
-Each kind of identifier has one or more Python regexes (the *detectors*) and one cheap RE2
-regex (the kind's *trigger*, :data:`TRIGGERS`) that every match of its detectors also matches.
-The scanner runs the triggers over all distinct notes at once (pyarrow, vectorised) and runs a
-kind's detectors only on notes its trigger hit, so clean notes never meet the expensive patterns.
-``tests/test_privacy.py`` checks that scanning with and without the pre-filter gives identical
-hits on the labelled corpus.
+Each kind of identifier has one or more Python regexes (the *detectors*) and one cheap regex
+(the kind's *trigger*) that every match of its detectors also matches. The scanner runs the
+union of the triggers (:data:`ANY_TRIGGER`, RE2 in pyarrow, vectorised) over every ASCII note at
+once, and a kind's detectors only on notes that hit its trigger (:data:`PY_TRIGGERS`), so clean
+notes never meet the expensive patterns. ``tests/test_privacy.py`` checks that scanning with and
+without the pre-filter gives identical hits on the labelled corpus and on random strings.
 
 Names are found only where something says a name follows: a title (Dr, Mrs), a patient, relative
 or contact cue (``pt``, ``wife``, ``spoke with``), ``per``/``with``/``for`` + a common first name,
@@ -371,10 +371,15 @@ DETECTORS: tuple[Detector, ...] = (
     _d("age", rf"(?i)\b(?:age|aged)\s*:?\s*(?P<v>{_AGE_NUM})(?![\w/]|\.\d)"),
 )
 
-#: RE2 pre-filters (pyarrow), one per kind: every match of a kind's detectors also matches its
-#: trigger, so a note is run through only the detectors of kinds whose trigger it hits.
-#: ``test_prefilter_is_lossless`` checks the superset property on the labelled corpus.
-TRIGGERS = {
+#: Pre-filters, one per kind, in syntax both Python ``re`` and RE2 read: every match of a kind's
+#: detectors also matches its trigger (each trigger is its detectors with parts dropped or
+#: widened), so a note is run through only the detectors of kinds whose trigger it hits. Under
+#: Python semantics this holds for any text (:data:`PY_TRIGGERS`). RE2 (pyarrow) differs from
+#: Python on non-ASCII text (``\b``, ``\d``, ``\s`` and case folding are ASCII-only there) and
+#: its ``\s`` lacks ``\v`` and ``\x1c``-``\x1f``, so the RE2 form (:data:`TRIGGERS`, with ``\s``
+#: spelled out) is used on ASCII notes only. ``tests/test_privacy.py`` checks the superset
+#: property on the labelled corpus and on random strings (hypothesis).
+_PY_TRIGGERS = {
     "name": "|".join(
         (
             rf"(?i:\b(?:{_TITLE}|{_PATIENT}|{_RELATIVE}|{_CONTACT}|{_WEAK})\b)[.,:]?[ \t]{{1,3}}[A-Z]",
@@ -393,7 +398,8 @@ TRIGGERS = {
     "dob": r"(?i:dob|d\.o\.b|birth|born)|19\d\d",
     "address": "|".join(
         (
-            rf"\d{{1,6}}[ \t]+(?:[NSEWnsew]\.?[ \t]+)?(?:[A-Za-z0-9'\x{{2019}}-]+[ \t]+){{1,3}}"
+            # (?i) on the word class: Python's case-insensitive [a-z] also takes "ſ", "ı", "K"
+            rf"\d{{1,6}}[ \t]+(?:(?i:[nsew])\.?[ \t]+)?(?:(?i:[a-z0-9'\u2019-])+[ \t]+){{1,3}}"
             rf"(?i:{_STREET})\b",
             r"(?i:box\s+\d)",
             r"[A-Z]{2}\s+\d{5}",
@@ -401,3 +407,20 @@ TRIGGERS = {
     ),
     "age": rf"(?i:{_AGE_NUM}\s*-?\s*y|\bage[d]?\s*:?\s*{_AGE_NUM})",
 }
+
+#: Python's ``\s`` on ASCII text, for RE2 (whose ``\s`` is ``[\t\n\f\r ]``).
+_ASCII_SPACE_CLASS = r"[\t\n\x0b\x0c\r\x1c-\x1f ]"
+
+
+def _re2(pattern: str) -> str:
+    """The RE2 spelling of a trigger, equivalent to the Python one on ASCII text."""
+    return (pattern.replace(r"[\s.-]", r"[\t\n\x0b\x0c\r\x1c-\x1f .-]")
+            .replace(r"\s", _ASCII_SPACE_CLASS).replace(r"\u2019", r"\x{2019}"))
+
+
+#: RE2 triggers (pyarrow), one per kind; valid on ASCII notes only (see above).
+TRIGGERS = {kind: _re2(pattern) for kind, pattern in _PY_TRIGGERS.items()}
+#: One RE2 pattern hit by every ASCII note that hits any kind's trigger.
+ANY_TRIGGER = "|".join(f"(?:{pattern})" for pattern in TRIGGERS.values())
+#: The triggers compiled for Python ``re``; a superset of the detectors on any text.
+PY_TRIGGERS = {kind: re.compile(pattern) for kind, pattern in _PY_TRIGGERS.items()}

@@ -610,71 +610,31 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     return pd.concat([p.astype({"row_number": "Int64"}) for p in parts], ignore_index=True)
 
 
-#: Distinct notes mapped per call, which bounds the mapper's Python-object memory.
-_NOTE_CHUNK = 50_000
-
-
 def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts.
 
-    Each distinct note is mapped once, in chunks, and the result is joined back to the
-    visits by the note's code, so memory grows with distinct notes per chunk, not rows.
+    :func:`outcomes.techniques.map_note_array` dedupes and splits the notes in Arrow and maps
+    each distinct fragment once; the rows come back as integer positions (visit, and row of a
+    small table of fragments and codes), so the text columns are built by one Arrow ``take``.
     """
-    import numpy as np
+    import pyarrow as pa
 
-    from outcomes.techniques import map_techniques
+    from outcomes.techniques import map_note_array
 
-    codes, uniques = pd.factorize(visits["technique_notes"], use_na_sentinel=True)
-    parts = []
-    for start in range(0, len(uniques), _NOTE_CHUNK):
-        chunk = pd.Series(np.asarray(uniques[start:start + _NOTE_CHUNK], dtype=object),
-                          index=pd.RangeIndex(start, min(start + _NOTE_CHUNK, len(uniques))))
-        m = map_techniques(chunk)
-        parts.append(pd.DataFrame({c: m[c].astype(_STR) for c in
-                                   ("technique_code", "family", "source_text")})
-                     .assign(note=m["row"].to_numpy(dtype="int64")))
-    if not parts:
-        parts = [pd.DataFrame({c: pd.Series(dtype=_STR) for c in
-                               ("technique_code", "family", "source_text")}).assign(note=0)[:0]]
-    mapped = pd.concat(parts, ignore_index=True)
-    visit_rows, mapped_rows = _expand(codes, mapped["note"].to_numpy(), len(uniques))
-    out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(visit_rows),
-                        **{c: _take_text(mapped[c], mapped_rows)
+    notes = visits["technique_notes"]
+    if not isinstance(notes.array, pd.arrays.ArrowStringArray):
+        notes = notes.astype(_STR)
+    mapped = map_note_array(pa.array(notes.array, type=pa.large_string()))
+    out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(mapped.row),
+                        **{c: _take_text(mapped.table.column(c), mapped.entry)
                            for c in ("technique_code", "family", "source_text")}})
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
     return out, {str(k): int(v) for k, v in unmapped.items()}
 
 
-def _take_text(values: pd.Series, rows):
-    """``values.array.take(rows)`` for low-cardinality Arrow text, through its dictionary.
-
-    A few hundred distinct codes and fragments: taking integer codes and decoding once is
-    several times cheaper than copying two million strings by random access.
-    """
-    import pyarrow as pa
-
-    text = pa.array(values.array)
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    encoded = text.dictionary_encode()
-    return pd.arrays.ArrowStringArray(encoded.dictionary.take(encoded.indices.take(rows)))
-
-
-def _expand(codes, note, n_notes: int):
-    """Row positions joining visits (note ``codes``, -1 = none) to the mapped rows of their note.
-
-    ``note`` (the mapped rows' note codes) is sorted, so each note's rows are one run; the
-    result is what an inner merge on the note code gives (visit order, then the note's rows
-    in order), without hashing a million keys.
-    """
-    import numpy as np
-
-    counts = np.bincount(note, minlength=n_notes)
-    starts = np.cumsum(counts) - counts
-    visits = np.flatnonzero(codes >= 0)
-    reps = counts[codes[visits]]
-    within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    return np.repeat(visits, reps), np.repeat(starts[codes[visits]], reps) + within
+def _take_text(values, rows) -> pd.arrays.ArrowStringArray:
+    """Rows ``rows`` of a short Arrow text column (a few hundred fragments and codes)."""
+    return pd.arrays.ArrowStringArray(values.take(rows))
 
 
 def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from outcomes._phi_patterns import (
+    ANY_TRIGGER,
     CLINICAL_ALLOWLIST,
     DETECTORS,
     KINDS,
     LABELS,
-    TRIGGERS,
+    PY_TRIGGERS,
     Detector,
     address_ok,
     name_length,
@@ -108,44 +109,89 @@ def _scan_text(text: str, kinds: Iterable[str] = KINDS) -> list[tuple[int, int, 
     return _resolve(hits)
 
 
-def _triggered(values: Sequence[str]) -> np.ndarray:
-    """Boolean matrix (note x kind): which kinds' RE2 triggers each note hits (pyarrow)."""
+def _arrow_strings(texts: pd.Series):
+    """The one-chunk Arrow array behind a pyarrow-backed string Series, else None."""
+    if not isinstance(texts.array, pd.arrays.ArrowStringArray):
+        return None
     import pyarrow as pa
+
+    array = pa.array(texts.array)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _units(texts: pd.Series):
+    """What the pre-filter runs over, and which unit each row is.
+
+    Arrow-backed strings: the rows themselves (``row_unit`` None), filtered in Arrow before any
+    Python object is made. Anything else: the distinct values of ``pandas.factorize`` as ``str``
+    (``row_unit`` = the codes, -1 = missing), as an Arrow array when Arrow can hold them (a lone
+    surrogate cannot be: the list is returned and every value is scanned).
+    """
+    import pyarrow as pa
+
+    arrow = _arrow_strings(texts)
+    if arrow is not None:
+        return None, arrow
+    codes, uniques = pd.factorize(texts, use_na_sentinel=True)
+    values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
+    try:
+        return codes, pa.array(values, type=pa.large_string())
+    except (pa.ArrowInvalid, UnicodeError):
+        return codes, values
+
+
+def _candidates(units, prefilter: bool) -> np.ndarray:
+    """Positions of the units to scan in Python: non-missing, and (pre-filter) a trigger hit.
+
+    The RE2 union of the triggers decides for ASCII text only; every non-ASCII note is a
+    candidate, because RE2's ``\\b``, ``\\d``, ``\\s`` and case folding are ASCII-only.
+    """
     import pyarrow.compute as pc
 
-    out = np.zeros((len(values), len(KINDS)), dtype=bool)
-    if len(values) == 0:
-        return out
-    try:
-        array = pa.array(values, type=pa.large_string())
-    except (pa.ArrowInvalid, UnicodeError):  # e.g. lone surrogates: scan every note in Python
-        return ~out
-    for j, kind in enumerate(KINDS):
-        mask = pc.match_substring_regex(array, TRIGGERS[kind])
-        out[:, j] = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
-    return out
+    if isinstance(units, list):
+        return np.arange(len(units))
+    keep = units.is_valid()
+    if prefilter:
+        hit = pc.or_(pc.invert(pc.string_is_ascii(units)),
+                     pc.match_substring_regex(units, ANY_TRIGGER))
+        keep = pc.and_(keep, pc.fill_null(hit, False))
+    return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+
+
+def _kinds_to_scan(text: str, prefilter: bool) -> list[str]:
+    """Kinds whose trigger ``text`` hits (Python semantics, sound on any text); all without it."""
+    if not prefilter:
+        return list(KINDS)
+    return [kind for kind in KINDS if PY_TRIGGERS[kind].search(text)]
 
 
 def _scan_unique(texts: pd.Series, prefilter: bool = True):
-    """Factorise ``texts`` and scan each distinct note once.
+    """Scan each distinct candidate note once.
 
-    Returns ``(codes, values, hits)``: ``codes`` maps rows to distinct notes (-1 = missing),
-    ``values`` are the distinct notes as ``str``, ``hits`` maps a note's position to its hits.
+    Returns ``(codes, values, hits)``: ``values`` are the distinct notes scanned (``str``; with
+    the pre-filter only those a trigger hit), ``codes`` maps rows to them (-1 = missing or not
+    scanned), ``hits`` maps a note's text to its hits (notes without hits are left out).
     """
     if not isinstance(texts, pd.Series):
         raise InputError("texts: expected a pandas Series of free-text notes")
-    codes, uniques = pd.factorize(texts, use_na_sentinel=True)
-    values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
-    if prefilter:
-        triggered = _triggered(values)
-    else:
-        triggered = np.ones((len(values), len(KINDS)), dtype=bool)
+    row_unit, units = _units(texts)
+    pos = _candidates(units, prefilter)
+    scanned = units.take(pos).to_pylist() if not isinstance(units, list) else units
+    seen: dict[str, int] = {}
+    unit_code = np.fromiter((seen.setdefault(t, len(seen)) for t in scanned), np.intp,
+                            count=len(scanned))
+    values = list(seen)
     hits = {}
-    for u in np.flatnonzero(triggered.any(axis=1)):
-        found = _scan_text(values[u], [KINDS[j] for j in np.flatnonzero(triggered[u])])
+    for text in values:
+        kinds = _kinds_to_scan(text, prefilter)
+        found = _scan_text(text, kinds) if kinds else []
         if found:
-            hits[int(u)] = found
-    return codes, values, hits
+            hits[text] = found
+    per_unit = np.full(len(units), -1, dtype=np.intp)
+    per_unit[pos] = unit_code
+    if row_unit is None:
+        return per_unit, values, hits
+    return np.where(row_unit >= 0, per_unit[row_unit], -1), values, hits
 
 
 def scan_phi(texts: pd.Series, *, include_values: bool = False) -> pd.DataFrame:
@@ -169,9 +215,12 @@ def scan_phi(texts: pd.Series, *, include_values: bool = False) -> pd.DataFrame:
 
     Notes
     -----
-    Each distinct note is scanned once (``pandas.factorize``). One cheap RE2 trigger per kind
-    (pyarrow, vectorised over all distinct notes) selects the notes that could hold that kind;
-    only those meet the kind's Python detectors in :mod:`outcomes._phi_patterns`. Overlapping hits are resolved earliest-then-longest.
+    One RE2 pattern, the union of a cheap trigger per kind (pyarrow, vectorised over the rows
+    of Arrow-backed text, else over the distinct values of ``pandas.factorize``), selects the
+    notes that could hold any identifier; every non-ASCII note is selected too, because RE2's
+    ``\\b``, ``\\d`` and ``\\s`` are ASCII-only. Each distinct selected note is scanned once, by
+    the Python detectors in :mod:`outcomes._phi_patterns` of the kinds whose trigger it hits.
+    Overlapping hits are resolved earliest-then-longest.
     Names are found after a cue (title, patient or relative keyword, ``per``/``with`` + common
     first name) or as a common first name + capitalised word; capitalised clinical words on an
     allowlist ("Left AIC", "Postural Restoration", "Patient tolerated") are never names.
@@ -184,7 +233,7 @@ def scan_phi(texts: pd.Series, *, include_values: bool = False) -> pd.DataFrame:
 
 def _hits_frame(texts, codes, values, hits, include_values) -> pd.DataFrame:
     columns = ["row", "kind", "start", "end"] + (["value"] if include_values else [])
-    per_note = [(u, k, s, e) for u, found in hits.items() for s, e, k in found]
+    per_note = [(u, k, s, e) for u, text in enumerate(values) for s, e, k in hits.get(text, ())]
     if not per_note:
         return pd.DataFrame(
             {
@@ -233,23 +282,52 @@ def redact_phi(texts: pd.Series) -> tuple[pd.Series, dict[str, int]]:
 
     Notes
     -----
-    Detection is :func:`scan_phi`'s; each distinct note is scanned and redacted once and the
-    result is broadcast back to the rows, so the cost grows with distinct notes, not rows.
+    Detection is :func:`scan_phi`'s; each distinct note with a trigger hit is scanned and
+    redacted once and the result is broadcast back to the rows. Arrow-backed text is filtered
+    and copied in Arrow, so rows without identifiers never become Python objects.
     """
     codes, values, hits = _scan_unique(texts)
-    redacted = np.asarray(values + [None], dtype=object)  # last slot: missing
-    freq = np.bincount(codes[codes >= 0], minlength=len(values))
+    hit_codes = [u for u, text in enumerate(values) if text in hits]
+    has_hit = np.zeros(len(values) + 1, dtype=bool)  # last slot: codes of -1
+    has_hit[hit_codes] = True
+    rows = np.flatnonzero(has_hit[codes])
+    freq = np.bincount(codes[rows], minlength=len(values))
     counts = dict.fromkeys(KINDS, 0)
-    for u, found in hits.items():
+    redacted = {}
+    for u in hit_codes:
+        found = hits[values[u]]
         redacted[u] = _redact_text(values[u], found)
         for _, _, kind in found:
             counts[kind] += int(freq[u])
-    out = redacted[np.where(codes >= 0, codes, len(values))]
-    out = pd.Series(out, index=texts.index, name=texts.name, dtype=object)
-    out = out.where(codes >= 0, texts)  # keep the input's own missing marker (None, NaN, NA)
+    return _replace_rows(texts, rows, [redacted[u] for u in codes[rows]]), counts
+
+
+def _replace_rows(texts: pd.Series, rows: np.ndarray, new: list[str]) -> pd.Series:
+    """A copy of ``texts`` with ``new`` at positions ``rows``; other non-missing values as ``str``.
+
+    Arrow-backed strings are copied in Arrow (``replace_with_mask``); other dtypes go through
+    ``object``, keeping each missing value's own marker (None, NaN, NA).
+    """
+    arrow = _arrow_strings(texts)
+    if arrow is not None:
+        if len(rows) == 0:
+            return texts.copy()
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = np.zeros(len(texts), dtype=bool)
+        mask[rows] = True
+        out = pc.replace_with_mask(arrow, pa.array(mask), pa.array(new, type=arrow.type))
+        result = pd.Series(type(texts.array)(out), index=texts.index, name=texts.name)
+        return result if result.dtype == texts.dtype else result.astype(texts.dtype)
+    values = texts.to_numpy(dtype=object, copy=True)
+    present = np.flatnonzero(texts.notna().to_numpy())
+    values[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
+    values[rows] = new
+    out = pd.Series(values, index=texts.index, name=texts.name, dtype=object)
     if isinstance(texts.dtype, pd.StringDtype):
         out = out.astype(texts.dtype)
-    return out, counts
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from outcomes.errors import InputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["FAMILIES", "Vocabulary", "load_vocabulary", "map_techniques", "normalize_text",
-           "split_note"]
+__all__ = ["FAMILIES", "NoteMap", "Vocabulary", "load_vocabulary", "map_note_array",
+           "map_techniques", "normalize_text", "split_note"]
 
 #: Technique families, as written in the vocabulary and in ``map_techniques``' ``family`` column.
 FAMILIES = ("pri", "traditional", "other")
@@ -209,51 +209,113 @@ def map_techniques(notes: pd.Series, vocabulary: Vocabulary | None = None) -> pd
     vocab = vocabulary if vocabulary is not None else load_vocabulary()
     if not isinstance(notes, pd.Series):
         raise InputError("map_techniques: notes must be a pandas Series")
-    text = notes.astype("string")
-    present = text.notna().to_numpy()
-    codes, uniques = pd.factorize(text[present])
-    if len(uniques) == 0:
+    import pyarrow as pa
+
+    text = notes if isinstance(notes.array, pd.arrays.ArrowStringArray) else notes.astype("string")
+    mapped = map_note_array(pa.array(text.array, type=pa.large_string()), vocab)
+    if len(mapped.entry) == 0:
         return _empty_map(notes.index)
-    per_note = _map_unique_notes(np.asarray(uniques, dtype=object).tolist(), vocab)
-    if per_note.empty:
-        return _empty_map(notes.index)
-    positions = pd.DataFrame({"note": codes, "row": notes.index[present]})
-    out = positions.reset_index(names="order").merge(per_note, on="note", how="inner")
-    out = out.sort_values(["order", "seq"], kind="stable")
-    return _finish_map(out)
+    return _finish_map(pd.DataFrame({
+        "row": notes.index[mapped.row],
+        **{c: mapped.table.column(c).take(mapped.entry).to_numpy(zero_copy_only=False)
+           for c in _MAP_COLUMNS[1:]},
+    }))
 
 
-def _map_unique_notes(uniques: list[str], vocab: Vocabulary) -> pd.DataFrame:
-    """Rows (note, seq, technique_code, family, source_text) for each distinct note."""
+@dataclass(frozen=True)
+class NoteMap:
+    """The mapping of an Arrow array of notes, as integer positions into a small table.
+
+    Attributes
+    ----------
+    row : numpy.ndarray
+        For each mapped row, the position of its note in the input (ascending).
+    entry : numpy.ndarray
+        For each mapped row, its row in ``table``.
+    table : pyarrow.RecordBatch
+        One row per (distinct fragment, code): ``technique_code``, ``family``, ``source_text``
+        (large_string; the code and family are null for an unmapped fragment).
+    """
+
+    row: np.ndarray
+    entry: np.ndarray
+    table: pa.RecordBatch
+
+
+def map_note_array(notes: pa.Array | pa.ChunkedArray, vocabulary: Vocabulary | None = None) -> NoteMap:
+    """:func:`map_techniques` on an Arrow string array, returned as integer codes.
+
+    Parameters
+    ----------
+    notes : pyarrow.Array or pyarrow.ChunkedArray
+        Notes (string or large_string; nulls produce no rows).
+    vocabulary : Vocabulary, optional
+        Default the packaged vocabulary.
+
+    Returns
+    -------
+    NoteMap
+        ``table.take(entry)`` with ``row`` is :func:`map_techniques`' result, in the same order.
+
+    Notes
+    -----
+    Notes are deduplicated and split in Arrow (C++); only the distinct *fragments* (a few
+    hundred in a million-row export) are matched in Python, and the rows are joined back by
+    integer codes, so the cost grows with the number of notes only through Arrow kernels.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    note, fragment = _split_notes(uniques)
-    encoded = pc.dictionary_encode(fragment)
-    frags = pd.DataFrame({"note": note, "fcode": encoded.indices.to_numpy(zero_copy_only=False)})
-    frags["fseq"] = _rank_in_run(note)
-    table = _map_fragments(encoded.dictionary.to_pylist(), vocab)
-    out = frags.merge(table, on="fcode", how="inner", sort=False)
-    out = out.sort_values(["note", "fseq", "cseq"], kind="stable", ignore_index=True)
-    out["seq"] = _rank_in_run(out["note"].to_numpy())
-    return out.rename(columns={"fragment": "source_text"})
+    vocab = vocabulary if vocabulary is not None else load_vocabulary()
+    if isinstance(notes, pa.ChunkedArray):
+        notes = notes.combine_chunks()
+    encoded = pc.dictionary_encode(notes)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    note, fragment = _split_notes(encoded.dictionary)
+    fragments = pc.dictionary_encode(fragment)
+    table = _map_fragments(fragments.dictionary.to_pylist(), vocab)
+    per_fragment = np.bincount(table["fcode"].to_numpy(dtype=np.int64),
+                               minlength=len(fragments.dictionary))
+    occurrence, entry = _expand_runs(
+        fragments.indices.to_numpy(zero_copy_only=False), per_fragment)
+    per_note = np.bincount(note[occurrence], minlength=len(encoded.dictionary))
+    row, note_row = _expand_runs(codes, per_note)
+    arrow = pa.record_batch({
+        "technique_code": pa.array(table["technique_code"], pa.large_string()),
+        "family": pa.array(table["family"], pa.large_string()),
+        "source_text": pa.array(table["fragment"], pa.large_string()),
+    })
+    return NoteMap(row=row, entry=entry[note_row], table=arrow)
 
 
-def _rank_in_run(keys: np.ndarray) -> np.ndarray:
-    """0, 1, 2, ... within each run of equal consecutive ``keys`` (a cumcount of sorted keys)."""
-    n = len(keys)
-    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1] if n else np.zeros(0, np.int64)
-    return np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+def _expand_runs(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions joining ``keys`` (-1 = none) to runs of rows, ``counts[k]`` rows for key ``k``.
+
+    The rows of key ``k`` are the run starting at ``counts[:k].sum()``. Returns
+    ``(parent, index)``: for each output row, the position in ``keys`` it came from and its row,
+    in ``keys`` order then run order (an inner merge on the key, without hashing).
+    """
+    starts = np.cumsum(counts) - counts
+    parents = np.flatnonzero(keys >= 0)
+    kept = keys[parents]
+    reps = counts[kept]
+    within = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    return np.repeat(parents, reps), np.repeat(starts[kept], reps) + within
 
 
-# ASCII notes are split in Arrow unless a "/" follows a letter or digit: only then do _SPLIT's
-# look-behinds (which RE2 lacks) decide; any other "/" always splits. The whitespace class is
-# exactly what Python's ``\s`` and ``str.strip`` mean on ASCII text.
+# ASCII notes are split in Arrow. RE2 has no look-behind, so the "/" that _SPLIT keeps (after a
+# lone letter, or between digits) are first replaced by a character an ASCII note cannot hold,
+# in two passes (a match consumes the left context of the next slash: "a/b/c", "1/2/3"); then
+# every remaining "/" splits. The whitespace class is exactly what Python's ``\s`` and
+# ``str.strip`` mean on ASCII text.
 _ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
 _RE2_SPLIT = rf"[;,+\n\r/]|[{_ASCII_SPACE}]+[aA][nN][dD][{_ASCII_SPACE}]+"
-_RE2_SLASH_AFTER_WORD = "[A-Za-z0-9]/"
+_KEPT_SLASH = "\ue000"
+_RE2_KEEP = r"(^|[^A-Za-z0-9_])([A-Za-z])/|([0-9])/([0-9])"
+_RE2_KEEP_AS = r"\1\2\3" + _KEPT_SLASH + r"\4"
 
 
-def _split_notes(notes: list[str]) -> tuple[np.ndarray, pa.Array]:
+def _split_notes(notes: list[str] | pa.Array) -> tuple[np.ndarray, pa.Array]:
     """All fragments of all notes (as :func:`split_note` gives them), with each one's note.
 
     Returns the note positions (sorted, int64) and the fragments (Arrow strings), in note
@@ -262,19 +324,28 @@ def _split_notes(notes: list[str]) -> tuple[np.ndarray, pa.Array]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(notes, pa.large_string())
-    simple = pc.and_(pc.invert(pc.match_substring_regex(arr, _RE2_SLASH_AFTER_WORD)),
-                     pc.string_is_ascii(arr))
-    simple = simple.to_numpy(zero_copy_only=False)
-    parts = pc.split_pattern_regex(arr.filter(simple), _RE2_SPLIT)
-    fast_note = np.flatnonzero(simple)[pc.list_parent_indices(parts).to_numpy()]
+    arr = pa.array(notes, pa.large_string()) if isinstance(notes, list) else notes
+    simple = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    every = bool(simple.all())
+    fast_in = arr if every else arr.filter(simple)
+    for _ in range(2):
+        fast_in = pc.replace_substring_regex(fast_in, _RE2_KEEP, _RE2_KEEP_AS)
+    parts = pc.split_pattern_regex(fast_in, _RE2_SPLIT)
+    fast_note = pc.list_parent_indices(parts).to_numpy()
     fast = pc.utf8_trim(pc.list_flatten(parts), characters=_ASCII_SPACE)
-    rest = np.flatnonzero(~simple)
-    slow = [split_note(notes[i]) for i in rest]
-    slow_note = np.repeat(rest, [len(f) for f in slow])
-    note = np.concatenate([fast_note, slow_note]).astype(np.int64)
-    fragment = pa.concat_arrays([fast, pa.array([f for fs in slow for f in fs], pa.large_string())])
+    fast = pc.replace_substring(fast, _KEPT_SLASH, "/")
+    if every:
+        note, fragment = fast_note.astype(np.int64), fast
+    else:
+        rest = np.flatnonzero(~simple)
+        slow = [split_note(s) for s in arr.filter(~simple).to_pylist()]
+        slow_note = np.repeat(rest, [len(f) for f in slow])
+        note = np.concatenate([np.flatnonzero(simple)[fast_note], slow_note]).astype(np.int64)
+        fragment = pa.concat_arrays(
+            [fast, pa.array([f for fs in slow for f in fs], pa.large_string())])
     keep = pc.greater(pc.utf8_length(fragment), 0).to_numpy(zero_copy_only=False)
+    if every:
+        return note[keep], fragment.filter(keep)
     order = np.argsort(note[keep], kind="stable")
     return note[keep][order], fragment.filter(keep).take(order)
 
@@ -282,7 +353,7 @@ def _split_notes(notes: list[str]) -> tuple[np.ndarray, pa.Array]:
 def _map_fragments(fragments: list[str], vocab: Vocabulary) -> pd.DataFrame:
     """Per distinct fragment (``fcode`` = its position): its codes, or one unmapped row.
 
-    Noise fragments give no row.
+    Noise fragments give no row. Rows are in ``fcode`` order, then code order.
     """
     rows = []
     for i, frag in enumerate(fragments):

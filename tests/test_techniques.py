@@ -169,7 +169,8 @@ def test_synthetic_export_maps_cleanly(vocab):
 
 _NOTE_PIECES = st.sampled_from(
     ["ice", "PRI", "90/90", "w/", "c/o", "7/10", "a", "1", " ", "  ", "\t", "\n", "\r", "\x0b",
-     "\x1c", "\u00a0", "é", ";", ",", "+", "/", " and ", " AnD ", "and", "\n and \t"])
+     "\x1c", "\u00a0", "é", ";", ",", "+", "/", " and ", " AnD ", "and", "\n and \t",
+     "a/b/c/d", "1/2/3/4", "w/w/", "_a/", "x1/", "\ue000", "HEP"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -182,3 +183,41 @@ def test_bulk_split_is_split_note(notes):
     note, fragments = _split_notes(notes)
     expected = [(i, f) for i, n in enumerate(notes) for f in split_note(n)]
     assert list(zip(note.tolist(), fragments.to_pylist(), strict=True)) == expected
+
+
+def _reference_map(notes: pd.Series, vocab) -> list[tuple]:
+    """Note by note, fragment by fragment: (row, code, family, fragment) as documented."""
+    rows = []
+    for row, note in notes.items():
+        if pd.isna(note):
+            continue
+        for fragment in split_note(str(note)):
+            codes = vocab.match(fragment)
+            if codes:
+                rows += [(row, c, vocab.families[c], fragment) for c in codes]
+            elif not vocab.is_noise(fragment):
+                rows.append((row, None, None, fragment))
+    return rows
+
+
+def _as_tuples(out: pd.DataFrame) -> list[tuple]:
+    return [tuple(None if pd.isna(v) else v for v in r)
+            for r in out[["row", "technique_code", "family", "source_text"]].itertuples(index=False)]
+
+
+_PHRASE_PIECES = st.sampled_from(
+    [p for ps in txt.PHRASES.values() for p in ps] + [*txt.UNMAPPED, *txt.NOISE, *txt.SEPARATORS]
+    + ["w/", "90/90", "7/10", " / ", " and ", "\n", "é", "NPRS 7/10", "c/o pain"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(_PHRASE_PIECES, max_size=6).map("".join)),
+                max_size=12))
+def test_map_techniques_matches_a_note_by_note_reference(notes):
+    """Property: the bulk mapper (Arrow dedupe and split, distinct fragments, integer joins)
+    gives exactly the rows of mapping each note's fragments one by one, in order."""
+    vocab = load_vocabulary()
+    series = pd.Series(notes, index=pd.RangeIndex(100, 100 + len(notes)) * 3, dtype=object)
+    expected = _reference_map(series, vocab)
+    for dtype in (object, "string[pyarrow]"):
+        assert _as_tuples(map_techniques(series.astype(dtype), vocab)) == expected

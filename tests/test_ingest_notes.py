@@ -1,0 +1,68 @@
+"""Ingest's note stages on the synthetic messy export: PHI redaction and technique rows.
+
+``ingest._techniques`` maps the notes in bulk (Arrow dedupe and split, integer joins); the
+reference here maps every visit's note on its own with :func:`outcomes.techniques.split_note`
+and the vocabulary, which is what the stored ``visit_techniques`` rows are documented to be.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from outcomes.ingest import _redact, _techniques, read_export
+from outcomes.techniques import load_vocabulary, split_note
+
+MESSY = Path(__file__).parents[1] / "data" / "synthetic" / "export_messy.csv"
+
+
+def _reference(visits: pd.DataFrame) -> tuple[list[tuple], dict[str, int]]:
+    vocab = load_vocabulary()
+    rows, unmapped = [], {}
+    for visit_id, note in zip(visits["visit_id"], visits["technique_notes"], strict=True):
+        if pd.isna(note):
+            continue
+        for fragment in split_note(note):
+            codes = vocab.match(fragment)
+            if codes:
+                rows += [(visit_id, c, vocab.families[c], fragment) for c in codes]
+            elif not vocab.is_noise(fragment):
+                rows.append((visit_id, None, None, fragment))
+                unmapped[fragment] = unmapped.get(fragment, 0) + 1
+    return rows, unmapped
+
+
+def test_techniques_match_a_visit_by_visit_reference():
+    raw = read_export(MESSY)
+    _redact(raw)
+    visits = raw.frame[["visit_id", "technique_notes"]]
+    visits = pd.concat([visits, visits.iloc[::5]], ignore_index=True)  # repeated notes
+    out, unmapped = _techniques(visits)
+    expected, expected_unmapped = _reference(visits)
+    got = [tuple(None if pd.isna(v) else v for v in r) for r in out.itertuples(index=False)]
+    assert got == expected and len(got) > len(visits)
+    assert unmapped == expected_unmapped and unmapped
+    assert list(out.columns) == ["visit_id", "technique_code", "family", "source_text"]
+    assert all(out[c].dtype == pd.StringDtype("pyarrow") for c in out.columns)
+
+
+def test_techniques_of_no_visits():
+    visits = pd.DataFrame({"visit_id": pd.Series([], dtype="string[pyarrow]"),
+                           "technique_notes": pd.Series([], dtype="string[pyarrow]")})
+    out, unmapped = _techniques(visits)
+    assert out.empty and unmapped == {}
+    assert list(out.columns) == ["visit_id", "technique_code", "family", "source_text"]
+
+
+def test_redact_counts_match_a_note_by_note_scan():
+    from outcomes.privacy import _scan_text
+
+    raw = read_export(MESSY)
+    notes = raw.frame["technique_notes"].copy()
+    phi = _redact(raw)
+    expected: dict[str, int] = {}
+    for note in notes.dropna():
+        for _, _, kind in _scan_text(note):
+            expected[kind] = expected.get(kind, 0) + 1
+    assert phi == dict(sorted(expected.items())) and phi
