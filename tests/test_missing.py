@@ -170,3 +170,26 @@ def test_input_not_mutated_and_errors(mar_data):
     pd.testing.assert_frame_equal(ep, before)
     with pytest.raises(ModelError, match="'nope'"):
         missing_data_sensitivity(ep, "nprs_discharge", "arm", "nprs_intake", last="nope")
+
+
+def test_imputation_drops_predictors_constant_or_collinear_among_completers(mar_data):
+    """A covariate constant among the episodes with an observed outcome made X'X singular
+    (LinAlgError in the comparative report of a 150-episode clinic); as mice's remove.lindep,
+    such predictors are left out of the imputation model."""
+    from outcomes.models.missing import _impute_normal
+
+    ep, _ = mar_data
+    ep = ep.assign(surg=0.0)
+    dropped = ep.index[ep["nprs_discharge"].isna()][:5]
+    ep.loc[dropped, "surg"] = 1.0  # recommended surgery only among those without a score
+    res = missing_data_sensitivity(ep, "nprs_discharge", "arm", "nprs_intake", ["surg"],
+                                   n_imputations=5)
+    assert np.isfinite(res.set_index("method").loc["multiple_imputation", "estimate"])
+    # a duplicated (collinear) column changes nothing: the same draw as without it
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.ones(50), rng.normal(size=50)])
+    y, x_mis = rng.normal(size=50), x[:7] + 0.5
+    plain = _impute_normal(np.random.default_rng(3), x, y, x_mis)
+    doubled = _impute_normal(np.random.default_rng(3), np.column_stack([x, x[:, 1]]), y,
+                             np.column_stack([x_mis, x_mis[:, 1]]))
+    np.testing.assert_allclose(doubled, plain)

@@ -114,8 +114,29 @@ def pool_rubin(estimates, variances, df_complete: float) -> tuple[float, float, 
     return float(qbar), float(np.sqrt(t)), float(1 / (1 / df_old + 1 / df_obs))
 
 
+def _independent_columns(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Positions of a maximal set of linearly independent columns of ``x`` (pivoted QR).
+
+    As ``mice`` drops constant and collinear predictors before imputing (its
+    ``remove.lindep``): among the episodes with an observed outcome a covariate may be
+    constant (no completer had surgery recommended) or collinear, and X'X is then singular.
+    """
+    from scipy.linalg import qr
+
+    _, r, piv = qr(x, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int((diag > tol * diag[0]).sum()) if diag.size and diag[0] > 0 else 0
+    return np.sort(piv[:rank])
+
+
 def _impute_normal(rng, x_obs, y_obs, x_mis):
-    """One proper draw from the Bayesian normal linear model (Rubin 1987, p. 167)."""
+    """One proper draw from the Bayesian normal linear model (Rubin 1987, p. 167).
+
+    Predictors that are constant or collinear among the observed rows are left out of the
+    imputation model (:func:`_independent_columns`).
+    """
+    keep = _independent_columns(x_obs)
+    x_obs, x_mis = x_obs[:, keep], x_mis[:, keep]
     xtx_inv = np.linalg.inv(x_obs.T @ x_obs)
     beta = xtx_inv @ x_obs.T @ y_obs
     resid = y_obs - x_obs @ beta
