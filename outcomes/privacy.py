@@ -176,11 +176,14 @@ def _scan_unique(texts: pd.Series, prefilter: bool = True):
         raise InputError("texts: expected a pandas Series of free-text notes")
     row_unit, units = _units(texts)
     pos = _candidates(units, prefilter)
-    scanned = units.take(pos).to_pylist() if not isinstance(units, list) else units
-    seen: dict[str, int] = {}
-    unit_code = np.fromiter((seen.setdefault(t, len(seen)) for t in scanned), np.intp,
-                            count=len(scanned))
-    values = list(seen)
+    if isinstance(units, list):  # already distinct
+        unit_code, values = np.arange(len(units)), units
+    else:
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(units.take(pos))
+        unit_code = encoded.indices.to_numpy(zero_copy_only=False)
+        values = encoded.dictionary.to_pylist()
     hits = {}
     for text in values:
         kinds = _kinds_to_scan(text, prefilter)

@@ -271,13 +271,10 @@ def map_note_array(notes: pa.Array | pa.ChunkedArray, vocabulary: Vocabulary | N
         notes = notes.combine_chunks()
     encoded = pc.dictionary_encode(notes)
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-    note, fragment = _split_notes(encoded.dictionary)
-    fragments = pc.dictionary_encode(fragment)
-    table = _map_fragments(fragments.dictionary.to_pylist(), vocab)
-    per_fragment = np.bincount(table["fcode"].to_numpy(dtype=np.int64),
-                               minlength=len(fragments.dictionary))
-    occurrence, entry = _expand_runs(
-        fragments.indices.to_numpy(zero_copy_only=False), per_fragment)
+    note, fcode, fragments = _fragment_codes(encoded.dictionary)
+    table = _map_fragments(fragments, vocab)
+    per_fragment = np.bincount(table["fcode"].to_numpy(dtype=np.int64), minlength=len(fragments))
+    occurrence, entry = _expand_runs(fcode, per_fragment)
     per_note = np.bincount(note[occurrence], minlength=len(encoded.dictionary))
     row, note_row = _expand_runs(codes, per_note)
     arrow = pa.record_batch({
@@ -325,38 +322,66 @@ def _split_notes(notes: list[str] | pa.Array) -> tuple[np.ndarray, pa.Array]:
     import pyarrow.compute as pc
 
     arr = pa.array(notes, pa.large_string()) if isinstance(notes, list) else notes
-    simple = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    note, fcode, fragments = _fragment_codes(arr)
+    text = pa.array(fragments, pa.large_string()).take(fcode)
+    keep = pc.greater(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)
+    return note[keep], text.filter(keep)
+
+
+def _fragment_codes(notes: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every fragment of every note, as (note position, fragment code) and the fragment texts.
+
+    The returned ``note`` is sorted (note order, then fragment order within a note); ``fcode``
+    indexes ``fragments``, which may hold empty strings (no fragment) and repeated texts.
+    ASCII notes are split in Arrow and their fragments deduplicated there; other notes (rare)
+    by :func:`split_note`.
+    """
+    import pyarrow.compute as pc
+
+    simple = pc.string_is_ascii(notes).to_numpy(zero_copy_only=False)
     every = bool(simple.all())
-    fast_in = arr if every else arr.filter(simple)
-    for _ in range(2):
-        fast_in = pc.replace_substring_regex(fast_in, _RE2_KEEP, _RE2_KEEP_AS)
-    parts = pc.split_pattern_regex(fast_in, _RE2_SPLIT)
-    fast_note = pc.list_parent_indices(parts).to_numpy()
-    fast = pc.utf8_trim(pc.list_flatten(parts), characters=_ASCII_SPACE)
-    fast = pc.replace_substring(fast, _KEPT_SLASH, "/")
+    note, raw = _split_ascii(notes if every else notes.filter(simple))
+    encoded = pc.dictionary_encode(raw)
+    trimmed = pc.utf8_trim(encoded.dictionary, characters=_ASCII_SPACE)
+    fragments = pc.replace_substring(trimmed, _KEPT_SLASH, "/").to_pylist()
+    fcode = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     if every:
-        note, fragment = fast_note.astype(np.int64), fast
-    else:
-        rest = np.flatnonzero(~simple)
-        slow = [split_note(s) for s in arr.filter(~simple).to_pylist()]
-        slow_note = np.repeat(rest, [len(f) for f in slow])
-        note = np.concatenate([np.flatnonzero(simple)[fast_note], slow_note]).astype(np.int64)
-        fragment = pa.concat_arrays(
-            [fast, pa.array([f for fs in slow for f in fs], pa.large_string())])
-    keep = pc.greater(pc.utf8_length(fragment), 0).to_numpy(zero_copy_only=False)
-    if every:
-        return note[keep], fragment.filter(keep)
-    order = np.argsort(note[keep], kind="stable")
-    return note[keep][order], fragment.filter(keep).take(order)
+        return note.astype(np.int64), fcode, fragments
+    seen: dict[str, int] = {}
+    slow_note, slow_code = [], []
+    for i, text in zip(np.flatnonzero(~simple), notes.filter(~simple).to_pylist(), strict=True):
+        for fragment in split_note(text):
+            slow_note.append(i)
+            slow_code.append(seen.setdefault(fragment, len(fragments) + len(seen)))
+    note = np.concatenate([np.flatnonzero(simple)[note], np.asarray(slow_note, np.int64)])
+    fcode = np.concatenate([fcode, np.asarray(slow_code, np.int64)])
+    order = np.argsort(note, kind="stable")  # two sorted runs: a linear merge
+    return note[order], fcode[order], fragments + list(seen)
+
+
+def _split_ascii(notes: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Raw (unstripped) fragments of ASCII notes and each one's note; kept "/" as _KEPT_SLASH."""
+    import pyarrow.compute as pc
+
+    maybe = pc.match_substring_regex(notes, "[A-Za-z0-9]/")
+    if pc.any(maybe).as_py():
+        kept = notes.filter(maybe)
+        for _ in range(2):
+            kept = pc.replace_substring_regex(kept, _RE2_KEEP, _RE2_KEEP_AS)
+        notes = pc.replace_with_mask(notes, maybe, kept)
+    parts = pc.split_pattern_regex(notes, _RE2_SPLIT)
+    return pc.list_parent_indices(parts).to_numpy(), pc.list_flatten(parts)
 
 
 def _map_fragments(fragments: list[str], vocab: Vocabulary) -> pd.DataFrame:
     """Per distinct fragment (``fcode`` = its position): its codes, or one unmapped row.
 
-    Noise fragments give no row. Rows are in ``fcode`` order, then code order.
+    Empty and noise fragments give no row. Rows are in ``fcode`` order, then code order.
     """
     rows = []
     for i, frag in enumerate(fragments):
+        if not frag:
+            continue
         hits = vocab.match(frag)
         if hits:
             rows.extend((i, frag, j, c, vocab.families[c]) for j, c in enumerate(hits))
