@@ -120,12 +120,10 @@ def _arrow_strings(texts: pd.Series):
 
 
 def _units(texts: pd.Series):
-    """What the pre-filter runs over, and which unit each row is.
+    """``(row_unit, units)``: what the pre-filter runs over, and each row's unit (-1 = missing).
 
-    Arrow-backed strings: the rows themselves (``row_unit`` None), filtered in Arrow before any
-    Python object is made. Anything else: the distinct values of ``pandas.factorize`` as ``str``
-    (``row_unit`` = the codes, -1 = missing), as an Arrow array when Arrow can hold them (a lone
-    surrogate cannot be: the list is returned and every value is scanned).
+    Arrow-backed strings: the rows themselves (``row_unit`` None). Anything else: the distinct
+    values of ``pandas.factorize`` as ``str``, in Arrow unless a lone surrogate forbids it.
     """
     import pyarrow as pa
 
@@ -158,13 +156,6 @@ def _candidates(units, prefilter: bool) -> np.ndarray:
     return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
 
 
-def _kinds_to_scan(text: str, prefilter: bool) -> list[str]:
-    """Kinds whose trigger ``text`` hits (Python semantics, sound on any text); all without it."""
-    if not prefilter:
-        return list(KINDS)
-    return [kind for kind in KINDS if PY_TRIGGERS[kind].search(text)]
-
-
 def _scan_unique(texts: pd.Series, prefilter: bool = True):
     """Scan each distinct candidate note once.
 
@@ -185,9 +176,8 @@ def _scan_unique(texts: pd.Series, prefilter: bool = True):
         unit_code = encoded.indices.to_numpy(zero_copy_only=False)
         values = encoded.dictionary.to_pylist()
     hits = {}
-    for text in values:
-        kinds = _kinds_to_scan(text, prefilter)
-        found = _scan_text(text, kinds) if kinds else []
+    for text in values:  # PY_TRIGGERS: Python semantics, a superset of the detectors on any text
+        found = _scan_text(text, [k for k in KINDS if not prefilter or PY_TRIGGERS[k].search(text)])
         if found:
             hits[text] = found
     per_unit = np.full(len(units), -1, dtype=np.intp)

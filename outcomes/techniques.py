@@ -201,10 +201,12 @@ def map_techniques(notes: pd.Series, vocabulary: Vocabulary | None = None) -> pd
     Each note is split by :func:`split_note`; each fragment is normalised by
     :func:`normalize_text` and searched for every code's phrases as whole words, so one fragment
     can name several codes ("90/90 hip lift w/ balloon" -> ``pri_repositioning`` and
-    ``pri_exhalation_breathing``). Work is done once per *distinct* note and once per distinct
-    fragment, then joined back, so repeated notes cost nothing. ``source_text`` echoes the note:
+    ``pri_exhalation_breathing``). Notes are deduplicated and split in Arrow, only the distinct
+    fragments are matched in Python, and rows are joined back by integer codes
+    (:func:`map_note_array`), so repeated notes cost nothing. ``source_text`` echoes the note:
     redact identifiers before storing it. Checked in ``tests/test_techniques.py`` against every
-    phrasing the synthetic generator writes.
+    phrasing the synthetic generator writes, and against mapping each note's fragments one by
+    one on random notes.
     """
     vocab = vocabulary if vocabulary is not None else load_vocabulary()
     if not isinstance(notes, pd.Series):
