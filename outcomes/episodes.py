@@ -38,6 +38,7 @@ _NEEDED = ("visit_id", "patient_id", "clinic_id", "therapist_id", "visit_date", 
 _EVAL_RE = r"(?:^|[;,\s])(?:" + "|".join(EVAL_CPT) + r")(?:$|[;,\s])"
 _DAY = np.timedelta64(1, "D")
 _DISCHARGE = _TYPE_ORDER["discharge"]
+_ARM_LABELS = pd.array(["none", "pri", "traditional", "mixed"], dtype="string")
 
 
 def build_episodes(
@@ -152,14 +153,16 @@ def _build_episodes(
     member = ~np.isnan(seg.episode)
     n_orphans = int(len(member) - member.sum())
     g = _Groups(seg.order[member], seg.episode[member])
+    # columns collected in order and framed once: no join or assign copies the table
     ep = _episode_frame(visits, g)
     ep["arm"] = _arms(visits, g, seg.rank[member], seg.is_eval[member], techniques,
                       baseline_visits, baseline_includes_evaluation)
-    ep = ep.join(_discharge_scores(visits, g, seg.rank[member] == _DISCHARGE))
-    ep = _add_status(ep, primary, gap_days, as_of_ts)
-    inst = _instrument_columns(visits, g, seg.is_eval[member], ep)
-    ep = ep.drop(columns=[c for c in inst.columns if c in ep.columns]).join(inst)
-    ep = ep.reset_index(drop=True)
+    dis = _discharge_scores(visits, g, seg.rank[member] == _DISCHARGE)
+    inst = _instrument_columns(visits, g, seg.is_eval[member], dis)
+    ep.update({c: col for c, col in dis.items() if c not in inst})
+    ep["status"] = _status(dis, ep["end_date"], primary, gap_days, as_of_ts)
+    ep.update(inst)
+    ep = pd.DataFrame(ep)
     ep.attrs.update(n_orphan_visits=n_orphans, gap_days=gap_days, baseline_visits=baseline_visits,
                     baseline_includes_evaluation=baseline_includes_evaluation,
                     primary=primary, as_of=as_of_ts)
@@ -417,26 +420,22 @@ class _Groups:
         return col.array.take(take, allow_fill=True)
 
 
-def _episode_frame(v: pd.DataFrame, g: _Groups) -> pd.DataFrame:
-    """Identity, dates, counts and intake covariates of each episode."""
-    ident = ["patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"]
-    ep = pd.DataFrame({c: g.values(v[c]) for c in ident})
-    ep["episode_id"] = _episode_ids(ep.assign(visit_date=g.values(v["visit_date"])))
-    ep["condition"] = _conditions(ep["icd10"])
-    # visits are sorted by date within an episode (and none is NaT after the as_of filter)
+def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
+    """Identity, dates, counts and intake covariates of each episode (columns in order)."""
+    ident = {c: pd.Series(g.values(v[c])) for c in
+             ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id")}
     dates = v["visit_date"].array
-    ep["start_date"] = dates.take(g.rows[g.start])
-    ep["end_date"] = dates.take(g.rows[g.end])
-    ep["n_visits"] = g.sizes()
-    ep["days"] = ((ep["end_date"] - ep["start_date"]) / _DAY).astype("int64")
+    start = pd.Series(dates.take(g.rows[g.start]))
+    end = pd.Series(dates.take(g.rows[g.end]))  # visits are in date order within an episode
+    ids = pd.DataFrame({**ident, "visit_date": start})
     covs = [c for c in COVARIATE_COLUMNS if c in v.columns]
-    for c in covs:
-        ep[c] = g.values(v[c])
-    ep["start_quarter"] = _quarters(ep["start_date"])
-    ep["end_quarter"] = _quarters(ep["end_date"])
-    order = ["episode_id", "patient_id", "clinic_id", "therapist_id", "condition", "icd10",
-             "start_date", "end_date", "n_visits", "days", *covs, "start_quarter", "end_quarter"]
-    return ep[order]
+    return {"episode_id": _episode_ids(ids), "patient_id": ident["patient_id"],
+            "clinic_id": ident["clinic_id"], "therapist_id": ident["therapist_id"],
+            "condition": _conditions(ident["icd10"]), "icd10": ident["icd10"],
+            "start_date": start, "end_date": end, "n_visits": pd.Series(g.sizes()),
+            "days": ((end - start) / _DAY).astype("int64"),
+            **{c: pd.Series(g.values(v[c])) for c in covs},
+            "start_quarter": _quarters(start), "end_quarter": _quarters(end)}
 
 
 def _quarters(dates: pd.Series) -> pd.Series:
@@ -530,8 +529,8 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     trad = np.zeros(g.n, bool)
     pri[hit[hit_pri]] = True
     trad[hit[~hit_pri]] = True
-    arm = np.select([pri & trad, pri, trad], ["mixed", "pri", "traditional"], default="none")
-    return pd.Series(arm, dtype="string")
+    arm = _ARM_LABELS.take(pri + 2 * trad.astype(np.int64))  # none, pri, traditional, mixed
+    return pd.Series(arm)
 
 
 def _equals(text: pd.Series, value: str) -> np.ndarray:
@@ -567,40 +566,41 @@ def _positions(ids: pd.Series, keys: pd.Series) -> np.ndarray:
         raise InputError("visits: column visit_id has duplicate values") from None
 
 
-def _discharge_scores(v: pd.DataFrame, g: _Groups, is_dis: np.ndarray) -> pd.DataFrame:
+def _discharge_scores(v: pd.DataFrame, g: _Groups, is_dis: np.ndarray) -> dict[str, pd.Series]:
     """Scores at the (first) discharge visit of each episode; NaN without one.
 
     ``is_dis`` marks the discharge visits among the episode visits (``g.rows``).
     """
     scores = [*EPISODE_INSTRUMENTS, *(["groc"] if "groc" in v else [])]
-    out = pd.DataFrame({f"{c}_discharge": g.values(v[c], where=is_dis) for c in scores})
-    out["has_discharge_visit"] = g.pick(is_dis) >= 0
+    out = {f"{c}_discharge": pd.Series(g.values(v[c], where=is_dis)) for c in scores}
+    out["has_discharge_visit"] = pd.Series(g.pick(is_dis) >= 0)
     return out
 
 
-def _add_status(ep: pd.DataFrame, primary: str, gap_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
-    has_dis = ep["has_discharge_visit"].eq(True)
+def _status(dis: dict[str, pd.Series], end_date: pd.Series, primary: str, gap_days: int,
+            as_of: pd.Timestamp) -> pd.Series:
+    has_dis = dis["has_discharge_visit"]
     col = f"{primary}_discharge"
-    if col not in ep:
+    if col not in dis:
         raise InputError(f"parameter primary: {primary!r} is not one of {EPISODE_INSTRUMENTS}")
-    ended = (as_of - ep["end_date"]) / _DAY > gap_days
-    status = np.select([has_dis & ep[col].notna(), has_dis | ended],
+    ended = (as_of - end_date) / _DAY > gap_days
+    status = np.select([has_dis & dis[col].notna(), has_dis | ended],
                        ["completed", "no_discharge_score"], default="open")
-    return ep.assign(status=pd.array(status, dtype="string"), has_discharge_visit=has_dis)
+    return pd.Series(pd.array(status, dtype="string"))
 
 
 def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,
-                        ep: pd.DataFrame) -> pd.DataFrame:
+                        dis: dict[str, pd.Series]) -> dict[str, pd.Series]:
     """Intake, last, change, percent change, ceiling and responder per instrument (registry).
 
     ``is_eval`` marks the evaluation visits among the episode visits (``g.rows``).
     """
     cols = {}
     for code in EPISODE_INSTRUMENTS:
-        intake = pd.Series(g.values(v[code], where=is_eval), index=ep.index)
-        last = pd.Series(g.values(v[code], last=True), index=ep.index)
-        cols.update(_instrument_summary(code, intake, ep[f"{code}_discharge"], last))
-    return pd.DataFrame(cols, index=ep.index)
+        intake = pd.Series(g.values(v[code], where=is_eval))
+        last = pd.Series(g.values(v[code], last=True))
+        cols.update(_instrument_summary(code, intake, dis[f"{code}_discharge"], last))
+    return cols
 
 
 def _instrument_summary(code: str, intake: pd.Series, discharge: pd.Series,
