@@ -4,8 +4,9 @@ Each kind of identifier has one or more Python regexes (the *detectors*) and one
 (the kind's *trigger*) that every match of its detectors also matches. The scanner runs the
 union of the triggers (:data:`ANY_TRIGGER`, RE2 in pyarrow, vectorised) over every ASCII note at
 once, and a kind's detectors only on notes that hit its trigger (:data:`PY_TRIGGERS`), so clean
-notes never meet the expensive patterns. ``tests/test_privacy.py`` checks that scanning with and
-without the pre-filter gives identical hits on the labelled corpus and on random strings.
+notes never meet the expensive patterns (:func:`candidates`, :func:`trigger_matrix`).
+``tests/test_privacy*.py`` check that scanning with and without the pre-filter gives identical
+hits on the labelled corpus and on random strings.
 
 Names are found only where something says a name follows: a title (Dr, Mrs), a patient, relative
 or contact cue (``pt``, ``wife``, ``spoke with``), ``per``/``with``/``for`` + a common first name,
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 
 def _trie(words: frozenset[str]) -> str:
@@ -424,3 +427,43 @@ TRIGGERS = {kind: _re2(pattern) for kind, pattern in _PY_TRIGGERS.items()}
 ANY_TRIGGER = "|".join(f"(?:{pattern})" for pattern in TRIGGERS.values())
 #: The triggers compiled for Python ``re``; a superset of the detectors on any text.
 PY_TRIGGERS = {kind: re.compile(pattern) for kind, pattern in _PY_TRIGGERS.items()}
+
+
+def candidates(units, prefilter: bool) -> np.ndarray:
+    """Positions of the notes to scan in an Arrow string array: non-missing, trigger hit.
+
+    With ``prefilter`` false every non-missing note is a candidate. The RE2 union of the triggers decides for ASCII text only; every non-ASCII note is a
+    candidate, because RE2's ``\\b``, ``\\d``, ``\\s`` and case folding are ASCII-only.
+    """
+    import pyarrow.compute as pc
+
+    keep = units.is_valid()
+    if prefilter:
+        hit = pc.or_(pc.invert(pc.string_is_ascii(units)),
+                     pc.match_substring_regex(units, ANY_TRIGGER))
+        keep = pc.and_(keep, pc.fill_null(hit, False))
+    return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+
+
+def trigger_matrix(values, prefilter: bool) -> np.ndarray:
+    """Boolean matrix (note x kind): the kinds whose trigger each distinct note hits.
+
+    RE2 (vectorised) on ASCII notes; Python's ``re`` (:data:`PY_TRIGGERS`, sound on any
+    text) on the others, or on all of them when ``values`` is a list.
+    """
+    import pyarrow.compute as pc
+
+    n = len(values)
+    if not prefilter:
+        return np.ones((n, len(KINDS)), dtype=bool)
+    out = np.zeros((n, len(KINDS)), dtype=bool)
+    slow = np.arange(n)
+    if not isinstance(values, list):
+        for j, kind in enumerate(KINDS):
+            hit = pc.match_substring_regex(values, TRIGGERS[kind])
+            out[:, j] = hit.to_numpy(zero_copy_only=False)
+        slow = np.flatnonzero(~pc.string_is_ascii(values).to_numpy(zero_copy_only=False))
+        values = values.take(slow).to_pylist()
+    for i, text in zip(slow, values, strict=True):
+        out[i] = [bool(PY_TRIGGERS[kind].search(text)) for kind in KINDS]
+    return out

@@ -17,21 +17,21 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from outcomes._phi_patterns import (
-    ANY_TRIGGER,
     CLINICAL_ALLOWLIST,
     DETECTORS,
     KINDS,
     LABELS,
-    PY_TRIGGERS,
     Detector,
     address_ok,
+    candidates,
     name_length,
+    trigger_matrix,
 )
 from outcomes._suppression import check_suppression_args, complementary, count_matrix
 from outcomes.errors import InputError
@@ -119,72 +119,68 @@ def _arrow_strings(texts: pd.Series):
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
+class _Scan(NamedTuple):
+    """One scan: ``codes`` maps rows to ``values`` (the distinct notes scanned; -1 = missing
+    or not scanned), ``hits`` maps a note's text to its hits; ``units``/``row_unit`` are the
+    factorised values when the input was not Arrow-backed text (else None)."""
+
+    codes: np.ndarray
+    values: list[str]
+    hits: dict[str, list[tuple[int, int, str]]]
+    units: list[str] | None
+    row_unit: np.ndarray | None
+
+
 def _units(texts: pd.Series):
     """``(row_unit, units)``: what the pre-filter runs over, and each row's unit (-1 = missing).
 
     Arrow-backed strings: the rows themselves (``row_unit`` None). Anything else: the distinct
-    values of ``pandas.factorize`` as ``str``, in Arrow unless a lone surrogate forbids it.
+    values of ``pandas.factorize`` as ``str``.
     """
-    import pyarrow as pa
-
     arrow = _arrow_strings(texts)
     if arrow is not None:
         return None, arrow
     codes, uniques = pd.factorize(texts, use_na_sentinel=True)
-    values = [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
-    try:
-        return codes, pa.array(values, type=pa.large_string())
-    except (pa.ArrowInvalid, UnicodeError):
-        return codes, values
+    return codes, [v if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
 
 
-def _candidates(units, prefilter: bool) -> np.ndarray:
-    """Positions of the units to scan in Python: non-missing, and (pre-filter) a trigger hit.
-
-    The RE2 union of the triggers decides for ASCII text only; every non-ASCII note is a
-    candidate, because RE2's ``\\b``, ``\\d``, ``\\s`` and case folding are ASCII-only.
-    """
+def _scan(texts: pd.Series, prefilter: bool = True) -> _Scan:
+    """Scan each distinct candidate note once (see :func:`scan_phi`)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(units, list):
-        return np.arange(len(units))
-    keep = units.is_valid()
-    if prefilter:
-        hit = pc.or_(pc.invert(pc.string_is_ascii(units)),
-                     pc.match_substring_regex(units, ANY_TRIGGER))
-        keep = pc.and_(keep, pc.fill_null(hit, False))
-    return np.flatnonzero(keep.to_numpy(zero_copy_only=False))
-
-
-def _scan_unique(texts: pd.Series, prefilter: bool = True):
-    """Scan each distinct candidate note once.
-
-    Returns ``(codes, values, hits)``: ``values`` are the distinct notes scanned (``str``; with
-    the pre-filter only those a trigger hit), ``codes`` maps rows to them (-1 = missing or not
-    scanned), ``hits`` maps a note's text to its hits (notes without hits are left out).
-    """
     if not isinstance(texts, pd.Series):
         raise InputError("texts: expected a pandas Series of free-text notes")
     row_unit, units = _units(texts)
-    pos = _candidates(units, prefilter)
-    if isinstance(units, list):  # already distinct
-        unit_code, values = np.arange(len(units)), units
+    try:
+        arrow = units if row_unit is None else pa.array(units, type=pa.large_string())
+    except (pa.ArrowInvalid, UnicodeError):  # a lone surrogate: every value is scanned
+        arrow = None
+    if arrow is None:
+        per_unit, values, distinct = np.arange(len(units)), units, units
     else:
-        import pyarrow.compute as pc
-
-        encoded = pc.dictionary_encode(units.take(pos))
-        unit_code = encoded.indices.to_numpy(zero_copy_only=False)
-        values = encoded.dictionary.to_pylist()
+        pos = candidates(arrow, prefilter)
+        encoded = pc.dictionary_encode(arrow.take(pos))
+        distinct = encoded.dictionary
+        values = distinct.to_pylist()
+        per_unit = np.full(len(arrow), -1, dtype=np.intp)
+        per_unit[pos] = encoded.indices.to_numpy(zero_copy_only=False)
+    kinds = trigger_matrix(distinct, prefilter)
     hits = {}
-    for text in values:  # PY_TRIGGERS: Python semantics, a superset of the detectors on any text
-        found = _scan_text(text, [k for k in KINDS if not prefilter or PY_TRIGGERS[k].search(text)])
+    for u in np.flatnonzero(kinds.any(axis=1)):
+        found = _scan_text(values[u], [KINDS[j] for j in np.flatnonzero(kinds[u])])
         if found:
-            hits[text] = found
-    per_unit = np.full(len(units), -1, dtype=np.intp)
-    per_unit[pos] = unit_code
+            hits[values[u]] = found
     if row_unit is None:
-        return per_unit, values, hits
-    return np.where(row_unit >= 0, per_unit[row_unit], -1), values, hits
+        return _Scan(per_unit, values, hits, None, None)
+    codes = np.where(row_unit >= 0, per_unit[row_unit], -1)
+    return _Scan(codes, values, hits, units, row_unit)
+
+
+def _scan_unique(texts: pd.Series, prefilter: bool = True):
+    """``(codes, values, hits)`` of :func:`_scan`."""
+    scan = _scan(texts, prefilter)
+    return scan.codes, scan.values, scan.hits
 
 
 def scan_phi(texts: pd.Series, *, include_values: bool = False) -> pd.DataFrame:
@@ -279,7 +275,8 @@ def redact_phi(texts: pd.Series) -> tuple[pd.Series, dict[str, int]]:
     redacted once and the result is broadcast back to the rows. Arrow-backed text is filtered
     and copied in Arrow, so rows without identifiers never become Python objects.
     """
-    codes, values, hits = _scan_unique(texts)
+    scan = _scan(texts)
+    codes, values, hits = scan.codes, scan.values, scan.hits
     hit_codes = [u for u, text in enumerate(values) if text in hits]
     has_hit = np.zeros(len(values) + 1, dtype=bool)  # last slot: codes of -1
     has_hit[hit_codes] = True
@@ -292,35 +289,33 @@ def redact_phi(texts: pd.Series) -> tuple[pd.Series, dict[str, int]]:
         redacted[u] = _redact_text(values[u], found)
         for _, _, kind in found:
             counts[kind] += int(freq[u])
-    return _replace_rows(texts, rows, [redacted[u] for u in codes[rows]]), counts
+    if scan.units is None:  # Arrow-backed text: copied in Arrow
+        return _replace_rows(texts, rows, [redacted[u] for u in codes[rows]]), counts
+    by_text = {values[u]: redacted[u] for u in hit_codes}
+    out = np.asarray(scan.units + [None], dtype=object)  # last slot: missing
+    for i in np.unique(scan.row_unit[rows]):
+        out[i] = by_text[scan.units[i]]
+    unit = np.where(scan.row_unit >= 0, scan.row_unit, len(scan.units))
+    result = pd.Series(out[unit], index=texts.index, name=texts.name, dtype=object)
+    result = result.where(scan.row_unit >= 0, texts)  # keep the input's own missing marker
+    if isinstance(texts.dtype, pd.StringDtype):
+        result = result.astype(texts.dtype)
+    return result, counts
 
 
 def _replace_rows(texts: pd.Series, rows: np.ndarray, new: list[str]) -> pd.Series:
-    """A copy of ``texts`` with ``new`` at positions ``rows``; other non-missing values as ``str``.
+    """A copy of Arrow-backed ``texts`` with ``new`` at positions ``rows`` (``replace_with_mask``)."""
+    if len(rows) == 0:
+        return texts.copy()
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    Arrow-backed strings are copied in Arrow (``replace_with_mask``); other dtypes go through
-    ``object``, keeping each missing value's own marker (None, NaN, NA).
-    """
     arrow = _arrow_strings(texts)
-    if arrow is not None:
-        if len(rows) == 0:
-            return texts.copy()
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        mask = np.zeros(len(texts), dtype=bool)
-        mask[rows] = True
-        out = pc.replace_with_mask(arrow, pa.array(mask), pa.array(new, type=arrow.type))
-        result = pd.Series(type(texts.array)(out), index=texts.index, name=texts.name)
-        return result if result.dtype == texts.dtype else result.astype(texts.dtype)
-    values = texts.to_numpy(dtype=object, copy=True)
-    present = np.flatnonzero(texts.notna().to_numpy())
-    values[present] = [v if isinstance(v, str) else str(v) for v in values[present]]
-    values[rows] = new
-    out = pd.Series(values, index=texts.index, name=texts.name, dtype=object)
-    if isinstance(texts.dtype, pd.StringDtype):
-        out = out.astype(texts.dtype)
-    return out
+    mask = np.zeros(len(texts), dtype=bool)
+    mask[rows] = True
+    out = pc.replace_with_mask(arrow, pa.array(mask), pa.array(new, type=arrow.type))
+    result = pd.Series(type(texts.array)(out), index=texts.index, name=texts.name)
+    return result if result.dtype == texts.dtype else result.astype(texts.dtype)
 
 
 # --------------------------------------------------------------------------------------------
