@@ -547,18 +547,43 @@ def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.D
 
     parts = []
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_read_partition, con, 0, k)
+        techniques = pool.submit(_read_techniques, con, k)
+        pending = pool.submit(_read_partition, con, 0, k, techniques)
         for i in range(k):
-            visits, techniques = pending.result()
+            visits, mine = pending.result()
             if i + 1 < k:
-                pending = pool.submit(_read_partition, con, i + 1, k)
-            parts.append(_build_episodes(visits, techniques, as_of=as_of))
-            del visits, techniques
+                pending = pool.submit(_read_partition, con, i + 1, k, techniques)
+            parts.append(_build_episodes(visits, mine, as_of=as_of))
+            del visits, mine
     return parts
 
 
-def _read_partition(con: Any, i: int, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Visits and arm-deciding technique rows of the patients with ``hash(patient_id) % k == i``."""
+def _read_techniques(con: Any, k: int) -> tuple[pd.DataFrame, list[Any]]:
+    """The technique rows that decide an arm, and their row positions per partition of patients.
+
+    Only ``pri`` and ``traditional`` (build_episodes ignores "other" and unmapped text); one
+    join labels each row with its visit's partition (a join per partition cost more).
+    """
+    import numpy as np
+
+    if k == 1:
+        rows = _frame(con, "SELECT visit_id, family FROM visit_techniques "
+                           "WHERE family IN ('pri', 'traditional')")
+        return rows, [np.arange(len(rows))]
+    rows = _frame(con, f"SELECT t.visit_id, t.family, hash(v.patient_id) % {k} AS _part "
+                       "FROM visit_techniques t JOIN visits v USING (visit_id) "
+                       "WHERE t.family IN ('pri', 'traditional')")
+    part = rows.pop("_part").to_numpy()
+    order = np.argsort(part, kind="stable")
+    cut = np.searchsorted(part[order], np.arange(k + 1))
+    return rows, [order[cut[i]:cut[i + 1]] for i in range(k)]
+
+
+def _read_partition(con: Any, i: int, k: int, techniques: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Visits and arm-deciding technique rows of the patients with ``hash(patient_id) % k == i``.
+
+    ``techniques`` is the future of :func:`_read_techniques` (done: the pool has one worker).
+    """
     where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
     # free-text notes are the widest column and build_episodes does not read them
     # dates as timestamps: Arrow date32 would reach pandas as Python date objects (slow)
@@ -568,12 +593,8 @@ def _read_partition(con: Any, i: int, k: int) -> tuple[pd.DataFrame, pd.DataFram
     # than the whole episode build
     visits = _frame(con, f"SELECT {cols} FROM visits {where}")
     visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
-    # only the families that decide an arm (build_episodes ignores "other" and unmapped text)
-    sql = "SELECT t.visit_id, t.family FROM visit_techniques t "
-    if k > 1:
-        sql += f"JOIN (SELECT visit_id FROM visits {where}) v USING (visit_id) "
-    techniques = _frame(con, sql + "WHERE t.family IN ('pri', 'traditional')")
-    return visits, techniques
+    rows, positions = techniques.result()
+    return visits, rows.take(positions[i])
 
 
 def log_ingest(con: Any, record: dict[str, Any]) -> None:
