@@ -278,7 +278,7 @@ def _is_evaluation(v: pd.DataFrame, rank: np.ndarray) -> np.ndarray:
 
 
 def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions sorting visits by patient, date, visit type, visit_id (integer lexsort).
+    """Positions sorting visits by patient, date, visit type, visit_id (integer sort keys).
 
     Also returns each visit's patient code and visit-type rank (``_TYPE_ORDER``, 9 for any
     other or missing type), in the order of ``visits``, so callers compare integers instead
@@ -426,7 +426,8 @@ def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
              ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id")}
     dates = v["visit_date"].array
     start = pd.Series(dates.take(g.rows[g.start]))
-    end = pd.Series(dates.take(g.rows[g.end]))  # visits are in date order within an episode
+    # visits are in date order within an episode, and none is NaT after the as_of filter
+    end = pd.Series(dates.take(g.rows[g.end]))
     ids = pd.DataFrame({**ident, "visit_date": start})
     covs = [c for c in COVARIATE_COLUMNS if c in v.columns]
     return {"episode_id": _episode_ids(ids), "patient_id": ident["patient_id"],

@@ -506,9 +506,10 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     (``"<patient_id>-<evaluation date>"``), so the build runs per partition of patients (a hash
     of ``patient_id``) with one ``as_of`` for all, the last stored visit date. The table is the
     same as one call over all visits (tested in ``tests/test_store.py``), with memory bounded by
-    the partition size instead of the store size. Partitions are built without the schema check
-    and the whole table is validated once with :class:`outcomes.schema.EpisodeSchema` (pandera
-    costs per call as well as per value).
+    the partition size instead of the store size (plus the arm-deciding technique rows: visit
+    id and family, read once). Partitions are built without the schema check and the whole
+    table, sorted by ``episode_id``, is validated once with
+    :class:`outcomes.schema.EpisodeSchema` (pandera costs per call as well as per value).
     """
     import pyarrow as pa
 
