@@ -221,3 +221,16 @@ def test_map_techniques_matches_a_note_by_note_reference(notes):
     expected = _reference_map(series, vocab)
     for dtype in (object, "string[pyarrow]"):
         assert _as_tuples(map_techniques(series.astype(dtype), vocab)) == expected
+
+
+@pytest.mark.parametrize("note", [
+    "a/b/c/d/e/f/g", "1/2/3/4/5/6", "w/w/w/ balloon", "x a/1/2/b/c", "_a/b", "ab/c/d", "9/a/1",
+    "c/o/s/p/h/o pain", "90/90/90 hip lift and w/ ball", "a /b/ c", "\tA/B\x0b/C\x1c",
+])
+def test_bulk_split_keeps_slash_chains(note):
+    """The Arrow splitter protects kept "/" in two passes; chains longer than two still match."""
+    from outcomes.techniques import _split_notes
+
+    note_pos, fragments = _split_notes([note, note.upper()])
+    expected = [(i, f) for i, n in enumerate([note, note.upper()]) for f in split_note(n)]
+    assert list(zip(note_pos.tolist(), fragments.to_pylist(), strict=True)) == expected
