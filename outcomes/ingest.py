@@ -535,7 +535,8 @@ def _techniques_while_inserting(con, loaded: pd.DataFrame,
     from outcomes import store
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        insert = pool.submit(store.insert_frame, con, "visits", loaded, ingest_id=ingest_id)
+        insert = pool.submit(store.insert_frame, con, "visits", loaded, ordered=False,
+                             ingest_id=ingest_id)
         try:
             result = _techniques(loaded)
         finally:
