@@ -568,9 +568,8 @@ def _read_techniques(con: Any, k: int) -> tuple[pd.DataFrame, list[Any]]:
     import numpy as np
 
     if k == 1:
-        rows = _frame(con, "SELECT visit_id, family FROM visit_techniques "
-                           "WHERE family IN ('pri', 'traditional')")
-        return rows, [np.arange(len(rows))]
+        return _frame(con, "SELECT visit_id, family FROM visit_techniques "
+                           "WHERE family IN ('pri', 'traditional')"), []
     rows = _frame(con, f"SELECT t.visit_id, t.family, hash(v.patient_id) % {k} AS _part "
                        "FROM visit_techniques t JOIN visits v USING (visit_id) "
                        "WHERE t.family IN ('pri', 'traditional')")
@@ -595,7 +594,7 @@ def _read_partition(con: Any, i: int, k: int, techniques: Any) -> tuple[pd.DataF
     visits = _frame(con, f"SELECT {cols} FROM visits {where}")
     visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
     rows, positions = techniques.result()
-    return visits, rows.take(positions[i])
+    return visits, rows if k == 1 else rows.take(positions[i])
 
 
 def log_ingest(con: Any, record: dict[str, Any]) -> None:
