@@ -574,9 +574,7 @@ def _read_techniques(con: Any, k: int) -> tuple[pd.DataFrame, list[Any]]:
                        "FROM visit_techniques t JOIN visits v USING (visit_id) "
                        "WHERE t.family IN ('pri', 'traditional')")
     part = rows.pop("_part").to_numpy()
-    order = np.argsort(part, kind="stable")
-    cut = np.searchsorted(part[order], np.arange(k + 1))
-    return rows, [order[cut[i]:cut[i + 1]] for i in range(k)]
+    return rows, [np.flatnonzero(part == i) for i in range(k)]
 
 
 def _read_partition(con: Any, i: int, k: int, techniques: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
