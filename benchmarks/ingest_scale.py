@@ -10,11 +10,14 @@ then, for each size, measures in fresh child processes (so peak RSS is per measu
   clean, PHI redaction, technique mapping, DuckDB insert, episode rebuild, one transaction).
 
 Ingest stages (``IngestResult.timings``): ``read`` (hash + encoding scan + Arrow read),
-``redact`` (``privacy.redact_phi`` on notes), ``clean`` (``clean.clean_visits`` incl. pandera),
-``techniques`` (store comparison + ``techniques.map_techniques`` per distinct note, overlapped
-with the DuckDB insert of the visits in a worker thread), ``store`` (DuckDB inserts of the
+``redact`` (``privacy.redact_phi`` on notes: one RE2 pre-filter over every note in Arrow, the
+Python detectors on the candidate notes only), ``clean`` (``clean.clean_visits`` incl. pandera),
+``techniques`` (store comparison + notes split into fragments in Arrow, each distinct fragment
+mapped once by ``techniques``, overlapped with the DuckDB insert of the visits in a worker
+thread; the insert is usually the longer of the two), ``store`` (DuckDB inserts of the
 technique and quarantine rows), ``episodes`` (read back the visits partition by partition, the
-next read overlapping the current ``episodes.build_episodes``, then write), ``commit``.
+next read overlapping the current episode build, one pandera check of the whole table, then
+write), ``commit``.
 
 * ``floor``: what any ingest into the store must at least do, with nothing else: the same bare
   read, a cast of the text columns to the store's types (``TRY_CAST``), and one DuckDB
