@@ -18,7 +18,7 @@ from outcomes.errors import InputError
 from outcomes.schema import VISIT_COLUMNS, is_direct_identifier
 
 if TYPE_CHECKING:
-    from outcomes.ingest import Profile
+    from outcomes._profile import Profile
 
 _STR = pd.StringDtype("pyarrow")
 _CHUNK = 1 << 23

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from outcomes._profile import Profile, load_profile
 from outcomes._readers import (
     detect_delimiter,
     file_kind,
@@ -26,7 +27,6 @@ from outcomes._readers import (
     reject,
     scan_file,
 )
-from outcomes.errors import ProfileError
 from outcomes.schema import REQUIRED_COLUMNS, VISIT_COLUMNS
 
 __all__ = ["Profile", "load_profile", "RawExport", "read_export", "IngestResult", "ingest_file",
@@ -35,117 +35,6 @@ __all__ = ["Profile", "load_profile", "RawExport", "read_export", "IngestResult"
 _STR = pd.StringDtype("pyarrow")
 #: Files at least this big get a progress bar on stderr (when progress is asked for).
 PROGRESS_MIN_BYTES = 20 * (1 << 20)
-_REGIMES = ("limited_data_set", "safe_harbor")
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How one EMR writes its export, mapped onto the canonical schema.
-
-    Attributes
-    ----------
-    columns : dict
-        EMR column name -> canonical name (unlisted names are used as they are).
-    delimiter : str or None
-        CSV delimiter; None = detect from the header (``,``, ``;``, tab, ``|``).
-    encoding : str
-        Text encoding of CSV files; bytes invalid in it reject the file.
-    decimal : str
-        ``"."`` or ``","``.
-    header_row : int
-        1-based row of the column names (rows above it are titles, skipped).
-    date_format : str
-        ``strftime`` format of visit dates, or ``excel_serial`` / ``excel_1904``.
-    missing_values : tuple of str
-        Cell texts meaning "not recorded" in numeric columns.
-    values : dict
-        Per canonical column, EMR text -> canonical text.
-    regime : str
-        ``limited_data_set`` (day-level dates; default) or ``safe_harbor``.
-    sheet : str or None
-        XLSX sheet name (default: the first sheet).
-    """
-
-    columns: dict[str, str] = field(default_factory=dict)
-    delimiter: str | None = None
-    encoding: str = "utf-8"
-    decimal: str = "."
-    header_row: int = 1
-    date_format: str = "%Y-%m-%d"
-    missing_values: tuple[str, ...] = ("", "N/A", "NA")
-    values: dict[str, dict[str, str]] = field(default_factory=dict)
-    regime: str = "limited_data_set"
-    sheet: str | None = None
-
-
-def load_profile(profile: str | os.PathLike | Profile | dict | None = None) -> Profile:
-    """Read a profile from a YAML or TOML file (or a dict); None gives the default profile.
-
-    Raises
-    ------
-    ProfileError
-        Unreadable file, unknown key, or an invalid value (named).
-    """
-    if profile is None or isinstance(profile, Profile):
-        return profile or Profile()
-    raw = profile if isinstance(profile, dict) else _read_profile_file(Path(profile))
-    name = "profile" if isinstance(profile, dict) else str(profile)
-    unknown = set(raw) - set(Profile.__dataclass_fields__)
-    if unknown:
-        raise ProfileError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}; known: "
-                           f"{', '.join(Profile.__dataclass_fields__)}")
-    try:
-        prof = Profile(**{**raw, "missing_values": tuple(raw.get("missing_values",
-                                                                 Profile.missing_values))})
-    except TypeError as exc:
-        raise ProfileError(f"{name}: {exc}") from None
-    _check_profile(prof, name)
-    return prof
-
-
-def _read_profile_file(path: Path) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"profile {path} could not be read: {type(exc).__name__}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - any parser error is the user's file
-        raise ProfileError(f"profile {path} is not valid {path.suffix[1:] or 'YAML'}: "
-                           f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ProfileError(f"profile {path} must be a mapping of keys to values")
-    return data
-
-
-def _check_profile(p: Profile, name: str) -> None:
-    checks = [
-        (p.regime in _REGIMES, f"regime must be one of {', '.join(_REGIMES)}"),
-        (p.decimal in (".", ","), "decimal must be '.' or ','"),
-        (isinstance(p.header_row, int) and p.header_row >= 1, "header_row must be 1 or more"),
-        (p.delimiter is None or (isinstance(p.delimiter, str) and len(p.delimiter) == 1),
-         "delimiter must be one character"),
-        (isinstance(p.columns, dict) and all(v in VISIT_COLUMNS for v in p.columns.values()),
-         "columns must map EMR names to canonical names (outcomes.schema.VISIT_COLUMNS)"),
-        (isinstance(p.values, dict) and all(isinstance(v, dict) for v in p.values.values()),
-         "values must map a column to a table of text -> canonical text"),
-        (p.date_format in ("excel_serial", "excel_1904") or "%" in p.date_format,
-         "date_format must be a strftime format or excel_serial / excel_1904"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ProfileError(f"{name}: {message}")
-    try:
-        "".encode(p.encoding)
-    except LookupError:
-        raise ProfileError(f"{name}: unknown encoding {p.encoding!r}") from None
 
 
 @dataclass
