@@ -136,7 +136,10 @@ def cohort_flow(episodes: pd.DataFrame, condition: str, period: str,
     next to the two other shown cells of its relation would be their difference. So a hidden
     exclusion also hides the count remaining before it, and that hidden count the exclusion of
     its own step (the two hidden exclusions then add up to a shown difference, but cannot be
-    told apart). The cascade never hides the analysis cohort (Table 1 publishes it by arm);
+    told apart). An exclusion of 0 is shown and never hidden: it is often public (every
+    quarter is in the period ``"all"``), so the counts remaining on either side of it are the
+    same number, hidden or shown together. The cascade never hides the analysis cohort
+    (Table 1 publishes it by arm), nor a count tied to it by exclusions of 0;
     a hidden exclusion between the cohort and the completers hides the completers here, but
     the numbers of the completer analyses may still give it (a residual limit).
     """
@@ -152,15 +155,23 @@ def cohort_flow(episodes: pd.DataFrame, condition: str, period: str,
     out = suppress_small_cells(table, ["remaining", "excluded"], threshold=MIN_CELL)
     rem = (out["remaining"] == SUPPRESSED).tolist()
     exc = (out["excluded"] == SUPPRESSED).tolist()
-    pinned = len(rows) - 2  # first of the rows published elsewhere
+    zero = (table["excluded"] == 0).tolist()
+    fixed = [i >= len(rows) - 2 for i in range(len(rows))]  # published elsewhere
+    for i in range(len(rows) - 2, 0, -1):  # a zero exclusion ties a count to the next one
+        fixed[i - 1] = fixed[i - 1] or (fixed[i] and zero[i])
     for _ in range(2 * len(rows)):
         changed = False
         for i in range(1, len(rows)):
+            if zero[i]:  # known to be 0 (period "all"): remaining[i-1] = remaining[i]
+                j = i if rem[i - 1] else i - 1
+                if rem[i - 1] != rem[i] and not fixed[j]:
+                    rem[j] = changed = True
+                continue
             if rem[i - 1] + rem[i] + exc[i] != 1:
                 continue
             if not exc[i]:
                 exc[i] = True
-            elif i - 1 < pinned:
+            elif not fixed[i - 1]:
                 rem[i - 1] = True
             else:
                 rem[i] = True

@@ -935,3 +935,22 @@ def test_comparative_report_gives_no_small_count_as_a_difference_of_shown_counts
         n, events = _num(r["n"]), _num(r["events"])
         assert pd.isna(n) or pd.isna(events) or not 1 <= n - events <= 10, r
         assert pd.isna(n) or not 1 <= sizes[r["arm"]] - n <= 10, (r, sizes)
+
+
+def test_cohort_flow_shows_a_zero_exclusion_and_hides_both_counts_around_it():
+    """With period "all" the period step excludes 0 by definition: showing it as ``<11`` did not
+    hide it, so 'condition' remaining (64) minus 'ended' remaining (60) gave the 4 open episodes
+    (and a 64 read as ``<11``). A zero stays 0; the counts on both sides of it are one number."""
+    rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(40 + i, arm="traditional")
+                                                      for i in range(30)]
+    rows += [_ep(80 + i, arm="pri", status="open") for i in range(4)]
+    rows += [_ep(90 + i, condition="lbp") for i in range(13)]
+    flow = rp.cohort_flow(_frame(rows), "itbs", "all", "nprs")
+    assert flow.loc["evaluation in the study period", "excluded"] == 0
+    rem = pd.to_numeric(flow["remaining"], errors="coerce").tolist()
+    exc = pd.to_numeric(flow["excluded"], errors="coerce").tolist()
+    for i in range(1, len(rem)):
+        known = [v for v in (rem[i - 1], rem[i], exc[i]) if not pd.isna(v)]
+        assert len(known) != 2, (i, flow)
+    assert flow.loc["episode has ended (not open)", "excluded"] == "<11"
+    assert flow["remaining"].iloc[-2] == 60
