@@ -295,7 +295,9 @@ def plot_ps_overlap(
         Histogram bins (``kde=False``).
     kde : bool
         Draw a Gaussian kernel density per arm (``scipy.stats.gaussian_kde``, Scott's
-        bandwidth, on 200 points of [0, 1]) instead of a density histogram. For published
+        bandwidth, on 200 points of [0, 1], reflected at 0 and 1 so that scores near the ends
+        are not under-drawn and the density integrates to 1 on [0, 1]) instead of a density
+        histogram. For published
         figures: with the arm's n, a histogram bar's height times its width gives the count of
         its bin, often 1-10.
     show_n : bool
@@ -320,8 +322,10 @@ def plot_ps_overlap(
             ax.hist(sub[ps], bins=edges, density=True, alpha=0.45, color=color, label=label)
             continue
         x = sub[ps].to_numpy(float)
-        density = (stats.gaussian_kde(x)(grid) if len(x) > 1 and np.ptp(x) > 0
-                   else np.zeros_like(grid))  # one value: no density to draw
+        density = np.zeros_like(grid)  # one value: no density to draw
+        if len(x) > 1 and np.ptp(x) > 0:  # reflected at 0 and 1: no mass lost past the ends
+            kernel = stats.gaussian_kde(x)
+            density = kernel(grid) + kernel(-grid) + kernel(2 - grid)
         ax.plot(grid, density, color=color, label=label)
         ax.fill_between(grid, density, color=color, alpha=0.25, linewidth=0)
     ax.set_xlim(0, 1)

@@ -223,6 +223,20 @@ def test_plot_ps_overlap_smooth_density_has_no_bins_and_no_n():
         y = line.get_ydata()
         assert len(y) >= 100 and np.all(np.isfinite(y)) and y.min() >= 0
         area = np.trapezoid(y, line.get_xdata())
-        assert 0.8 < area <= 1.0 + 1e-6  # a density on [0, 1] (mass beyond the ends cut)
+        assert 0.8 < area <= 1.0 + 1e-6  # a density on [0, 1] (reflected at the ends)
     ax = plot_ps_overlap(d, "ps", "arm")  # default unchanged
     assert labels(ax) == ["pri (n=31)", "traditional (n=50)"]
+
+
+def test_plot_ps_overlap_density_is_reflected_at_0_and_1():
+    """Scores crowd the ends exactly when overlap is poor: a plain kernel density loses the mass
+    past 0 and 1 and draws about half the density at the ends (area 0.74 for these U-shaped
+    scores). Reflected at both ends, the curve is a density on [0, 1]."""
+    rng = np.random.default_rng(2)
+    d = pd.DataFrame({"ps": np.r_[rng.beta(0.5, 0.5, 40), rng.beta(1, 15, 40)],
+                      "arm": ["pri"] * 40 + ["traditional"] * 40})
+    ax = plot_ps_overlap(d, "ps", "arm", kde=True, show_n=False)
+    for line in ax.lines:
+        x, y = line.get_xdata(), line.get_ydata()
+        assert x[0] == 0 and x[-1] == 1
+        assert np.trapezoid(y, x) == pytest.approx(1, abs=0.01)
