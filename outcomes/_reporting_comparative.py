@@ -476,7 +476,9 @@ def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) 
     terms : str, optional
         Keep only terms containing this text (e.g. ``"arm"``: the treatment effect).
 
-    Counts of episodes (``n``, ``n_missing``, ``episodes``) of 1-10 are shown as ``<11``.
+    Counts of episodes (``n``, ``n_missing``, ``episodes``) of 1-10 are shown as ``<11``, and
+    so is an ``n`` 1-10 below the largest ``n`` of the table (their difference is a count: in
+    the missing-data sensitivity table, the episodes without a discharge score).
     """
     from outcomes.privacy import suppress_small_cells
 
@@ -490,6 +492,9 @@ def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) 
     counts = [c for c in ("n", "n_missing", "episodes") if c in out.columns]
     if counts and out.index.is_unique:
         out = suppress_small_cells(out, counts, threshold=MIN_CELL)
+    if "n" in out.columns:  # e.g. all episodes (LOCF, MI) minus completers = the missing
+        n = pd.to_numeric(out["n"], errors="coerce")
+        out.loc[(n.max() - n).between(1, MIN_CELL - 1).to_numpy(), "n"] = SUPPRESSED
     key = "method" if "method" in out.columns else ("term" if "term" in out.columns else None)
     return out.set_index(key) if key else out
 

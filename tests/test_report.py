@@ -839,7 +839,21 @@ def test_format_tidy_hides_small_counts():
                          "n": [40, 48], "n_missing": [8, 0]})
     out = rp.format_tidy(tidy)
     assert out.loc["completers", "n_missing"] == "<11" and out.loc["mi", "n_missing"] == 0
-    assert out.loc["completers", "n"] == 40
+    assert out.loc["completers", "n"] == "<11" and out.loc["mi", "n"] == 48  # 48 - 40 = 8
+    out = rp.format_tidy(tidy.assign(n=[40, 60]))
+    assert out["n"].tolist() == [40, 60]
+
+
+def test_format_tidy_sensitivity_n_gives_no_small_number_missing():
+    """Completers and IPW fit the episodes with a discharge score, LOCF and MI all of them: two
+    shown n 1-10 apart gave the number missing that n_missing hides."""
+    tidy = pd.DataFrame({"method": ["completers", "locf", "ipw_dropout", "multiple_imputation"],
+                         "term": "arm", "estimate": 1.0, "n": [52, 60, 52, 60],
+                         "n_missing": 8})
+    out = rp.format_tidy(tidy)
+    shown = pd.to_numeric(out["n"], errors="coerce").dropna()
+    assert not any(1 <= abs(a - b) <= 10 for a in shown for b in shown), out
+    assert (out["n_missing"] == "<11").all() and out.loc["locf", "n"] == 60
 
 
 def test_table_one_display_hides_a_small_number_missing():
