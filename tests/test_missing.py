@@ -193,3 +193,19 @@ def test_imputation_drops_predictors_constant_or_collinear_among_completers(mar_
     doubled = _impute_normal(np.random.default_rng(3), np.column_stack([x, x[:, 1]]), y,
                              np.column_stack([x_mis, x_mis[:, 1]]))
     np.testing.assert_allclose(doubled, plain)
+
+
+def test_imputation_complete_data_df_uses_the_rank(mar_data):
+    """A covariate constant in every episode adds a column but no rank: the complete-data
+    degrees of freedom of the Barnard-Rubin df are n - rank (mice: df.residual), so the pooled
+    interval is the one without the covariate."""
+    ep, _ = mar_data
+    plain = missing_data_sensitivity(ep, "nprs_discharge", "arm", "nprs_intake",
+                                     n_imputations=5).set_index("method")
+    const = missing_data_sensitivity(ep.assign(surg=0.0), "nprs_discharge", "arm",
+                                     "nprs_intake", ["surg"], n_imputations=5).set_index("method")
+    cols = ["estimate", "se", "ci_low", "ci_high", "p", "warnings"]
+    a, b = plain.loc["multiple_imputation", cols], const.loc["multiple_imputation", cols]
+    assert a["warnings"] == b["warnings"]
+    np.testing.assert_allclose(a.drop("warnings").to_numpy(float),
+                               b.drop("warnings").to_numpy(float), rtol=1e-9)

@@ -160,7 +160,7 @@ def _multiple_imputation(df, outcome, treatment, baseline, covariates, term, clu
         y[~obs] = _impute_normal(rng, x[obs], y[obs], x[~obs])
         fits.append(fit_ancova(df.assign(**{outcome: y}), outcome, treatment, baseline,
                                covariates, cluster=cluster, reference=reference))
-    return fits, x.shape[1]
+    return fits, len(_independent_columns(x))  # rank: complete-data df n - rank, as mice
 
 
 def missing_data_sensitivity(
