@@ -173,7 +173,7 @@ def _scan(texts: pd.Series, prefilter: bool = True) -> _Scan:
             hits[values[u]] = found
     if row_unit is None:
         return _Scan(per_unit, values, hits, None, None)
-    codes = np.where(row_unit >= 0, per_unit[row_unit], -1)
+    codes = np.append(per_unit, -1)[row_unit]  # row_unit -1 (missing) takes the last slot
     return _Scan(codes, values, hits, units, row_unit)
 
 

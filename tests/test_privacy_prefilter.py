@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from outcomes._phi_corpus import generate_phi_corpus
 from outcomes._phi_patterns import ANY_TRIGGER, KINDS, LABELS, PY_TRIGGERS, TRIGGERS
-from outcomes.privacy import _scan_text, _scan_unique, redact_phi
+from outcomes.privacy import _scan_text, _scan_unique, redact_phi, scan_phi
 
 MESSY = Path(__file__).parents[1] / "data" / "synthetic" / "export_messy.csv"
 
@@ -147,3 +147,15 @@ def test_trigger_edge_cases(text):
     for dtype in (object, "string[pyarrow]"):
         series = pd.Series([text], dtype=dtype)
         assert _scan_unique(series)[2] == _scan_unique(series, prefilter=False)[2] != {}
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "string[pyarrow]"])
+@pytest.mark.parametrize("values", [[], [None], [None, None], [None, "HEP"]])
+def test_missing_and_empty_notes(values, dtype):
+    """All-missing (or empty) input: no hits, missing values kept, zero counts, no error."""
+    series = pd.Series(values, dtype=dtype, index=[f"r{i}" for i in range(len(values))])
+    redacted, counts = redact_phi(series)
+    assert redacted.index.equals(series.index) and redacted.isna().tolist() == series.isna().tolist()
+    assert redacted.dropna().tolist() == series.dropna().tolist()
+    assert set(counts.values()) <= {0}
+    assert scan_phi(series).empty
