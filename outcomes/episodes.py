@@ -50,6 +50,7 @@ def build_episodes(
     baseline_includes_evaluation: bool = False,
     primary: str = "nprs",
     as_of: str | pd.Timestamp | None = None,
+    validate: bool = True,
 ) -> pd.DataFrame:
     """Build one row per episode of care.
 
@@ -73,6 +74,10 @@ def build_episodes(
     as_of : date-like, optional
         Date the data describe (the extraction date); visits after it are ignored. Default: the
         last visit date in ``visits``.
+    validate : bool
+        Check the result against :class:`outcomes.schema.EpisodeSchema` (pandera). False is
+        for :func:`outcomes.store.rebuild_episodes`, which builds per partition of patients and
+        validates the concatenation once (pandera's cost is per call as well as per value).
 
     Returns
     -------
@@ -119,29 +124,6 @@ def build_episodes(
       improvement of at least that share of the intake; either counts. NA without an intake or
       a discharge score, and NA for ceiling cases (they cannot respond).
     """
-    ep = _build_episodes(visits, techniques, gap_days=gap_days, baseline_visits=baseline_visits,
-                         baseline_includes_evaluation=baseline_includes_evaluation,
-                         primary=primary, as_of=as_of)
-    out = EpisodeSchema.validate(ep)
-    out.attrs = dict(ep.attrs)
-    return out
-
-
-def _build_episodes(
-    visits: pd.DataFrame,
-    techniques: pd.DataFrame,
-    *,
-    gap_days: int = 60,
-    baseline_visits: int = 3,
-    baseline_includes_evaluation: bool = False,
-    primary: str = "nprs",
-    as_of: str | pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """:func:`build_episodes` (same parameters and defaults) before the schema check.
-
-    For :func:`outcomes.store.rebuild_episodes`, which builds per partition of patients and
-    validates the concatenation once (same table; pandera's cost is per call and per value).
-    """
     _check_columns(visits, _NEEDED, "visits")
     _check_columns(techniques, ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
@@ -166,7 +148,11 @@ def _build_episodes(
     ep.attrs.update(n_orphan_visits=n_orphans, gap_days=gap_days, baseline_visits=baseline_visits,
                     baseline_includes_evaluation=baseline_includes_evaluation,
                     primary=primary, as_of=as_of_ts)
-    return ep
+    if not validate:
+        return ep
+    out = EpisodeSchema.validate(ep)
+    out.attrs = dict(ep.attrs)
+    return out
 
 
 def orphan_visits(

@@ -516,15 +516,10 @@ def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         notes = notes.astype(_STR)
     mapped = map_note_array(pa.array(notes.array, type=pa.large_string()))
     out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(mapped.row),
-                        **{c: _take_text(mapped.table.column(c), mapped.entry)
+                        **{c: pd.arrays.ArrowStringArray(mapped.table.column(c).take(mapped.entry))
                            for c in ("technique_code", "family", "source_text")}})
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
     return out, {str(k): int(v) for k, v in unmapped.items()}
-
-
-def _take_text(values, rows) -> pd.arrays.ArrowStringArray:
-    """Rows ``rows`` of a short Arrow text column (a few hundred fragments and codes)."""
-    return pd.arrays.ArrowStringArray(values.take(rows))
 
 
 def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:

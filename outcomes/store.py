@@ -543,8 +543,7 @@ def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.D
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    # build_episodes without its schema check: rebuild_episodes validates the whole table once
-    from outcomes.episodes import _build_episodes
+    from outcomes.episodes import build_episodes
 
     parts = []
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -554,7 +553,7 @@ def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.D
             visits, mine = pending.result()
             if i + 1 < k:
                 pending = pool.submit(_read_partition, con, i + 1, k, techniques)
-            parts.append(_build_episodes(visits, mine, as_of=as_of))
+            parts.append(build_episodes(visits, mine, as_of=as_of, validate=False))
             del visits, mine
     return parts
 

@@ -314,22 +314,6 @@ _RE2_KEEP = r"(^|[^A-Za-z0-9_])([A-Za-z])/|([0-9])/([0-9])"
 _RE2_KEEP_AS = r"\1\2\3" + _KEPT_SLASH + r"\4"
 
 
-def _split_notes(notes: list[str] | pa.Array) -> tuple[np.ndarray, pa.Array]:
-    """All fragments of all notes (as :func:`split_note` gives them), with each one's note.
-
-    Returns the note positions (sorted, int64) and the fragments (Arrow strings), in note
-    order then fragment order. Checked against :func:`split_note` in tests/test_techniques.py.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    arr = pa.array(notes, pa.large_string()) if isinstance(notes, list) else notes
-    note, fcode, fragments = _fragment_codes(arr)
-    text = pa.array(fragments, pa.large_string()).take(fcode)
-    keep = pc.greater(pc.binary_length(text), 0).to_numpy(zero_copy_only=False)
-    return note[keep], text.filter(keep)
-
-
 def _fragment_codes(notes: pa.Array) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every fragment of every note, as (note position, fragment code) and the fragment texts.
 

@@ -437,13 +437,11 @@ def test_visit_order_with_and_without_times_of_day():
         assert list(v.index[order]) == list(ref.index)
 
 
-def test_private_build_has_the_public_defaults():
-    """outcomes.store calls the unvalidated build with build_episodes' defaults."""
-    import inspect
-
-    from outcomes.episodes import _build_episodes
-
-    def params(f):
-        return {k: p.default for k, p in inspect.signature(f).parameters.items()}
-
-    assert params(_build_episodes) == params(build_episodes)
+def test_unvalidated_build_is_the_validated_table():
+    """validate=False (the store validates all partitions at once) skips only the check."""
+    v = make_visits([("p1", "2026-01-05", "evaluation", 7, 30), ("p1", "2026-01-08", "treatment", 6),
+                     ("p2", "2026-01-06", "evaluation", 5), ("p2", "2026-01-20", "discharge", 1)])
+    checked = build_episodes(v, no_techniques())
+    unchecked = build_episodes(v, no_techniques(), validate=False)
+    pd.testing.assert_frame_equal(unchecked, checked, check_dtype=False)
+    assert unchecked.attrs == checked.attrs

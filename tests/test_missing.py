@@ -176,7 +176,7 @@ def test_imputation_drops_predictors_constant_or_collinear_among_completers(mar_
     """A covariate constant among the episodes with an observed outcome made X'X singular
     (LinAlgError in the comparative report of a 150-episode clinic); as mice's remove.lindep,
     such predictors are left out of the imputation model."""
-    from outcomes.models.missing import _impute_normal
+    from outcomes.models.missing import _impute_normal, _normal_model
 
     ep, _ = mar_data
     ep = ep.assign(surg=0.0)
@@ -189,8 +189,9 @@ def test_imputation_drops_predictors_constant_or_collinear_among_completers(mar_
     rng = np.random.default_rng(0)
     x = np.column_stack([np.ones(50), rng.normal(size=50)])
     y, x_mis = rng.normal(size=50), x[:7] + 0.5
-    plain = _impute_normal(np.random.default_rng(3), x, y, x_mis)
-    doubled = _impute_normal(np.random.default_rng(3), np.column_stack([x, x[:, 1]]), y,
+    plain = _impute_normal(np.random.default_rng(3), _normal_model(x, y), x_mis)
+    doubled = _impute_normal(np.random.default_rng(3),
+                             _normal_model(np.column_stack([x, x[:, 1]]), y),
                              np.column_stack([x_mis, x_mis[:, 1]]))
     np.testing.assert_allclose(doubled, plain)
 

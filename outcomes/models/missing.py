@@ -129,21 +129,26 @@ def _independent_columns(x: np.ndarray, tol: float = 1e-7) -> np.ndarray:
     return np.sort(piv[:rank])
 
 
-def _impute_normal(rng, x_obs, y_obs, x_mis):
-    """One proper draw from the Bayesian normal linear model (Rubin 1987, p. 167).
+def _normal_model(x_obs, y_obs) -> tuple:
+    """Least-squares fit of the imputation model, done once for all imputations.
 
-    Predictors that are constant or collinear among the observed rows are left out of the
-    imputation model (:func:`_independent_columns`).
+    Predictors that are constant or collinear among the observed rows are left out
+    (:func:`_independent_columns`). Returns ``(keep, beta, (X'X)^-1, residual SS, df)``.
     """
     keep = _independent_columns(x_obs)
-    x_obs, x_mis = x_obs[:, keep], x_mis[:, keep]
+    x_obs = x_obs[:, keep]
     xtx_inv = np.linalg.inv(x_obs.T @ x_obs)
     beta = xtx_inv @ x_obs.T @ y_obs
     resid = y_obs - x_obs @ beta
-    dof = len(y_obs) - x_obs.shape[1]
-    sigma2 = resid @ resid / rng.chisquare(dof)
+    return keep, beta, xtx_inv, resid @ resid, len(y_obs) - x_obs.shape[1]
+
+
+def _impute_normal(rng, model: tuple, x_mis):
+    """One proper draw from the Bayesian normal linear model (Rubin 1987, p. 167)."""
+    keep, beta, xtx_inv, rss, dof = model
+    sigma2 = rss / rng.chisquare(dof)
     beta_star = rng.multivariate_normal(beta, sigma2 * xtx_inv)
-    return x_mis @ beta_star + rng.normal(0, np.sqrt(sigma2), len(x_mis))
+    return x_mis[:, keep] @ beta_star + rng.normal(0, np.sqrt(sigma2), len(x_mis))
 
 
 def _multiple_imputation(df, outcome, treatment, baseline, covariates, term, cluster,
@@ -153,11 +158,13 @@ def _multiple_imputation(df, outcome, treatment, baseline, covariates, term, clu
     terms = [term, baseline, *covariates]
     x = np.asarray(patsy.dmatrix(" + ".join(terms), df, NA_action="raise"))
     obs = df[outcome].notna().to_numpy()
+    observed = df[outcome].to_numpy(float)
+    model = _normal_model(x[obs], observed[obs])
     rng = np.random.default_rng(seed)
     fits = []
     for _ in range(n_imputations):
-        y = df[outcome].to_numpy(float).copy()
-        y[~obs] = _impute_normal(rng, x[obs], y[obs], x[~obs])
+        y = observed.copy()
+        y[~obs] = _impute_normal(rng, model, x[~obs])
         fits.append(fit_ancova(df.assign(**{outcome: y}), outcome, treatment, baseline,
                                covariates, cluster=cluster, reference=reference))
     return fits, len(_independent_columns(x))  # rank: complete-data df n - rank, as mice
