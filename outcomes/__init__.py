@@ -68,6 +68,9 @@ _LAZY: dict[str, str] = {
     "primary_analysis": "outcomes.models",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
+    "evalue": "outcomes.models",
+    "EValueResult": "outcomes.models",
+    "evalue_sentence": "outcomes.models",
     # reports
     "render_reports": "outcomes.reports",
     "load_report_data": "outcomes.reports",

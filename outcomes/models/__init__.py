@@ -31,6 +31,9 @@ _LAZY: dict[str, str] = {
     "primary_analysis": "outcomes.models.weighting",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
+    "evalue": "outcomes.models.sensitivity",
+    "EValueResult": "outcomes.models.sensitivity",
+    "evalue_sentence": "outcomes.models.sensitivity",
 }
 
 __all__ = list(_LAZY)

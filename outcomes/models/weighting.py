@@ -37,7 +37,8 @@ class IPTWResult:
     ess : dict
         Effective sample size ``(sum w)^2 / sum w^2`` keyed by treatment value.
     balance : DataFrame
-        ``covariate, type, smd_before, smd_after`` (see :func:`balance_table`).
+        ``covariate, type, smd_before, smd_after`` (standardized for every type), raw
+        differences ``diff_raw_before, diff_raw_after`` (see :func:`balance_table`).
     equipoise : float
         Share of patients whose preference score lies in [0.3, 0.7].
     estimand : str
@@ -232,10 +233,19 @@ def balance_table(df: pd.DataFrame, t: pd.Series, w: pd.Series,
     Returns
     -------
     DataFrame
-        ``covariate, type, smd_before, smd_after``. Continuous: difference in (weighted) means
-        over ``sqrt((s1^2 + s0^2) / 2)``, the unweighted SDs of the two groups, in both columns.
-        Binary (0/1 columns and each level of a categorical): the raw difference in
-        (weighted) proportions. cobalt's ``bal.tab`` defaults for the ATE.
+        ``covariate, type, smd_before, smd_after, diff_raw_before, diff_raw_after, sd_pooled,
+        smd_scale``. ``diff_raw_*`` is the difference in (weighted) means: for binary columns
+        (0/1 columns and each level of a categorical) the raw difference in proportions,
+        cobalt's default display. ``smd_* = diff_raw_* / sd_pooled`` for every type, with the
+        unweighted pooled SD in both columns: continuous ``sqrt((s1^2 + s0^2) / 2)`` (sample
+        variances; ``smd_scale`` "pooled SD"), binary ``sqrt((p1(1-p1) + p0(1-p0)) / 2)``
+        (``smd_scale`` "pooled binomial SD"). A covariate constant in both groups has SMD 0.
+
+    Notes
+    -----
+    The binary standardization is OHDSI CohortMethod's and cobalt's ``bal.tab(...,
+    binary = "std")``; checked against that formula computed in base R on lalonde
+    (``tests/test_weighting.py``). The raw columns reproduce the WeightIt README.
     """
     x = _balance_columns(df, covariates)
     t = np.asarray(t, dtype=float)
@@ -244,12 +254,22 @@ def balance_table(df: pd.DataFrame, t: pd.Series, w: pd.Series,
     for col in x.columns:
         v = x[col].to_numpy()
         binary = bool(np.isin(v, (0.0, 1.0)).all())
-        scale = 1.0 if binary else pooled_sd(v[t == 1], v[t == 0])
+        scale = _binary_sd(v[t == 1], v[t == 0]) if binary else pooled_sd(v[t == 1], v[t == 0])
         before = v[t == 1].mean() - v[t == 0].mean()
         after = (np.average(v[t == 1], weights=w[t == 1])
                  - np.average(v[t == 0], weights=w[t == 0]))
-        rows.append((col, "binary" if binary else "continuous", before / scale, after / scale))
-    return pd.DataFrame(rows, columns=["covariate", "type", "smd_before", "smd_after"])
+        smd = [d / scale if scale != 0 else 0.0 for d in (before, after)]  # NaN stays NaN
+        rows.append((col, "binary" if binary else "continuous", *smd, before, after, scale,
+                     "pooled binomial SD" if binary else "pooled SD"))
+    return pd.DataFrame(rows, columns=["covariate", "type", "smd_before", "smd_after",
+                                       "diff_raw_before", "diff_raw_after", "sd_pooled",
+                                       "smd_scale"])
+
+
+def _binary_sd(x1, x0) -> float:
+    """``sqrt((p1(1-p1) + p0(1-p0)) / 2)``: the binary SMD denominator (CohortMethod, cobalt)."""
+    p1, p0 = float(np.mean(x1)), float(np.mean(x0))
+    return float(np.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / 2))
 
 
 def weighted_effect(
