@@ -57,13 +57,23 @@ def cli() -> None:
 @click.option("--messy", is_flag=True, help="Inject the defects listed in QUALITY.md and record them.")
 @click.option("--effect-nprs", type=float, default=None, help="True PRI effect on NPRS change (points).")
 @click.option("--effect-lefs", type=float, default=None, help="True PRI effect on LEFS change (points).")
+@click.option("--therapist-shift", type=float, default=0.0, show_default=True,
+              help="NPRS points added to PRI-trained therapists' patients (not centred by style).")
+@click.option("--effect-subgroup", default=None,
+              help="Confine the effects to one baseline subgroup: prior_pt, prior_injection,"
+                   " surgery_recommended, chronic or failed_conservative_care.")
+@click.option("--secular-trend", type=float, default=0.0, show_default=True,
+              help="NPRS points of drift across the date range, with rising PRI adoption.")
+@click.option("--mnar-dropout", type=float, default=0.0, show_default=True,
+              help="Dropout depends on the unobserved discharge NPRS change (logit coefficient).")
 def synth(out: str, n_episodes: int, seed: int, messy: bool,
-          effect_nprs: float | None, effect_lefs: float | None) -> None:
+          effect_nprs: float | None, effect_lefs: float | None, **scenario) -> None:
     """Write a synthetic EMR export and, beside it, the truth used to make it (JSON)."""
     from outcomes.synthetic import write_export
 
     effects = {k: v for k, v in (("nprs", effect_nprs), ("lefs", effect_lefs)) if v is not None}
-    info = write_export(out, n_episodes=n_episodes, seed=seed, messy=messy, effects=effects or None)
+    info = write_export(out, n_episodes=n_episodes, seed=seed, messy=messy, effects=effects or None,
+                        **scenario)
     click.echo(f"wrote {info['rows']} visit rows ({info['episodes']} episodes) to {out}")
     click.echo(f"truth: {info['truth_path']}")
 

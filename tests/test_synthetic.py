@@ -479,3 +479,113 @@ def test_pri_training_drives_pri_care(large):
     assert share["traditional"] < share["both"] < share["pri"]
     chronic = d["prior_pt"].eq(1) & d["surgery_recommended"].eq(1)
     assert (d.loc[chronic, "arm"] == "pri").mean() > (d.loc[~chronic, "arm"] == "pri").mean() + 0.1
+
+
+# --- scenarios: data that can be wrong in the ways real data are -------------------------------
+
+def test_scenario_defaults_leave_the_truth_unchanged():
+    _, plain = generate_export(150, seed=9)
+    _, explicit = generate_export(150, seed=9, therapist_shift=0.0, effect_subgroup=None,
+                                  secular_trend=0.0, mnar_dropout=0.0)
+    assert "scenario" not in plain and "scenario" not in explicit
+    assert list(plain["episodes"].columns) == list(explicit["episodes"].columns)
+
+
+@pytest.fixture(scope="module")
+def subgroup():
+    return generate_export(3000, seed=12, effects={"nprs": -2.0, "lefs": 8.0},
+                           effect_subgroup="prior_pt")
+
+
+def test_subgroup_effect_is_confined_to_the_subgroup(subgroup):
+    frame, truth = subgroup
+    ep = truth["episodes"]
+    d = ep["nprs_change_if_pri"] - ep["nprs_change_if_traditional"]
+    assert set(d[ep["in_subgroup"]]) == {-2.0} and set(d[~ep["in_subgroup"]]) == {0.0}
+    # the subgroup is the export's prior_pt flag on the episode's evaluation row
+    flag = frame.set_index("visit_id").loc[ep["first_visit_id"], "prior_pt"].to_numpy()
+    assert (flag.astype(int) == ep["in_subgroup"].astype(int)).all()
+
+
+def test_subgroup_truth_records_overall_and_stratum_effects(subgroup):
+    _, truth = subgroup
+    assert truth["scenario"]["effect_subgroup"] == "prior_pt"
+    assert "prior_pt = 1" in truth["scenario"]["mechanism"]["effect_subgroup"]
+    nprs = truth["sample_effects"]["nprs"]
+    assert nprs["by_stratum"] == {"yes": -2.0, "no": 0.0, "difference": -2.0}
+    share = truth["episodes"]["in_subgroup"].mean()
+    assert nprs["ate"] == pytest.approx(-2.0 * share, abs=1e-4)
+    assert "prior_pt = 1" in truth["contract"]["effect"]
+
+
+def test_therapist_shift_makes_pri_trained_therapists_better():
+    _, truth = generate_export(400, seed=3, therapist_shift=-0.8)
+    _, base = generate_export(400, seed=3)
+    th, th0 = pd.DataFrame(truth["therapists"]), pd.DataFrame(base["therapists"])
+    moved = th["nprs_change_intercept"] - th0["nprs_change_intercept"]
+    assert np.allclose(moved[th["pri_trained"]], -0.8, atol=1e-4)
+    assert (moved[~th["pri_trained"]] == 0).all() and (~th["pri_trained"]).any()
+    ep, ep0 = truth["episodes"], base["episodes"]
+    trained = ep["therapist_id"].map(th.set_index("therapist_id")["pri_trained"]).astype(bool)
+    shift = ep["nprs_change_if_traditional"] - ep0["nprs_change_if_traditional"]
+    assert -0.85 < shift[trained].mean() < -0.5  # rounding, and clipping at the floor shrinks it
+    assert shift[~trained].abs().max() == 0
+    assert truth["scenario"]["therapist_shift"] == -0.8
+    assert "therapist style" in truth["contract"]["confounders"]
+
+
+def test_secular_trend_raises_pri_adoption_and_shifts_outcomes():
+    _, truth = generate_export(6000, seed=3, secular_trend=-1.5)
+    ep = truth["episodes"]
+    late = ep["calendar"] > 0.5
+    pri = ep["arm"].eq("pri")
+    assert pri[late].mean() > pri[~late].mean() + 0.1
+    trad = ep["nprs_change_if_traditional"]
+    assert trad[late].mean() < trad[~late].mean() - 0.4  # about -0.75 expected
+    start = pd.to_datetime(ep["start_date"]).astype("int64")
+    assert np.corrcoef(start, ep["calendar"])[0, 1] > 0.9  # the dates show the trend
+    assert truth["scenario"]["secular_trend"] == -1.5
+
+
+def test_mnar_dropout_depends_on_the_unobserved_discharge_change():
+    """Among patients with the same pain at their last visit, dropout tracks the final change."""
+    mar, mnar = (generate_export(6000, seed=4, mnar_dropout=m)[1]["episodes"] for m in (0.0, 1.5))
+
+    def gap(ep):
+        worse = ep["nprs_change_if_" + "traditional"] > -2
+        dropped = ep["status"].eq("dropout")
+        return dropped[worse].mean() - dropped[~worse].mean()
+
+    assert gap(mnar) > gap(mar) + 0.1
+    _, truth = generate_export(100, seed=4, mnar_dropout=1.5)
+    assert truth["contract"]["dropout"].startswith("MNAR")
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"effect_subgroup": "left_handed"}, "effect_subgroup"),
+    ({"mnar_dropout": float("nan")}, "mnar_dropout"),
+    ({"therapist_shift": "big"}, "therapist_shift"),
+])
+def test_bad_scenario_arguments(kwargs, words):
+    with pytest.raises(InputError, match=words):
+        generate_export(50, **kwargs)
+
+
+def test_cli_synth_scenarios(tmp_path):
+    from click.testing import CliRunner
+
+    from outcomes.cli import cli
+
+    out = tmp_path / "s.csv"
+    res = CliRunner().invoke(cli, ["synth", "--out", str(out), "--episodes", "80",
+                                   "--effect-subgroup", "failed_conservative_care",
+                                   "--therapist-shift", "0.5", "--secular-trend", "-1",
+                                   "--mnar-dropout", "0.7"])
+    assert res.exit_code == 0, res.output
+    sc = json.loads((tmp_path / "s.truth.json").read_text(encoding="utf-8"))["scenario"]
+    assert sc == {**sc, "effect_subgroup": "failed_conservative_care", "therapist_shift": 0.5,
+                  "secular_trend": -1.0, "mnar_dropout": 0.7}
+    assert set(sc["mechanism"]) == {"effect_subgroup", "therapist_shift", "secular_trend",
+                                    "mnar_dropout"}
+    bad = CliRunner().invoke(cli, ["synth", "--out", str(out), "--effect-subgroup", "x"])
+    assert bad.exit_code == 2 and "error: effect_subgroup" in bad.output

@@ -11,6 +11,6 @@ downstream (ingest, store, models, reports) is imported here.
 
 from __future__ import annotations
 
-from outcomes.synthetic.export import DEFAULT_EFFECTS, generate_export, write_export
+from outcomes.synthetic.export import DEFAULT_EFFECTS, SUBGROUPS, generate_export, write_export
 
-__all__ = ["DEFAULT_EFFECTS", "generate_export", "write_export"]
+__all__ = ["DEFAULT_EFFECTS", "SUBGROUPS", "generate_export", "write_export"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from outcomes.synthetic.scenario import ADOPTION_RISE
+
 #: Mechanism parameters; written verbatim into the truth JSON.
 MECHANISM: dict = {
     "conditions": {"itbs": 0.45, "pfps": 0.20, "hip_pain": 0.15, "lbp": 0.20},
@@ -91,8 +93,13 @@ def _choice_by_share(rng: np.random.Generator, shares: dict, n: int) -> np.ndarr
     return rng.choice(len(p), size=n, p=p / p.sum())
 
 
-def draw_therapists(rng: np.random.Generator, n_therapists: int, n_clinics: int) -> dict:
-    """Therapists: clinic, style (pri / both / traditional), PRI orientation, caseload weight."""
+def draw_therapists(rng: np.random.Generator, n_therapists: int, n_clinics: int,
+                    shift: float = 0.0) -> dict:
+    """Therapists: clinic, style (pri / both / traditional), PRI orientation, caseload weight.
+
+    ``shift`` (scenario ``therapist_shift``) is added to the intercepts of PRI-trained therapists
+    after centring, so quality then differs by style and confounds the arm.
+    """
     shares = np.array(list(MECHANISM["therapist_styles"].values()))
     counts = np.floor(shares * n_therapists).astype(int)
     counts[np.argsort(-(shares * n_therapists - counts))[: n_therapists - counts.sum()]] += 1
@@ -109,6 +116,8 @@ def draw_therapists(rng: np.random.Generator, n_therapists: int, n_clinics: int)
     spread = np.sqrt(np.average(intercept**2, weights=weight))
     if n_therapists > 1 and spread > 0:  # realised caseload-weighted SD is exactly the target
         intercept *= sd / spread
+    if shift:
+        intercept = intercept + shift * (style != STYLE_NAMES.index("traditional"))
     return {
         "clinic": clinic,
         "style": style,
@@ -118,8 +127,14 @@ def draw_therapists(rng: np.random.Generator, n_therapists: int, n_clinics: int)
     }
 
 
-def draw_episodes(rng: np.random.Generator, n: int, ther: dict) -> dict:
-    """Episode-level draws: therapist, condition, covariates, baselines, arm, repeat links."""
+def draw_episodes(rng: np.random.Generator, n: int, ther: dict,
+                  calendar: np.ndarray | None = None) -> dict:
+    """Episode-level draws: therapist, condition, covariates, baselines, arm, repeat links.
+
+    ``calendar`` (secular-trend scenario): each episode's intended start as a fraction of the
+    date range; PRI adoption rises with it. A first episode that has a second one starts in the
+    first 45 % of the range (as :func:`outcomes.synthetic.visits.place_in_calendar` places it).
+    """
     ep = {"therapist": rng.choice(len(ther["weight"]), n, p=ther["weight"] / ther["weight"].sum())}
     ep["first_of"] = _draw_repeat_links(rng, n)
     _same_clinic_therapist(rng, ep, ther)
@@ -130,6 +145,11 @@ def draw_episodes(rng: np.random.Generator, n: int, ther: dict) -> dict:
     latent = (ther["orientation"][ep["therapist"]] + 1.0 * ep["prior_pt"]
               + 0.8 * ep["prior_injection"] + 1.2 * ep["surgery_recommended"]
               + 0.5 * np.log(ep["symptom_duration_weeks"] / 8) + rng.logistic(0, 1, n))
+    if calendar is not None:
+        ep["calendar"] = calendar.copy()
+        has_second = ep["first_of"][ep["first_of"] >= 0]
+        ep["calendar"][has_second] *= 0.45
+        latent = latent + ADOPTION_RISE * (ep["calendar"] - 0.5)
     cuts = MECHANISM["arm_model"]["cuts"]
     ep["arm"] = np.where(latent < cuts["traditional_below"], 0,
                          np.where(latent > cuts["pri_above"], 2, 1))
@@ -202,17 +222,22 @@ def _draw_baselines(rng: np.random.Generator, ep: dict, n: int) -> None:
     ep["psfs0"] = np.clip(np.round(psfs, 1), 0, 10)
 
 
-def draw_changes(rng: np.random.Generator, ep: dict, ther: dict, effects: dict) -> dict:
+def draw_changes(rng: np.random.Generator, ep: dict, ther: dict, effects: dict,
+                 trend: float = 0.0) -> dict:
     """Observed-scale change at the planned discharge per instrument, under arms (0, 1, 2).
 
     The traditional-care discharge score is the rounded latent score, clipped so the effect still
     fits in the instrument's range; the PRI score adds the effect and the mixed score half of it.
     A non-integer shift is rounded stochastically (``floor(shift / step + U) * step`` with one
     ``U`` per patient), so its expectation is exact and an integer effect is exact for everyone.
+    Scenarios: ``ep["in_subgroup"]`` confines the effects to that subgroup; ``trend`` shifts the
+    NPRS change by ``trend * (calendar - 0.5)`` (LEFS, PSFS through their therapist loadings).
     """
     om = MECHANISM["outcome_model"]
     n = len(ep["arm"])
     u = ther["intercept"][ep["therapist"]]
+    if trend:
+        u = u + trend * (ep["calendar"] - 0.5)
     e_nprs = rng.normal(0, om["nprs"]["residual_sd"], n)
     resid = {
         "nprs": u + e_nprs,
@@ -224,10 +249,12 @@ def draw_changes(rng: np.random.Generator, ep: dict, ther: dict, effects: dict) 
     for instr, res in resid.items():
         base = ep[f"{instr}0"]
         eff = float(effects.get(instr, 0.0))
+        if "in_subgroup" in ep:
+            eff = eff * ep["in_subgroup"]
         step = 0.1 if instr == "psfs" else 1.0
         lo, hi = INSTRUMENT_RANGE[instr]
-        room_lo = np.ceil((lo + max(0.0, -eff)) / step) * step
-        room_hi = np.floor((hi - max(0.0, eff)) / step) * step
+        room_lo = np.ceil((lo + np.maximum(0.0, -eff)) / step) * step
+        room_hi = np.floor((hi - np.maximum(0.0, eff)) / step) * step
         y0 = np.clip(observed_score(instr, base + _linear_predictor(ep, instr) + res), room_lo,
                      room_hi)
         finals = [y0 + np.floor(f * eff / step + dither) * step for f in (0.0, 0.5, 1.0)]
@@ -281,11 +308,13 @@ def visit_scores(rng: np.random.Generator, ep: dict, vis: dict, changes: dict) -
     return scores
 
 
-def draw_dropout(rng: np.random.Generator, ep: dict, vis: dict, nprs: np.ndarray) -> np.ndarray:
+def draw_dropout(rng: np.random.Generator, ep: dict, vis: dict, nprs: np.ndarray,
+                 mnar: float = 0.0, final_change: np.ndarray | None = None) -> np.ndarray:
     """Index of the last visit attended per episode (the planned last when nobody drops out).
 
     The hazard of stopping after visit k uses only what is observed by then (MAR): the arm,
-    payer, the intake NPRS and the NPRS measured at visit k.
+    payer, the intake NPRS and the NPRS measured at visit k. The MNAR scenario adds
+    ``mnar * (final_change + 2)`` (NPRS change at planned discharge, never seen for a dropout).
     """
     e, k = vis["episode"], vis["k"]
     arm_term = np.array([MECHANISM["dropout_model"]["arm"][a] for a in ARM_NAMES])
@@ -293,6 +322,8 @@ def draw_dropout(rng: np.random.Generator, ep: dict, vis: dict, nprs: np.ndarray
     logit = (-3.5 + 0.9 * (k == 0) + arm_term[ep["arm"]][e] + 0.22 * (nprs - nprs0 + 2)
              + 1.2 * ((nprs <= 1) & (k >= 2)) + 0.5 * (ep["payer"][e] == 4)
              + 0.3 * (ep["payer"][e] == 2))
+    if mnar:
+        logit = logit + mnar * (final_change[e] + 2)  # centred like the MAR pain term
     stop = (rng.random(len(e)) < _logistic(logit)) & (k < vis["last"])
     first_stop = np.full(len(ep["arm"]), np.iinfo(np.int64).max)
     stop_episodes, first = np.unique(e[stop], return_index=True)  # rows are in k order

@@ -52,8 +52,9 @@ from outcomes.errors import InputError
 from outcomes.schema import VISIT_COLUMNS
 from outcomes.synthetic import dgp
 from outcomes.synthetic import visits as sv
+from outcomes.synthetic.scenario import SUBGROUPS, Scenario, calendar_fraction, subgroup_mask
 
-__all__ = ["DEFAULT_EFFECTS", "generate_export", "write_export"]
+__all__ = ["DEFAULT_EFFECTS", "SUBGROUPS", "generate_export", "write_export"]
 
 #: True PRI-vs-traditional effects on the change at planned discharge (points).
 DEFAULT_EFFECTS = {"nprs": -1.0, "lefs": 4.0, "psfs": 0.0}
@@ -89,7 +90,9 @@ def _check_args(n_episodes, start, end, effects, messy, n_therapists, n_clinics)
 def generate_export(n_episodes: int = 600, seed: int = 2026, *, start: str = "2025-01-01",
                     end: str = "2026-09-30", effects: dict[str, float] | None = None,
                     messy: bool | float = False, n_therapists: int | None = None,
-                    n_clinics: int = 3) -> tuple[pd.DataFrame, dict]:
+                    n_clinics: int = 3, therapist_shift: float = 0.0,
+                    effect_subgroup: str | None = None, secular_trend: float = 0.0,
+                    mnar_dropout: float = 0.0) -> tuple[pd.DataFrame, dict]:
     """Generate a synthetic visit export and the truth behind it.
 
     Parameters
@@ -109,6 +112,16 @@ def generate_export(n_episodes: int = 600, seed: int = 2026, *, start: str = "20
         Default ``20``.
     n_clinics : int
         Clinics (default 3).
+    therapist_shift : float
+        NPRS points added to the change of PRI-trained therapists' patients (style ``pri`` or
+        ``both``; negative: they do better), so therapist quality is not centred within style.
+    effect_subgroup : str, optional
+        Confine ``effects`` to one baseline subgroup, a key of :data:`SUBGROUPS` (the names of
+        ``outcomes.models.MODIFIERS``, e.g. ``"prior_pt"``: prior failed PT); no effect elsewhere.
+    secular_trend : float
+        NPRS points the change drifts by across the date range, with PRI adoption rising over it.
+    mnar_dropout : float
+        Coefficient of the (unobserved) NPRS change at planned discharge in the dropout logit.
 
     Returns
     -------
@@ -120,6 +133,10 @@ def generate_export(n_episodes: int = 600, seed: int = 2026, *, start: str = "20
         Seed, arguments, effects, mechanism parameters, therapists, counts, sample effects on the
         observed scale, ``episodes`` (a DataFrame, one row per generated episode: ids, arm,
         status, intake and potential changes under each arm) and ``messy`` (what was injected).
+        With any scenario option: ``scenario`` (the options and their mechanisms); with
+        ``effect_subgroup`` also ``episodes["in_subgroup"]`` and ``sample_effects[instrument]
+        ["by_stratum"]`` (``yes``, ``no``, ``difference``); with ``secular_trend`` also
+        ``episodes["calendar"]``. Without options the truth is exactly as before.
 
     Notes
     -----
@@ -128,22 +145,32 @@ def generate_export(n_episodes: int = 600, seed: int = 2026, *, start: str = "20
     OLS adjusted for baseline and confounders recovers it.
     """
     lo, hi, rate = _check_args(n_episodes, start, end, effects, messy, n_therapists, n_clinics)
+    scen = Scenario(therapist_shift, effect_subgroup, secular_trend, mnar_dropout)
     eff = {**DEFAULT_EFFECTS, **{k: float(v) for k, v in (effects or {}).items()}}
     n_ther = int(n_therapists) if n_therapists is not None else 20
     rng = np.random.default_rng(seed)
-    ther = dgp.draw_therapists(rng, n_ther, int(n_clinics))
-    ep = dgp.draw_episodes(rng, int(n_episodes), ther)
-    changes = dgp.draw_changes(rng, ep, ther, eff)
+    ther = dgp.draw_therapists(rng, n_ther, int(n_clinics), scen.therapist_shift)
+    calendar = calendar_fraction(seed, int(n_episodes)) if scen.secular_trend else None
+    ep = dgp.draw_episodes(rng, int(n_episodes), ther, calendar)
+    if scen.effect_subgroup is not None:
+        ep["in_subgroup"] = subgroup_mask(ep, scen.effect_subgroup)
+    changes = dgp.draw_changes(rng, ep, ther, eff, scen.secular_trend)
     vis = dgp.plan_visits(rng, ep)
     scores = dgp.visit_scores(rng, ep, vis, changes)
-    last_kept = dgp.draw_dropout(rng, ep, vis, scores["nprs"])
+    own_change = changes["nprs"][ep["arm"], np.arange(len(ep["arm"]))]
+    last_kept = dgp.draw_dropout(rng, ep, vis, scores["nprs"], scen.mnar_dropout, own_change)
     ep_start = sv.place_in_calendar(rng, ep, vis, last_kept, int((hi - lo).astype(int)))
     days = sv.visit_days(ep_start, vis, lo)
     kept = (vis["k"] <= last_kept[vis["episode"]]) & (days <= hi)
     ids = _make_ids(rng, ep, ther)
     frame, first_rows = _build_frame(rng, ep, vis, scores, changes, kept, days, ids)
     episodes = _episode_truth(ep, vis, kept, last_kept, changes, ids, first_rows, frame)
+    for key in ("in_subgroup", "calendar"):
+        if key in ep:
+            episodes[key] = ep[key]
     truth = _truth(seed, n_episodes, start, end, eff, n_clinics, ther, ids, frame, episodes)
+    if scen.active:
+        _scenario_truth(truth, scen)
     if rate > 0:
         from outcomes.synthetic.messy import inject_defects
 
@@ -311,6 +338,29 @@ def _truth(seed, n_episodes, start, end, eff, n_clinics, ther, ids, frame, episo
         "episodes": episodes,
         "messy": None,
     }
+
+
+def _scenario_truth(truth: dict, scen: Scenario) -> None:
+    """Record the scenario, its per-stratum effects and the contract lines it changes."""
+    truth["scenario"] = scen.record()
+    contract = truth["contract"]
+    if scen.effect_subgroup is not None:
+        contract["effect"] = (f"additive constant on latent change at planned discharge for"
+                              f" patients with {SUBGROUPS[scen.effect_subgroup]}, 0 for the"
+                              f" others; overall ATE = effect x subgroup share (sample_effects)")
+        inside = truth["episodes"]["in_subgroup"].to_numpy()
+        yes, no = (_sample_effects(truth["episodes"][m]) for m in (inside, ~inside))
+        for instr, row in truth["sample_effects"].items():
+            a, b = yes[instr]["ate"], no[instr]["ate"]
+            row["by_stratum"] = {"yes": a, "no": b, "difference": round(a - b, 4)}
+    if scen.mnar_dropout:
+        contract["dropout"] = ("MNAR: stopping after a visit depends on arm, payer, intake NPRS,"
+                               " the NPRS observed at that visit and the unobserved NPRS change"
+                               " at planned discharge")
+    if scen.secular_trend or scen.therapist_shift:
+        contract["confounders"] = [*contract["confounders"],
+                                   *(["calendar time (unobserved)"] if scen.secular_trend else []),
+                                   *(["therapist style"] if scen.therapist_shift else [])]
 
 
 def _therapist_table(ther: dict, ids: dict) -> list[dict]:

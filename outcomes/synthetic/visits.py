@@ -44,6 +44,8 @@ def place_in_calendar(rng: np.random.Generator, ep: dict, vis: dict, last_kept: 
     first = first_of[second]
     start = rng.integers(0, n_days + 1, n)
     start[first] = rng.integers(0, int(0.45 * n_days) + 1, len(first))
+    if "calendar" in ep:  # secular trend: the start the arm was drawn for (already <45 % if first)
+        start = np.minimum(np.floor(ep["calendar"] * (n_days + 1)), n_days).astype(start.dtype)
     other_condition = ep["condition"][second] != ep["condition"][first]
     short = other_condition & (rng.random(len(second)) < 0.5)
     gap = np.where(short, rng.integers(10, 61, len(second)), rng.integers(61, 241, len(second)))
