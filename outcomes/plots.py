@@ -30,6 +30,7 @@ __all__ = [
     "plot_run_chart",
     "detect_run_signals",
     "summarize_trajectories",
+    "plot_forest",
 ]
 
 
@@ -526,3 +527,48 @@ def _mark(ax: Axes, x: np.ndarray, sig: pd.DataFrame, rule: str, style: dict[str
     flagged = sig[rule].to_numpy(bool)
     if flagged.any():
         ax.scatter(x[flagged], sig.loc[flagged, "value"], label=f"{rule} signal", **style)
+
+
+def plot_forest(
+    data: pd.DataFrame,
+    *,
+    label: str = "label",
+    estimate: str = "estimate",
+    ci_low: str = "ci_low",
+    ci_high: str = "ci_high",
+    reference: float = 0.0,
+    xlabel: str = "difference (PRI-style minus traditional)",
+    ax: Axes | None = None,
+) -> Axes:
+    """Forest plot: one estimate with its interval per row, first row at the top.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One row per estimate, drawn in order: ``label``, ``estimate``, ``ci_low``, ``ci_high``.
+        A row whose estimate is missing (withheld: small cell or failed gate) keeps its place
+        and reads "withheld", so a reader sees that the stratum exists and why it is blank.
+    reference : float
+        Value of no difference, drawn as a vertical line.
+
+    Returns
+    -------
+    Axes
+        One error bar (``ax.lines``/``ax.collections``) per shown row; labels on the y axis.
+    """
+    _need(data, [label, estimate, ci_low, ci_high], "plot_forest")
+    ax = _axes(ax)
+    est = pd.to_numeric(data[estimate], errors="coerce").to_numpy(float)
+    lo = pd.to_numeric(data[ci_low], errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(data[ci_high], errors="coerce").to_numpy(float)
+    y = np.arange(len(data))[::-1]
+    shown = np.isfinite(est) & np.isfinite(lo) & np.isfinite(hi)
+    ax.errorbar(est[shown], y[shown], xerr=[est[shown] - lo[shown], hi[shown] - est[shown]],
+                fmt="s", color="C0", ecolor="C0", capsize=3)
+    ax.axvline(reference, color="0.3", linestyle="--", linewidth=1)
+    for yy in y[~shown]:  # keep withheld rows visible: absence is information here
+        ax.text(reference, yy, " withheld", va="center", ha="left", color="0.4", fontsize=8)
+    ax.set_yticks(y, data[label].astype(str))
+    ax.set_ylim(-0.7, len(data) - 0.3)
+    ax.set_xlabel(xlabel)
+    return ax
