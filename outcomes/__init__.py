@@ -68,6 +68,8 @@ _LAZY: dict[str, str] = {
     "primary_analysis": "outcomes.models",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
+    "PrimaryResult": "outcomes.models",
+    "MODIFIERS": "outcomes.models",
     "evalue": "outcomes.models",
     "EValueResult": "outcomes.models",
     "evalue_sentence": "outcomes.models",
