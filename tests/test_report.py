@@ -553,7 +553,10 @@ def test_comparative_report_withholds_effects_when_the_gate_fails(rendered):
     """The planted store's ITBS cohort fails the gate (ESS < 30): no effect estimate shown."""
     page = _page(rendered, "comparative_analysis.html")
     assert "FAILED: effect estimates are withheld" in page
-    assert page.count("withheld: the diagnostics gate failed") == 5
+    assert page.count("withheld: the diagnostics gate failed") == 7
+    assert "Answer: not interpretable." in page and "Answer: PRI-style care" not in page
+    assert "risk ratio of at least" not in page  # the E-value is an estimate too
+    assert page.count("diagnostics gate failed") >= 7 + 6  # + every stratum row's reason
     assert "C(arm" not in page and "odds_ratio" not in page and "hr_ci_low" not in page
     assert "Cohort flow" in page and "Limitations" in page
     assert "The diagnostics gate failed" in page and "estimate ranges from" not in page
@@ -563,11 +566,14 @@ def test_every_effect_table_of_the_comparative_notebook_is_gated():
     nb = json.loads((Path(__file__).parent.parent / "notebooks" / "comparative_analysis.ipynb"
                      ).read_text())
     effect = re.compile(r"\.effect\(|responders\.coef|cox\.coef|trajectories\.coef|"
-                        r"format_tidy\(sensitivity")
+                        r"format_tidy\(sensitivity|primary_table|evalue|explain_away|"
+                        r"negative_control|dose")
     cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     shown = [c.splitlines()[-1] for c in cells if effect.search(c.splitlines()[-1])]
-    assert len(shown) == 5
+    assert len(shown) >= 7
     assert all(line.startswith("rp.gated(") for line in shown), shown
+    # the stratum effects withhold themselves (per stratum), given the overall gate
+    assert any("rp.modification_table(" in c and "gate)" in c for c in cells)
 
 
 def test_comparative_needs_enough_episodes_per_arm(store):

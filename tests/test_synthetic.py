@@ -518,6 +518,13 @@ def test_subgroup_truth_records_overall_and_stratum_effects(subgroup):
     assert "prior_pt = 1" in truth["contract"]["effect"]
 
 
+def test_subgroup_names_match_the_models_modifiers():
+    from outcomes.models import MODIFIERS
+    from outcomes.synthetic import SUBGROUPS
+
+    assert set(SUBGROUPS) == set(MODIFIERS)
+
+
 def test_therapist_shift_makes_pri_trained_therapists_better():
     _, truth = generate_export(400, seed=3, therapist_shift=-0.8)
     _, base = generate_export(400, seed=3)

@@ -5,7 +5,8 @@ Owns, from data to published file:
 - :mod:`.data` - quarters, :func:`load_report_data` (the store, cached per kernel), cohorts and
   the small-cell threshold every report shares;
 - :mod:`.quarterly`, :mod:`.therapist`, :mod:`.comparative` - the sections of each report
-  (DataFrame in, suppressed DataFrame out);
+  (DataFrame in, suppressed DataFrame out); :mod:`.effects` - the comparative report's answer
+  (headline, effect modification, sensitivity) from ``primary_analysis``;
 - :mod:`.display` - turning section frames into what a reader sees (HTML tables, notes, charts);
 - :mod:`.render` - executing notebooks in warm kernels and exporting inert, self-contained HTML;
 - :mod:`.publish` - planning report jobs and publishing a set atomically (:func:`render_reports`);
@@ -23,6 +24,8 @@ from outcomes.reports.comparative import __all__ as _comparative
 from outcomes.reports.data import *  # noqa: F403
 from outcomes.reports.data import __all__ as _data
 from outcomes.reports.display import *  # noqa: F403
+from outcomes.reports.effects import *  # noqa: F403
+from outcomes.reports.effects import __all__ as _effects
 from outcomes.reports.display import __all__ as _display
 from outcomes.reports.publish import *  # noqa: F403
 from outcomes.reports.publish import __all__ as _publish
@@ -31,4 +34,4 @@ from outcomes.reports.quarterly import __all__ as _quarterly
 from outcomes.reports.therapist import *  # noqa: F403
 from outcomes.reports.therapist import __all__ as _therapist
 
-__all__ = [*_data, *_quarterly, *_therapist, *_comparative, *_display, *_publish]
+__all__ = [*_data, *_quarterly, *_therapist, *_comparative, *_effects, *_display, *_publish]

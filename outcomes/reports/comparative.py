@@ -106,8 +106,10 @@ def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str
                        f"{'any quarter' if period == 'all' else period}",
         "time zero": "the initial evaluation (start of the episode)",
         "treatment strategies": "PRI-style care vs traditional PT, assigned from the "
-                                f"techniques of the baseline window ({exposure_rule}); "
-                                "mixed and unclassified episodes are excluded",
+                                f"techniques of the baseline window ({exposure_rule})",
+        "mixed episodes": "both families in the baseline window: excluded from the comparison "
+                          "(neither strategy was followed; counted in the cohort flow), as are "
+                          "unclassified ones",
         "outcome": f"{inst.name} change from intake to discharge (MCID {inst.mcid:g} points); "
                    "time to reaching the MCID",
         "follow-up": "from the evaluation to discharge, or the last visit when no discharge "
@@ -115,8 +117,11 @@ def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str
         "estimand": f"{estimand.upper()}: "
                     + ("average effect over all eligible patients" if estimand.lower() == "ate"
                        else "average effect among patients who received PRI-style care"),
-        "analysis": "inverse probability of treatment weighting on baseline covariates; "
-                    "results are shown only if the diagnostics gate passes",
+        "analysis": "primary_analysis: propensity x completion (dropout) weights, outcome "
+                    "regression with therapist fixed effects, leave-one-therapist-out 95 % CI; "
+                    "shown only if the diagnostics gate passes",
+        "effect modification": "pre-specified: failed conservative care (prior PT, injection "
+                               "or surgery recommended), then prior PT; interaction tested",
     }
     return pd.DataFrame({"specification": rows}).rename_axis("element")
 
@@ -461,7 +466,7 @@ def trajectory_predictions(fit: Any, max_week: int) -> pd.DataFrame:
 
 #: Columns of tidy model tables shown to a reader (the rest stay in the audit notebook).
 _TIDY_SHOWN = ("method", "term", "estimate", "se", "ci_low", "ci_high", "p", "n", "odds_ratio",
-               "or_ci_low", "or_ci_high", "hr", "hr_ci_low", "hr_ci_high", "n_missing")
+               "or_ci_low", "or_ci_high", "hr", "hr_ci_low", "hr_ci_high", "n_missing", "shown")
 
 
 def format_tidy(table: pd.DataFrame, digits: int = 2, terms: str | None = None) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from outcomes.reports.data import MIN_CELL, is_small
 __all__ = [
     "DEFAULT_MODIFIERS", "parse_modifiers", "headline_question", "headline", "primary_table",
     "modification_hypothesis", "modification_results", "modification_table", "forest_rows",
-    "negative_control_table", "explain_away",
+    "negative_control_table", "explain_away", "evalue_display",
 ]
 
 #: Effect modifiers the comparative report shows, the pre-specified one first: the clinic's
@@ -181,8 +181,8 @@ def modification_table(results: Mapping[str, Any], gate: Any) -> pd.DataFrame:
     -------
     DataFrame
         Indexed by ``row`` (``"<modifier>: yes"``, ``"<modifier>: no"``, ``"<modifier>:
-        difference"``); ``estimate, ci_low, ci_high`` (NaN when withheld), ``p_interaction``
-        (difference rows only), ``n`` (``<11`` for 1-10, and both strata's when one is),
+        difference"``); ``estimate, ci_low, ci_high`` (NaN when withheld), ``p`` (difference
+        rows only: the p for interaction, never without its estimate), ``n`` (``<11`` for 1-10, and both strata's when one is),
         ``shown`` ("yes" or the reason it is withheld). A stratum is withheld when either arm
         in it has 1-10 analysed episodes or its own gate fails; the difference when a stratum is.
     """
@@ -215,7 +215,7 @@ def _modifier_rows(modifier: str, res: Any, gate: Any) -> list[dict]:
                     "estimate": r.estimate if show else np.nan,
                     "ci_low": r.ci_low if show else np.nan,
                     "ci_high": r.ci_high if show else np.nan,
-                    "p_interaction": r.p if show and r.stratum == "difference" else np.nan,
+                    "p": r.p if show and r.stratum == "difference" else np.nan,
                     "n": SUPPRESSED if small_n else int(r.n), "shown": reason})
     return out
 
@@ -250,33 +250,54 @@ def negative_control_table(result: Any, control: Any, outcome: str,
     return out
 
 
-def explain_away(evalue: Any, control: Any, outcome: str, control_outcome: str) -> list[str]:
+def explain_away(evalue: Any, outcome: str, control: Any = None,
+                 control_outcome: str | None = None) -> list[str]:
     """Plain-language paragraph: what would have to be true for the result to be explained away.
 
     Parameters
     ----------
     evalue : EValueResult
         ``PrimaryResult.evalue()`` (:func:`outcomes.evalue`, VanderWeele & Ding 2017).
-    control : PrimaryResult or DataFrame
-        The negative-control analysis (:func:`outcomes.models.negative_control`).
+    outcome : str
+        Instrument code of the primary outcome.
+    control : PrimaryResult or DataFrame, optional
+        The negative-control analysis (:func:`outcomes.models.negative_control`) on
+        ``control_outcome``; its verdict is one of the sentences.
     """
     from outcomes.instruments import INSTRUMENTS
     from outcomes.models import evalue_sentence
 
     name = INSTRUMENTS[outcome].name if outcome in INSTRUMENTS else outcome
-    row = _primary_row(control)
-    lo, hi = float(row["ci_low"]), float(row["ci_high"])
+    out = [evalue_sentence(evalue, outcome=f"the change in {name}")]
+    if control is not None:
+        out.append(_control_sentence(_primary_row(control), control_outcome or "the control"))
+    out.append("For the result to be explained away, patients referred to PRI-style care would "
+               "have to differ from the others in something not recorded here (motivation, "
+               "expectations, activity) that also changes how much they improve, by at least "
+               "that strength; the recorded confounders (prior care, chronicity, age, intake "
+               "score, therapist) are already accounted for.")
+    return out
+
+
+def _control_sentence(row: pd.Series, control_outcome: str) -> str:
+    lo, hi, est = float(row["ci_low"]), float(row["ci_high"]), float(row["estimate"])
+    head = (f"The same analysis on {control_outcome}, which PRI-style care should not change, "
+            f"gives {est:.2f} (95 % CI {lo:.2f} to {hi:.2f}): ")
     if lo <= 0 <= hi:
-        nc = (f"The same analysis on {control_outcome}, which PRI-style care should not change, "
-              f"gives {float(row['estimate']):.2f} (95 % CI {lo:.2f} to {hi:.2f}): compatible "
-              "with no effect, so it shows no sign of bias left over after weighting.")
-    else:
-        nc = (f"The same analysis on {control_outcome}, which PRI-style care should not change, "
-              f"gives {float(row['estimate']):.2f} (95 % CI {lo:.2f} to {hi:.2f}): not zero, "
-              "so some bias survives the weighting and the primary estimate shares it.")
-    return [evalue_sentence(evalue, outcome=f"the change in {name}"), nc,
-            "For the result to be explained away, patients referred to PRI-style care would "
-            "have to differ from the others in something not recorded here (motivation, "
-            "expectations, activity) that also changes how much they improve, and by at least "
-            "the strength above; the recorded confounders (prior care, chronicity, age, intake "
-            "score, therapist) are already accounted for."]
+        return head + "compatible with no effect, so it shows no sign of bias left after weighting."
+    return head + "not zero, so some bias survives the weighting and the primary estimate may share it."
+
+
+def evalue_display(evalue: Any) -> pd.DataFrame:
+    """E-values for reading: the estimate and the limit nearer the null, on the RR scale.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``quantity`` (``point``, and ``ci_low`` or ``ci_high``: the limit nearer no
+        effect, whose E-value is 1 when the interval includes no effect); ``risk ratio``
+        (``exp(0.91 d)``) and ``E-value``, two decimals.
+    """
+    table = evalue.table.dropna(subset=["evalue"])
+    out = table.set_index("quantity")[["rr", "evalue"]].round(2)
+    return out.rename(columns={"rr": "risk ratio", "evalue": "E-value"})
