@@ -31,3 +31,27 @@ def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
         ingest_s, floor_s = float(r[3]), float(r[5])
         assert 0 < floor_s < ingest_s
     assert any(line.startswith("linearity:") for line in lines)
+
+
+@pytest.mark.slow
+def test_recovery_prints_every_scenario_estimator_and_the_sensitivity_table(tmp_path):
+    csv = tmp_path / "rows.csv"
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "recovery.py"), "--replicates", "2", "--episodes", "1000",
+         "--processes", "1", "--scenarios", "uniform,subgroup,small,mnar",
+         "--boot-replicates", "1", "--n-boot", "5", "--sensitivity-replicates", "1",
+         "--out", str(csv)],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    assert out.startswith("recovery: 2 replicates per scenario, 1000 episodes each")
+    for word in ("bias", "emp_sd", "mean_se", "coverage", "gate_pass", "primary_boot",
+                 "primary_same_reps", "difference", "targets (primary, jackknife",
+                 "missing-data sensitivity table", "multiple_imputation"):
+        assert word in out, word
+    import pandas as pd
+
+    rows = pd.read_csv(csv)
+    assert set(rows["scenario"]) == {"uniform", "subgroup", "small", "mnar"}
+    sub = rows[(rows["scenario"] == "subgroup") & (rows["estimand"] == "difference")]
+    assert (sub.loc[sub["outcome"] == "nprs", "truth"] == -2.0).all()  # stratum truth
+    overall = rows[(rows["scenario"] == "subgroup") & (rows["estimand"] == "overall")]
+    assert overall["truth"].between(-2.0, -0.2).all()  # the subgroup share of -2

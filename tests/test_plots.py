@@ -257,3 +257,22 @@ def test_plot_ps_overlap_density_is_reflected_at_0_and_1():
         x, y = line.get_xdata(), line.get_ydata()
         assert x[0] == 0 and x[-1] == 1
         assert np.trapezoid(y, x) == pytest.approx(1, abs=0.01)
+
+
+def test_plot_forest_draws_rows_top_down_and_marks_withheld_ones():
+    from outcomes.plots import plot_forest
+
+    rows = pd.DataFrame({"label": ["a: yes", "a: no", "b: yes"],
+                         "estimate": [-1.5, np.nan, -0.5], "ci_low": [-2.0, np.nan, -1.1],
+                         "ci_high": [-1.0, np.nan, 0.1]})
+    ax = plot_forest(rows, xlabel="NPRS difference")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a: yes", "a: no", "b: yes"]
+    assert [t.get_position()[1] for t in ax.get_yticklabels()] == [2, 1, 0]
+    bars = ax.containers[0]  # the errorbar container: markers at the shown estimates
+    np.testing.assert_allclose(bars.lines[0].get_xdata(), [-1.5, -0.5])
+    np.testing.assert_allclose(bars.lines[0].get_ydata(), [2, 0])
+    assert [t.get_text().strip() for t in ax.texts] == ["withheld"]
+    assert ax.texts[0].get_position()[1] == 1
+    assert ax.get_xlabel() == "NPRS difference"
+    with pytest.raises(Exception, match="ci_high"):
+        plot_forest(rows.drop(columns="ci_high"))

@@ -161,13 +161,17 @@ def _text(page: str) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
 
 
-def test_rendered_headline_equals_primary_analysis_on_the_same_store(passing_store, tmp_path):
+def _render(store: Path, out: Path, **kw) -> str:
     from outcomes.reports import plan_comparative, render_reports
 
-    jobs = plan_comparative(None, passing_store)
+    jobs = plan_comparative(None, store, **kw)
     quarter = jobs[0].parameters["quarter"]
-    render_reports(jobs, quarter, passing_store, tmp_path, n_jobs=1, progress=False)
-    page = (tmp_path / quarter / "comparative_analysis.html").read_text(encoding="utf-8")
+    render_reports(jobs, quarter, store, out, n_jobs=1, progress=False)
+    return (out / quarter / "comparative_analysis.html").read_text(encoding="utf-8")
+
+
+def test_rendered_headline_equals_primary_analysis_on_the_same_store(passing_store, tmp_path):
+    page = _render(passing_store, tmp_path)
     text = _text(page)
 
     data = rp.load_report_data(str(passing_store))
@@ -202,3 +206,22 @@ def test_rendered_headline_equals_primary_analysis_on_the_same_store(passing_sto
     assert f"risk ratio of at least {ev.point:.2f}" in text
     assert "how `mixed` episodes" not in text and "mixed episodes" in text
     assert page.count("data:image/png;base64,") >= 5  # the forest plot among them
+
+
+def test_rendered_report_says_not_interpretable_when_the_gate_fails(passing_store, tmp_path):
+    """The LBP cohort of the same store fails the gate (balance): the answer is "not
+    interpretable", and no effect, stratum effect or E-value is shown."""
+    data = rp.load_report_data(str(passing_store))
+    cohort = rp.analysis_cohort(data["episodes"], "lbp", "all", "nprs")
+    res = models.primary_analysis(cohort, data["visits"], "nprs", progress=False)
+    gate = models.diagnostics_gate(res.iptw)
+    assert not gate.interpretable
+    text = _text(_render(passing_store, tmp_path, condition="lbp"))
+    assert "Answer: not interpretable." in text and "Answer: PRI-style care" not in text
+    assert "Diagnostics gate: failed (" + gate.label in text
+    assert "FAILED: effect estimates are withheld" in text
+    assert text.count("withheld: the diagnostics gate failed") == 7
+    assert "risk ratio of at least" not in text
+    section = text[text.index("Does PRI-style care help"):text.index("Sensitivity to unmeasured")]
+    assert section.count("diagnostics gate failed") == 6  # 2 modifiers x (2 strata + difference)
+    assert not re.search(r"failed_conservative_care: yes [-−]?\d", section)
