@@ -73,6 +73,7 @@ _LAZY: dict[str, str] = {
     "evalue": "outcomes.models",
     "EValueResult": "outcomes.models",
     "evalue_sentence": "outcomes.models",
+    "negative_control": "outcomes.models",
     # reports
     "render_reports": "outcomes.report",
     "load_report_data": "outcomes.reporting",

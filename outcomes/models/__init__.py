@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "evalue": "outcomes.models.sensitivity",
     "EValueResult": "outcomes.models.sensitivity",
     "evalue_sentence": "outcomes.models.sensitivity",
+    "negative_control": "outcomes.models.sensitivity",
 }
 
 __all__ = list(_LAZY)
