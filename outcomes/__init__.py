@@ -74,6 +74,8 @@ _LAZY: dict[str, str] = {
     "EValueResult": "outcomes.models",
     "evalue_sentence": "outcomes.models",
     "negative_control": "outcomes.models",
+    "dose_response": "outcomes.models",
+    "protocol_table": "outcomes.models",
     # reports
     "render_reports": "outcomes.report",
     "load_report_data": "outcomes.reporting",

@@ -29,6 +29,8 @@ _LAZY: dict[str, str] = {
     "EValueResult": "outcomes.models.sensitivity",
     "evalue_sentence": "outcomes.models.sensitivity",
     "negative_control": "outcomes.models.sensitivity",
+    "dose_response": "outcomes.models.dose",
+    "protocol_table": "outcomes.models.protocol",
 }
 
 __all__ = list(_LAZY)
