@@ -129,3 +129,20 @@ def test_negative_control_detects_a_baseline_imbalance_and_not_noise(small_synth
         negative_control(ep, v, control="age")
     with pytest.raises(ModelError, match="lacks column 'smoker'"):
         negative_control(ep, v, control="smoker")
+
+
+def test_primary_result_evalue_uses_pooled_sd_of_the_change(small_synthetic):
+    """d = estimate / sqrt((s1^2 + s0^2) / 2) of the analysed completers' change scores."""
+    from outcomes.models import primary_analysis
+
+    ep, v, _ = small_synthetic
+    res = primary_analysis(ep, v)
+    used = res.data[res.data["_w"].notna() & res.data["nprs_change"].notna()]
+    s1 = used.loc[used["_t"] == 1, "nprs_change"].std(ddof=1)
+    s0 = used.loc[used["_t"] == 0, "nprs_change"].std(ddof=1)
+    row = res.effects.set_index("method").loc["primary"]
+    ev = res.evalue()
+    ref = evalue(row["estimate"], row["ci_low"], row["ci_high"], sd=np.sqrt((s1**2 + s0**2) / 2))
+    assert ev == ref
+    assert ev.rr == pytest.approx(np.exp(0.91 * row["estimate"] / np.sqrt((s1**2 + s0**2) / 2)))
+    assert res.evalue(sd=1.0).point != ev.point
