@@ -75,7 +75,7 @@ _LAZY: dict[str, str] = {
     "evalue_sentence": "outcomes.models",
     "negative_control": "outcomes.models",
     "dose_response": "outcomes.models",
-    "protocol_table": "outcomes.models",
+    "analysis_protocol": "outcomes.models",
     # reports
     "render_reports": "outcomes.report",
     "load_report_data": "outcomes.reporting",

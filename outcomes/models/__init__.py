@@ -30,7 +30,7 @@ _LAZY: dict[str, str] = {
     "evalue_sentence": "outcomes.models.sensitivity",
     "negative_control": "outcomes.models.sensitivity",
     "dose_response": "outcomes.models.dose",
-    "protocol_table": "outcomes.models.protocol",
+    "analysis_protocol": "outcomes.models.protocol",
 }
 
 __all__ = list(_LAZY)

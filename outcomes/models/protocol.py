@@ -8,10 +8,10 @@ import pandas as pd
 
 from outcomes.errors import ModelError
 
-__all__ = ["protocol_table"]
+__all__ = ["analysis_protocol"]
 
 
-def protocol_table(
+def analysis_protocol(
     *,
     outcome: str = "nprs",
     arms: tuple[str, str] = ("pri", "traditional"),
