@@ -41,7 +41,7 @@ NUMERIC = ("nprs", "lefs", "psfs", "groc", "age", "symptom_duration_weeks", "pri
 def episodes_from_export(visits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Typed visits and their episodes, as ingest + build_episodes would give them."""
     from outcomes.episodes import build_episodes
-    from outcomes.techniques import map_techniques
+    from outcomes.ingest.techniques import map_techniques
 
     v = visits.assign(visit_date=pd.to_datetime(visits["visit_date"]),
                       **{c: visits[c].astype(float) for c in NUMERIC})

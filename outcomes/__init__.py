@@ -34,9 +34,9 @@ _LAZY: dict[str, str] = {
     "ingest_file": "outcomes.ingest",
     "read_export": "outcomes.ingest",
     "load_profile": "outcomes.ingest",
-    "clean_visits": "outcomes.clean",
-    "map_techniques": "outcomes.techniques",
-    "load_vocabulary": "outcomes.techniques",
+    "clean_visits": "outcomes.ingest",
+    "map_techniques": "outcomes.ingest",
+    "load_vocabulary": "outcomes.ingest",
     "open_store": "outcomes.store",
     "load_episodes": "outcomes.store",
     "load_visits": "outcomes.store",
@@ -77,8 +77,8 @@ _LAZY: dict[str, str] = {
     "dose_response": "outcomes.models",
     "analysis_protocol": "outcomes.models",
     # reports
-    "render_reports": "outcomes.report",
-    "load_report_data": "outcomes.reporting",
+    "render_reports": "outcomes.reports",
+    "load_report_data": "outcomes.reports",
     # tables
     "table_one": "outcomes.tables",
     "format_table_one": "outcomes.tables",

@@ -189,8 +189,8 @@ def test_three_arms_rejected():
 def synthetic_episodes():
     """A seeded synthetic export (outcomes.synthetic) typed and built into episodes."""
     from outcomes.episodes import build_episodes
+    from outcomes.ingest.techniques import map_techniques
     from outcomes.synthetic import generate_export
-    from outcomes.techniques import map_techniques
 
     visits, truth = generate_export(2500, seed=11, effects={"nprs": -1.0})
     numeric = ["nprs", "lefs", "psfs", "groc", "age", "symptom_duration_weeks", "prior_pt",

@@ -1,7 +1,14 @@
 """Statistical models behind the reports and the researchers' API.
 
-Every fitting function returns tidy results (``term, estimate, se, ci_low, ci_high, p`` plus
-``n``, ``converged`` and ``warnings``). Submodules are imported on first use.
+Owns: mixed models (:mod:`.mixed`, engine in ``_lmm``), regression (ANCOVA, responders),
+survival (KM, Cox, log-rank), propensity weighting and the primary analysis (:mod:`.weighting`),
+missing-data sensitivity (:mod:`.missing`), the diagnostics gate (:mod:`.diagnostics`) and
+therapist partial pooling (:mod:`.therapist`).
+
+May import: ``errors``, ``schema`` and ``instruments`` only. DataFrame in, result out: models
+never read the store or files, and never import ``ingest``, ``store``, ``reports`` or ``cli``
+(a test checks this). Every fitting function returns tidy results (``term, estimate, se, ci_low,
+ci_high, p`` plus ``n``, ``converged`` and ``warnings``). Submodules are imported on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from outcomes._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "tidy": "outcomes.models._results",
+    "pooled_sd": "outcomes.models._results",
     "fit_mixed": "outcomes.models.mixed",
     "MixedResult": "outcomes.models.mixed",
     "fit_ancova": "outcomes.models.regression",
