@@ -73,6 +73,9 @@ _LAZY: dict[str, str] = {
     "evalue": "outcomes.models",
     "EValueResult": "outcomes.models",
     "evalue_sentence": "outcomes.models",
+    "negative_control": "outcomes.models",
+    "dose_response": "outcomes.models",
+    "analysis_protocol": "outcomes.models",
     # reports
     "render_reports": "outcomes.reports",
     "load_report_data": "outcomes.reports",

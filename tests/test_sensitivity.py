@@ -10,6 +10,7 @@ Tolerance 5e-6 absolute (the printed precision).
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from outcomes.errors import ModelError
@@ -90,3 +91,58 @@ def test_sentence_states_what_would_have_to_be_true():
     assert "already includes no difference" in crossing
     assert "suffice" not in crossing
     assert "suffice" not in evalue_sentence(evalue(0.8, measure="RR"))
+
+
+def test_negative_control_is_the_primary_estimator(small_synthetic):
+    """With a copy of the outcome's own change as 'control' it reproduces primary_analysis
+    exactly: same rows, weights, adjustment and jackknife."""
+    from outcomes.models import primary_analysis
+    from outcomes.models.sensitivity import negative_control
+
+    ep, v, _ = small_synthetic
+    ref = primary_analysis(ep, v, therapist_effects="cluster").effects
+    same = negative_control(ep.assign(copy=ep["nprs_change"]), v, control="copy",
+                            therapist_effects="cluster")
+    cols = ["method", "estimate", "se", "ci_low", "ci_high", "p", "n"]
+    pd.testing.assert_frame_equal(same[cols], ref[cols])
+    assert same["outcome"].eq("copy").all() and same["expected"].eq(0).all()
+
+
+def test_negative_control_detects_a_baseline_imbalance_and_not_noise(small_synthetic):
+    """A pre-treatment quantity that tracks the arm (as an unmeasured severity would) shows up;
+    pure noise does not (seeded)."""
+    from outcomes.models.sensitivity import negative_control
+
+    ep, v, _ = small_synthetic
+    rng = np.random.default_rng(3)
+    ep = ep.assign(noise=rng.normal(size=len(ep)),
+                   tracks_arm=rng.normal(size=len(ep)) + 1.0 * ep["arm"].eq("pri"))
+    prim = negative_control(ep, v, control="noise").set_index("method").loc["primary"]
+    assert prim["ci_low"] < 0 < prim["ci_high"]
+    prim = negative_control(ep, v, control="tracks_arm").set_index("method").loc["primary"]
+    assert prim["ci_low"] > 0.5
+    default = negative_control(ep, v)
+    assert default["outcome"].eq("lefs_intake").all()
+    with pytest.raises(ModelError, match="adjusted for"):
+        negative_control(ep, v, control="nprs_intake")
+    with pytest.raises(ModelError, match="adjusted for"):
+        negative_control(ep, v, control="age")
+    with pytest.raises(ModelError, match="lacks column 'smoker'"):
+        negative_control(ep, v, control="smoker")
+
+
+def test_primary_result_evalue_uses_pooled_sd_of_the_change(small_synthetic):
+    """d = estimate / sqrt((s1^2 + s0^2) / 2) of the analysed completers' change scores."""
+    from outcomes.models import primary_analysis
+
+    ep, v, _ = small_synthetic
+    res = primary_analysis(ep, v)
+    used = res.data[res.data["_w"].notna() & res.data["nprs_change"].notna()]
+    s1 = used.loc[used["_t"] == 1, "nprs_change"].std(ddof=1)
+    s0 = used.loc[used["_t"] == 0, "nprs_change"].std(ddof=1)
+    row = res.effects.set_index("method").loc["primary"]
+    ev = res.evalue()
+    ref = evalue(row["estimate"], row["ci_low"], row["ci_high"], sd=np.sqrt((s1**2 + s0**2) / 2))
+    assert ev == ref
+    assert ev.rr == pytest.approx(np.exp(0.91 * row["estimate"] / np.sqrt((s1**2 + s0**2) / 2)))
+    assert res.evalue(sd=1.0).point != ev.point

@@ -36,6 +36,9 @@ _LAZY: dict[str, str] = {
     "evalue": "outcomes.models.sensitivity",
     "EValueResult": "outcomes.models.sensitivity",
     "evalue_sentence": "outcomes.models.sensitivity",
+    "negative_control": "outcomes.models.sensitivity",
+    "dose_response": "outcomes.models.dose",
+    "analysis_protocol": "outcomes.models.protocol",
 }
 
 __all__ = list(_LAZY)
