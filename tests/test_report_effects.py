@@ -133,14 +133,45 @@ def test_evalue_display_matches_the_evalue_package_example():
     assert shown["E-value"].tolist() == [2.53, 1.11]
 
 
+def _control(estimate, ci_low, ci_high, n=280):
+    return _result(estimate, ci_low, ci_high, n).effects.assign(outcome="lefs_intake",
+                                                                 expected=0.0)
+
+
 def test_explain_away_words_the_evalue_and_the_negative_control():
     ev = models.evalue(-1.0, -1.5, -0.5, sd=2.0)
-    crossing = rp.explain_away(ev, "nprs", _result(0.1, -0.2, 0.4), "PSFS change")
+    crossing = rp.explain_away(ev, "nprs", _control(0.1, -0.2, 0.4))
     assert "risk ratio of at least" in crossing[0] and "NPRS pain" in crossing[0]
-    assert "PSFS change" in crossing[1] and "compatible with no effect" in crossing[1]
-    biased = rp.explain_away(ev, "nprs", _result(0.5, 0.2, 0.8), "PSFS change")
+    assert "lefs_intake (measured before treatment)" in crossing[1]
+    assert "gives 0.10 (95 % CI -0.20 to 0.40): compatible with no effect" in crossing[1]
+    biased = rp.explain_away(ev, "nprs", _control(0.5, 0.2, 0.8))
     assert "some bias survives" in biased[1]
     assert len(rp.explain_away(ev, "nprs")) == 2
+
+
+def test_negative_control_table_sits_beside_the_primary_estimate():
+    tab = rp.negative_control_table(_result(-1.234, -1.6, -0.9), _control(0.05, -0.3, 0.4, n=8),
+                                    "nprs")
+    assert list(tab.index) == ["primary: nprs change",
+                               "negative control: lefs_intake (measured before treatment)"]
+    assert tab["estimate"].tolist() == [-1.23, 0.05]
+    assert tab["n"].tolist() == [300, "<11"]
+
+
+def test_dose_display_hides_small_bands_and_what_gives_them_away():
+    table = pd.DataFrame({"band": ["0", "1-3", "4-6", "7+"], "term": "mean change",
+                          "estimate": [-2.5, -1.3, -2.7, -2.9], "se": 0.1,
+                          "ci_low": [-2.7, -1.7, -3.0, -3.1], "ci_high": [-2.3, -0.9, -2.4, -2.7],
+                          "n": [415, 5, 100, 343], "n_episodes": [420, 9, 150, 402],
+                          "mean_pri_visits": [0.0, 1.7, 5.1, 9.1]})
+    cohort = pd.DataFrame({"status": ["completed"] * 981 + ["open"] * 30})
+    out = rp.dose_display(table, cohort)
+    assert out.loc["1-3"].tolist() == ["<11"] * 6  # 9 episodes: nothing shown
+    # complement: 981 minus the shown bands must not give the 9 away; the smallest goes too
+    assert out.loc["4-6", "n_episodes"] == "<11" and out.loc["4-6", "estimate"] == "<11"
+    assert out.loc["0", "n"] == "<11" and out.loc["0", "estimate"] == -2.5  # 420 - 415 = 5
+    assert out.loc["all finished episodes", "n_episodes"] == 981
+    assert out.loc["7+", "n"] == 343 and out.loc["7+", "estimate"] == -2.9
 
 
 # ----------------------------------------------------------- the rendered report, end to end
@@ -203,6 +234,7 @@ def test_rendered_headline_equals_primary_analysis_on_the_same_store(passing_sto
         else:  # on this small store a stratum can fail its own gate: withheld, and said why
             assert f"prior_pt: {word} - - - - {r.n} stratum gate failed" in section
     ev = res.evalue()
+    control = models.negative_control(cohort, data["visits"], "nprs", progress=False)
     assert f"risk ratio of at least {ev.point:.2f}" in text
     assert "how `mixed` episodes" not in text and "mixed episodes" in text
     assert page.count("data:image/png;base64,") >= 5  # the forest plot among them
@@ -220,7 +252,7 @@ def test_rendered_report_says_not_interpretable_when_the_gate_fails(passing_stor
     assert "Answer: not interpretable." in text and "Answer: PRI-style care" not in text
     assert "Diagnostics gate: failed (" + gate.label in text
     assert "FAILED: effect estimates are withheld" in text
-    assert text.count("withheld: the diagnostics gate failed") == 7
+    assert text.count("withheld: the diagnostics gate failed") == 8
     assert "risk ratio of at least" not in text
     section = text[text.index("Does PRI-style care help"):text.index("Sensitivity to unmeasured")]
     assert section.count("diagnostics gate failed") == 6  # 2 modifiers x (2 strata + difference)

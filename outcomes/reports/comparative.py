@@ -106,10 +106,8 @@ def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str
                        f"{'any quarter' if period == 'all' else period}",
         "time zero": "the initial evaluation (start of the episode)",
         "treatment strategies": "PRI-style care vs traditional PT, assigned from the "
-                                f"techniques of the baseline window ({exposure_rule})",
-        "mixed episodes": "both families in the baseline window: excluded from the comparison "
-                          "(neither strategy was followed; counted in the cohort flow), as are "
-                          "unclassified ones",
+                                f"techniques of the baseline window ({exposure_rule}); "
+                                "mixed and unclassified episodes are excluded",
         "outcome": f"{inst.name} change from intake to discharge (MCID {inst.mcid:g} points); "
                    "time to reaching the MCID",
         "follow-up": "from the evaluation to discharge, or the last visit when no discharge "
@@ -117,11 +115,8 @@ def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str
         "estimand": f"{estimand.upper()}: "
                     + ("average effect over all eligible patients" if estimand.lower() == "ate"
                        else "average effect among patients who received PRI-style care"),
-        "analysis": "primary_analysis: propensity x completion (dropout) weights, outcome "
-                    "regression with therapist fixed effects, leave-one-therapist-out 95 % CI; "
-                    "shown only if the diagnostics gate passes",
-        "effect modification": "pre-specified: failed conservative care (prior PT, injection "
-                               "or surgery recommended), then prior PT; interaction tested",
+        "analysis": "primary_analysis (see the analysis protocol below); results are shown "
+                    "only if the diagnostics gate passes",
     }
     return pd.DataFrame({"specification": rows}).rename_axis("element")
 

@@ -21,7 +21,7 @@ from outcomes.reports.data import MIN_CELL, is_small
 __all__ = [
     "DEFAULT_MODIFIERS", "parse_modifiers", "headline_question", "headline", "primary_table",
     "modification_hypothesis", "modification_results", "modification_table", "forest_rows",
-    "negative_control_table", "explain_away", "evalue_display",
+    "negative_control_table", "explain_away", "evalue_display", "dose_cohort", "dose_display",
 ]
 
 #: Effect modifiers the comparative report shows, the pre-specified one first: the clinic's
@@ -232,26 +232,40 @@ def forest_rows(table: pd.DataFrame) -> pd.DataFrame:
         ["label", "estimate", "ci_low", "ci_high"]]
 
 
-def negative_control_table(result: Any, control: Any, outcome: str,
-                           control_outcome: str) -> pd.DataFrame:
+def _control_name(control: Any) -> str:
+    effects = control.effects if hasattr(control, "effects") else control
+    name = str(effects["outcome"].iloc[0]) if "outcome" in effects else "the control outcome"
+    return f"{name} (measured before treatment)" if name.endswith("_intake") else name
+
+
+def negative_control_table(result: Any, control: Any, outcome: str) -> pd.DataFrame:
     """The primary estimate beside the same estimator on a negative-control outcome.
+
+    Parameters
+    ----------
+    result : PrimaryResult
+        The primary analysis.
+    control : DataFrame
+        :func:`outcomes.models.negative_control` (``naive``/``primary`` rows, ``outcome``).
+    outcome : str
+        Instrument code of the primary analysis.
 
     Returns
     -------
     DataFrame
         Indexed by ``analysis``: ``estimate, ci_low, ci_high, n`` for the primary outcome and
-        the control (whose true effect is 0 if PRI-style care cannot change it).
+        the control (whose true effect is 0), ``n`` as ``<11`` for 1-10.
     """
     rows = {f"primary: {outcome} change": _primary_row(result),
-            f"negative control: {control_outcome}": _primary_row(control)}
+            f"negative control: {_control_name(control)}": _primary_row(control)}
     cols = ["estimate", "ci_low", "ci_high", "n"]
     out = pd.DataFrame({k: v[cols] for k, v in rows.items()}).T.rename_axis("analysis")
+    out[cols[:3]] = out[cols[:3]].astype(float).round(2)
     out["n"] = [SUPPRESSED if is_small(int(n)) else int(n) for n in out["n"]]
     return out
 
 
-def explain_away(evalue: Any, outcome: str, control: Any = None,
-                 control_outcome: str | None = None) -> list[str]:
+def explain_away(evalue: Any, outcome: str, control: Any = None) -> list[str]:
     """Plain-language paragraph: what would have to be true for the result to be explained away.
 
     Parameters
@@ -261,8 +275,8 @@ def explain_away(evalue: Any, outcome: str, control: Any = None,
     outcome : str
         Instrument code of the primary outcome.
     control : PrimaryResult or DataFrame, optional
-        The negative-control analysis (:func:`outcomes.models.negative_control`) on
-        ``control_outcome``; its verdict is one of the sentences.
+        The negative-control analysis (:func:`outcomes.models.negative_control`); its verdict
+        is one of the sentences.
     """
     from outcomes.instruments import INSTRUMENTS
     from outcomes.models import evalue_sentence
@@ -270,7 +284,7 @@ def explain_away(evalue: Any, outcome: str, control: Any = None,
     name = INSTRUMENTS[outcome].name if outcome in INSTRUMENTS else outcome
     out = [evalue_sentence(evalue, outcome=f"the change in {name}")]
     if control is not None:
-        out.append(_control_sentence(_primary_row(control), control_outcome or "the control"))
+        out.append(_control_sentence(_primary_row(control), _control_name(control)))
     out.append("For the result to be explained away, patients referred to PRI-style care would "
                "have to differ from the others in something not recorded here (motivation, "
                "expectations, activity) that also changes how much they improve, by at least "
@@ -301,3 +315,48 @@ def evalue_display(evalue: Any) -> pd.DataFrame:
     table = evalue.table.dropna(subset=["evalue"])
     out = table.set_index("quantity")[["rr", "evalue"]].round(2)
     return out.rename(columns={"rr": "risk ratio", "evalue": "E-value"})
+
+
+def dose_cohort(episodes: pd.DataFrame, condition: str, period: str) -> pd.DataFrame:
+    """Episodes of the condition and period in every arm, ``mixed`` included (dose table)."""
+    from outcomes.reports.comparative import _cohort_steps
+
+    return _cohort_steps(episodes, condition, period, "nprs")[2][1]
+
+
+def dose_display(table: pd.DataFrame, cohort: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`outcomes.models.dose_response` for reading, under the cell-size rule.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``band, estimate, ci_low, ci_high, n, n_episodes, mean_pri_visits`` per band.
+    cohort : DataFrame, optional
+        The :func:`dose_cohort` the table was computed from: its finished episodes (published
+        in the cohort flow) are the bands' total, used for complementary suppression.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``band``; a band with 1-10 episodes (or 1-10 with a change score) shows
+        ``<11`` and no mean; when 1-10 episodes of a band lack a change score (``n_episodes -
+        n``), its ``n`` is hidden.
+    """
+    from outcomes.privacy import suppress_small_cells
+
+    cols = ["band", "estimate", "ci_low", "ci_high", "n", "n_episodes", "mean_pri_visits"]
+    t = table[cols].set_index("band").round({"estimate": 2, "ci_low": 2, "ci_high": 2,
+                                             "mean_pri_visits": 1})
+    total = None
+    if cohort is not None:
+        total = "all finished episodes"
+        t.loc[total, "n_episodes"] = int((cohort["status"] != "open").sum())
+    derived = {"n": ["estimate", "ci_low", "ci_high"],
+               "n_episodes": ["estimate", "ci_low", "ci_high", "mean_pri_visits"]}
+    out = suppress_small_cells(t, ["n", "n_episodes"], derived=derived, threshold=MIN_CELL,
+                               total_row=total)
+    gap = (t["n_episodes"] - t["n"]).fillna(0)
+    out.loc[gap.between(1, MIN_CELL - 1).to_numpy(), "n"] = SUPPRESSED
+    for col in ("n", "n_episodes"):  # counts read as counts (the total row made them float)
+        out[col] = [int(v) if isinstance(v, float) and np.isfinite(v) else v for v in out[col]]
+    return out
