@@ -14,9 +14,10 @@ from scipy import stats
 
 from outcomes.errors import ModelError
 from outcomes.models import primary_analysis
+from outcomes.models._estimator import _Spec
 from outcomes.models.bootstrap import Designs, _logit_fitted, identity_rows, replicate, resample
 from outcomes.models.missing import dropout_hazard_data
-from outcomes.models.primary import PRIMARY_CONFOUNDERS, _Spec
+from outcomes.models.weighting import PRIMARY_CONFOUNDERS
 
 
 def spec(**kw):

@@ -35,10 +35,10 @@ def test_pri_visit_counts_match_visit_scores_assignment(small_synthetic):
 
 def test_dose_table_is_descriptive_and_its_numbers_are_means(small_synthetic):
     ep, v, _ = small_synthetic
-    tab = dose_response(ep, v)
+    tab = dose_response(ep, v, techniques=_techniques(v))
     assert tab["band"].astype(str).tolist() == ["0", "1-3", "4-6", "7+"]
     assert tab["analysis"].eq(LABEL).all() and "not a causal" in LABEL
-    counts = pri_visit_counts(ep[ep["status"] != "open"], v)
+    counts = pri_visit_counts(ep[ep["status"] != "open"], v, _techniques(v))
     done = ep[ep["status"] != "open"]
     y = done.loc[counts.between(4, 6), "nprs_change"].dropna()
     row = tab.set_index("band").loc["4-6"]
@@ -47,7 +47,7 @@ def test_dose_table_is_descriptive_and_its_numbers_are_means(small_synthetic):
     half = stats.t.ppf(0.975, len(y) - 1) * y.std(ddof=1) / np.sqrt(len(y))
     assert row["ci_high"] - row["estimate"] == pytest.approx(half)
     assert tab["n_episodes"].sum() == len(done)
-    by_arm = dose_response(ep, v, by="arm", bands=(0, 5))
+    by_arm = dose_response(ep, v, by="arm", bands=(0, 5), techniques=_techniques(v))
     assert set(by_arm["band"].astype(str)) <= {"0-4", "5+"}
     assert "mixed" in set(by_arm["arm"])  # mixed episodes are described here
     assert by_arm["n_episodes"].sum() == len(done)
@@ -55,7 +55,10 @@ def test_dose_table_is_descriptive_and_its_numbers_are_means(small_synthetic):
 
 def test_dose_errors(small_synthetic):
     ep, v, _ = small_synthetic
+    tech = _techniques(v)
     with pytest.raises(ModelError, match="bands="):
-        dose_response(ep, v, bands=(1, 3))
+        dose_response(ep, v, bands=(1, 3), techniques=tech)
     with pytest.raises(ModelError, match="odi_change"):
-        dose_response(ep, v, "odi")
+        dose_response(ep, v, "odi", techniques=tech)
+    with pytest.raises(ModelError, match="techniques= is required"):
+        dose_response(ep, v)

@@ -204,7 +204,7 @@ def synthetic_episodes():
 
 @pytest.mark.slow
 def test_primary_analysis_structure(synthetic_episodes):
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, truth = synthetic_episodes
     before = ep.copy()
@@ -229,7 +229,7 @@ def test_primary_analysis_recovers_effect_where_naive_fails(synthetic_episodes):
     """One seeded export (truth -1.0 NPRS points). Coverage over many replicates is in
     benchmarks/recovery.py; here the primary interval must contain the truth and sit closer to
     it than the naive completers' difference, which confounding by indication pulls toward 0."""
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, truth = synthetic_episodes
     eff = primary_analysis(ep, visits, "nprs").effects.set_index("method")
@@ -241,7 +241,7 @@ def test_primary_analysis_recovers_effect_where_naive_fails(synthetic_episodes):
 
 @pytest.mark.slow
 def test_primary_analysis_options(synthetic_episodes):
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, _ = synthetic_episodes
     with pytest.raises(ModelError, match="therapist_effects"):
@@ -255,7 +255,7 @@ def test_cv3_jackknife_matches_refits_by_statsmodels():
     data without cluster g (its fixed-effect column dropped) - an independent computation."""
     import statsmodels.formula.api as smf
 
-    from outcomes.models.weighting import _clustered_fit
+    from outcomes.models._estimator import _clustered_fit
 
     rng = np.random.default_rng(4)
     n = 240
@@ -279,7 +279,7 @@ def test_cv3_jackknife_matches_refits_by_statsmodels():
 def test_cv3_refuses_an_arm_held_by_one_cluster():
     """Only therapist 0 treats with the index arm: leaving it out leaves no treated patient, so
     the jackknife coefficient is undefined. It must raise, not return another column's value."""
-    from outcomes.models.weighting import _clustered_fit
+    from outcomes.models._estimator import _clustered_fit
 
     rng = np.random.default_rng(5)
     d = pd.DataFrame({"g": np.repeat(np.arange(6), 20), "x": rng.normal(size=120)})

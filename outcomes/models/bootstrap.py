@@ -23,6 +23,9 @@ from scipy import stats
 from scipy.special import expit
 
 from outcomes.errors import ModelError
+from outcomes.models._estimator import _wls_coef
+from outcomes.models.missing import DROPOUT_TERMS
+from outcomes.models.weighting import _treatment_indicator, _weights
 
 __all__ = ["apply_bootstrap", "Designs"]
 
@@ -56,9 +59,6 @@ class Designs:
     def build(cls, data: pd.DataFrame, long: pd.DataFrame, spec, modifier=None) -> Designs:
         """Design matrices of the primary models on the analysed episodes ``data``."""
         import patsy
-
-        from outcomes.models.missing import DROPOUT_TERMS
-        from outcomes.models.weighting import _treatment_indicator
 
         mod = None if modifier is None else modifier.reindex(data.index).to_numpy(float)
         data = data.reset_index(drop=True)
@@ -100,8 +100,6 @@ def _varying(x: np.ndarray) -> np.ndarray:
 
 
 def _ate_weights(x, t, estimand) -> np.ndarray:
-    from outcomes.models.weighting import _weights
-
     return _weights(t, _logit_fitted(_varying(x), t), estimand, False)
 
 
@@ -118,8 +116,6 @@ def _completion(d: Designs, rows: np.ndarray, n: int) -> np.ndarray:
 def _effect(d: Designs, ep: np.ndarray, clusters: np.ndarray, w: np.ndarray,
             keep: np.ndarray) -> float:
     """Weighted LS coefficient of the arm with covariates and therapist fixed effects."""
-    from outcomes.models.primary import _wls_coef
-
     x = [_varying(d.x_cov[ep][keep]), d.t[ep][keep, None]]
     if d.fixed_effects:
         codes = pd.factorize(clusters[keep])[0]
@@ -130,8 +126,6 @@ def _effect(d: Designs, ep: np.ndarray, clusters: np.ndarray, w: np.ndarray,
 
 def replicate(d: Designs, rows: dict) -> dict[str, float]:
     """Point estimates of the whole pipeline on the episodes ``rows["ep"]`` (with repeats)."""
-    from outcomes.models.primary import _wls_coef
-
     ep, cl = rows["ep"], rows["cluster"]
     n = len(ep)
     wc = _completion(d, rows, n)

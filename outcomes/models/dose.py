@@ -33,9 +33,10 @@ def pri_visit_counts(episodes: pd.DataFrame, visits: pd.DataFrame,
     visits : DataFrame
         Clean visit table (``visit_id, patient_id, visit_date``, and ``technique_notes`` when
         ``techniques`` is not given).
-    techniques : DataFrame, optional
-        ``visit_id, family`` (the output of :func:`outcomes.map_techniques` with ``visit_id``
-        added); default: mapped here from ``visits["technique_notes"]``.
+    techniques : DataFrame
+        ``visit_id, family``: :func:`outcomes.load_techniques` of the store, or
+        :func:`outcomes.map_techniques` of the notes with ``visit_id`` added. (Models do not
+        map text themselves: that is ingest's job.)
 
     Returns
     -------
@@ -43,11 +44,9 @@ def pri_visit_counts(episodes: pd.DataFrame, visits: pd.DataFrame,
         Indexed like ``episodes``; a visit belongs to the episode of its patient whose
         ``start_date <= visit_date <= end_date``.
     """
-    if techniques is None:
-        import outcomes
-
-        tech = outcomes.map_techniques(visits["technique_notes"])
-        techniques = tech.assign(visit_id=visits.loc[tech["row"], "visit_id"].to_numpy())
+    if techniques is None or not {"visit_id", "family"} <= set(techniques.columns):
+        raise ModelError("techniques= is required: a table with visit_id and family, e.g. "
+                         "outcomes.load_techniques(db) or the mapped notes")
     pri_ids = set(techniques.loc[techniques["family"].eq("pri"), "visit_id"])
     v = visits.loc[visits["visit_id"].isin(pri_ids), ["patient_id", "visit_id", "visit_date"]]
     m = episodes[["episode_id", "patient_id", "start_date", "end_date"]].merge(v, on="patient_id")
@@ -83,8 +82,8 @@ def dose_response(
         As :func:`outcomes.models.primary_analysis` (open episodes are dropped here).
     outcome : str
         Instrument; ``<outcome>_change`` is summarised.
-    techniques : DataFrame, optional
-        ``visit_id, family``; see :func:`pri_visit_counts`.
+    techniques : DataFrame
+        ``visit_id, family`` (required); see :func:`pri_visit_counts`.
     bands : sequence of int
         Increasing lower edges of the PRI-visit bands: ``(0, 1, 4, 7)`` gives ``0``, ``1-3``,
         ``4-6``, ``7+``.

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ModelError
+from outcomes.models._estimator import _design, _wls_coef
 from outcomes.models._results import tidy
+from outcomes.models.diagnostics import diagnostics_gate
+from outcomes.models.weighting import iptw
 
 __all__ = ["MODIFIERS", "modifier_indicator", "effect_modification"]
 
@@ -80,10 +83,6 @@ class _Stratum:
 
 def _strata(data, wc, spec, indicator) -> list[_Stratum]:
     """Refit the propensity model within each stratum and build its outcome design."""
-    from outcomes.models.diagnostics import diagnostics_gate
-    from outcomes.models.primary import _design
-    from outcomes.models.weighting import iptw
-
     out = []
     for value, word in ((1.0, "yes"), (0.0, "no")):
         d = data[indicator.reindex(data.index) == value]
@@ -105,8 +104,6 @@ def stratum_terms(d: pd.DataFrame, spec) -> list[str]:
 
 def _loo(s: _Stratum) -> dict:
     """Leave-one-therapist-out coefficients of one stratum."""
-    from outcomes.models.primary import _wls_coef
-
     return {g: _wls_coef(s.x[s.groups != g], s.y[s.groups != g], s.w[s.groups != g], s.col)
             for g in pd.unique(s.groups)}
 
@@ -155,8 +152,6 @@ def effect_modification(data: pd.DataFrame, wc: pd.Series, spec, modifier: str):
     """
     indicator = modifier_indicator(data, modifier).rename(modifier)
     strata = _strata(data, wc, spec, indicator)
-    from outcomes.models.primary import _wls_coef
-
     full = [_wls_coef(s.x, s.y, s.w, s.col) for s in strata]
     loo = [_loo(s) for s in strata]
     labels = pd.unique(np.concatenate([s.groups for s in strata]))

@@ -337,14 +337,3 @@ def weighted_effect(
 PRIMARY_CONFOUNDERS = ("log_symptom_duration", "prior_pt", "prior_injection",
                        "surgery_recommended", "age")
 
-
-_MOVED = ("PrimaryResult", "primary_analysis", "_clustered_fit", "_cv3", "_wls_coef")
-
-
-def __getattr__(name: str):
-    """The primary analysis lives in :mod:`outcomes.models.primary`; old imports still work."""
-    if name in _MOVED:
-        from outcomes.models import primary
-
-        return getattr(primary, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
