@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MODIFIERS", "parse_modifiers", "headline_question", "headline", "primary_table",
     "modification_hypothesis", "modification_results", "modification_table", "forest_rows",
     "negative_control_table", "explain_away", "evalue_display", "dose_cohort", "dose_display",
+    "dose_table",
 ]
 
 #: Effect modifiers the comparative report shows, the pre-specified one first: the clinic's
@@ -360,3 +361,18 @@ def dose_display(table: pd.DataFrame, cohort: pd.DataFrame | None = None) -> pd.
     for col in ("n", "n_episodes"):  # counts read as counts (the total row made them float)
         out[col] = [int(v) if isinstance(v, float) and np.isfinite(v) else v for v in out[col]]
     return out
+
+
+def dose_table(database: str, episodes: pd.DataFrame, condition: str, period: str,
+               outcome: str) -> pd.DataFrame:
+    """The descriptive dose table of the report: :func:`outcomes.models.dose_response` on the
+    :func:`dose_cohort`, PRI-style visits counted from the store's mapped techniques, shown
+    through :func:`dose_display`."""
+    from outcomes.models import dose_response
+    from outcomes.reports.data import load_report_data
+    from outcomes.store import load_techniques
+
+    cohort = dose_cohort(episodes, condition, period)
+    table = dose_response(cohort, load_report_data(database)["visits"], outcome,
+                          techniques=load_techniques(database))
+    return dose_display(table, cohort)
