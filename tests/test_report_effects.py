@@ -16,6 +16,9 @@ from outcomes import models
 from outcomes import reports as rp
 from outcomes.errors import ReportError
 
+# the function, not the submodule of the same name that importing outcomes.models.evalue binds
+from outcomes.models.evalue import evalue
+
 PASS = SimpleNamespace(interpretable=True, label="interpretable")
 FAIL = SimpleNamespace(interpretable=False, label="not interpretable: effective sample size")
 
@@ -128,7 +131,7 @@ def test_parse_modifiers():
 def test_evalue_display_matches_the_evalue_package_example():
     """EValue (R) documentation: ``evalues.MD(est = 0.5, se = 0.25)`` gives E-values 2.529142
     (point) and 1.110803 (lower limit)."""
-    shown = rp.evalue_display(models.evalue(0.5, se=0.25, sd=1.0))
+    shown = rp.evalue_display(evalue(0.5, se=0.25, sd=1.0))
     assert list(shown.index) == ["point", "ci_low"]
     assert shown["E-value"].tolist() == [2.53, 1.11]
 
@@ -139,7 +142,7 @@ def _control(estimate, ci_low, ci_high, n=280):
 
 
 def test_explain_away_words_the_evalue_and_the_negative_control():
-    ev = models.evalue(-1.0, -1.5, -0.5, sd=2.0)
+    ev = evalue(-1.0, -1.5, -0.5, sd=2.0)
     crossing = rp.explain_away(ev, "nprs", _control(0.1, -0.2, 0.4))
     assert "risk ratio of at least" in crossing[0] and "NPRS pain" in crossing[0]
     assert "lefs_intake (measured before treatment)" in crossing[1]
