@@ -53,5 +53,6 @@ def test_recovery_prints_every_scenario_estimator_and_the_sensitivity_table(tmp_
     assert set(rows["scenario"]) == {"uniform", "subgroup", "small", "mnar"}
     sub = rows[(rows["scenario"] == "subgroup") & (rows["estimand"] == "difference")]
     assert (sub.loc[sub["outcome"] == "nprs", "truth"] == -2.0).all()  # stratum truth
-    overall = rows[(rows["scenario"] == "subgroup") & (rows["estimand"] == "overall")]
+    overall = rows[(rows["scenario"] == "subgroup") & (rows["estimand"] == "overall")
+                   & (rows["outcome"] == "nprs")]
     assert overall["truth"].between(-2.0, -0.2).all()  # the subgroup share of -2
