@@ -76,6 +76,9 @@ _DDL = [
         ingest_id INTEGER, row_number BIGINT, visit_id VARCHAR, raw_row VARCHAR,
         reason_code VARCHAR, reason_text VARCHAR)""",
     "CREATE TABLE IF NOT EXISTS episodes (episode_id VARCHAR)",
+    # scores of instruments without a visits column (ODI, NDI, profile-added ...), long format
+    """CREATE TABLE IF NOT EXISTS visit_measures (
+        visit_id VARCHAR, instrument VARCHAR, score DOUBLE, ingest_id INTEGER)""",
 ]
 
 
@@ -486,7 +489,7 @@ def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
     """Delete stored visits (and their techniques) that a later file contradicts."""
     if len(visit_ids) == 0:
         return
-    for table in ("visits", "visit_techniques"):
+    for table in ("visits", "visit_techniques", "visit_measures"):
         _with_keys(con, "_wids", visit_ids,
                    f"DELETE FROM {table} WHERE visit_id IN (SELECT k FROM _wids)")
 
