@@ -235,8 +235,11 @@ def _nearest_visit(frame: pd.DataFrame, visits: pd.DataFrame, flags: _Flags, dat
               "two visits of this patient are equally near the measure date; cannot choose")
     flags.add(ok & (pos < 0) & ~ambiguous, "measure_no_visit",
               f"no visit of this patient within {tolerance} day(s) of the measure date")
-    row = np.where(pos >= 0, one["visit_row"].to_numpy()[pos], -1)
-    vid = np.where(pos >= 0, one["visit_id"].to_numpy(dtype=object)[pos], None)
+    found = pos >= 0
+    row = np.full(len(frame), -1, dtype="int64")
+    row[found] = one["visit_row"].to_numpy()[pos[found]]
+    vid = np.full(len(frame), None, dtype=object)
+    vid[found] = one["visit_id"].to_numpy(dtype=object)[pos[found]]
     return row, vid
 
 

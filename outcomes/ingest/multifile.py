@@ -20,9 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from outcomes.errors import InputError
 from outcomes.ingest.codes import normalize_codes
-from outcomes.ingest.measures import MEASURE_COLUMNS, MeasureMatch, load_measure_vocabulary, \
-    match_measures
+from outcomes.ingest.measures import (
+    MEASURE_COLUMNS,
+    MeasureMatch,
+    load_measure_vocabulary,
+    match_measures,
+)
 from outcomes.ingest.pipeline import (
     IngestResult,
     RawExport,
@@ -37,11 +42,12 @@ from outcomes.ingest.pipeline import (
 from outcomes.ingest.profile import FILE_ROLES, Profile, load_profile
 from outcomes.ingest.readers import file_kind, read_csv_text, read_xlsx_text, reject, scan_file
 from outcomes.schema import COVARIATE_COLUMNS, SCORE_COLUMNS
-from outcomes.errors import InputError
 
 __all__ = ["ExportPart", "assign_roles", "read_part", "ingest_parts", "ingest_multifile"]
 
 _STR = pd.StringDtype("pyarrow")
+#: Exports with at least this many rows (all files) get a progress bar when asked for.
+PROGRESS_MIN_ROWS = 200_000
 
 
 @dataclass
@@ -51,11 +57,13 @@ class ExportPart:
     ``bad_rows`` are ``(row_number, raw_text, kind)`` with kind ``ragged`` or ``blank``.
     """
 
-    role: str
+    role: str  # visits, measures, patients; or a part folded into visits (procedures ...)
     name: str
     frame: pd.DataFrame
     bad_rows: list = field(default_factory=list)
     sha256: str = ""
+    #: Folded parts (FHIR Procedure / Condition): rows whose Encounter is not in the export.
+    lost: list[int] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
@@ -178,7 +186,7 @@ def ingest_parts(parts: list[ExportPart], prof: Profile, *, db=None, today=None,
         return _already(Path(name), previous)
     joined = join_parts(by_role, prof, today)
     raw = RawExport(Path(name), joined.visits, sha, fmt, by_role["visits"].bad_rows)
-    stages = _Stages(progress)
+    stages = _Stages(progress and sum(p.rows_in for p in parts) >= PROGRESS_MIN_ROWS)
     try:
         with dry_run_store(db, dry_run) as target:
             return _load_in_transaction(raw, prof, target, today, stages, dry_run=dry_run,
@@ -194,7 +202,8 @@ class Joined:
     visits: pd.DataFrame
     parts: dict[str, ExportPart]
     match: MeasureMatch | None
-    patients: dict | None
+    #: Parts whose counts are known before the load: patients, folded parts.
+    fixed: list[dict]
 
     def after_load(self, con, result: IngestResult) -> None:
         """Per-file accounting, measure quarantine and extra-instrument scores (in the
@@ -211,11 +220,9 @@ class Joined:
                          ingest_id=result.ingest_id)
             result.files.append(counts)
             result.unmapped_measures = self.match.unmapped
-        if self.patients is not None:
-            part = self.parts["patients"]
-            insert_frame(con, "quarantine", self.patients["quarantine"],
-                         ingest_id=result.ingest_id)
-            result.files.append(self.patients["counts"])
+        for fixed in self.fixed:
+            insert_frame(con, "quarantine", fixed["quarantine"], ingest_id=result.ingest_id)
+            result.files.append(fixed["counts"])
         for counts in result.files:
             _check_file_conservation(counts)
 
@@ -239,10 +246,11 @@ def join_parts(parts: dict[str, ExportPart], prof: Profile, today=None) -> Joine
     from outcomes.instruments import instrument_registry
 
     visits = parts["visits"].frame
-    patients = None
+    fixed = [_folded(p) for p in parts.values() if p.role not in FILE_ROLES]
     if "patients" in parts:
         patients = _patients(parts["patients"], visits)
         visits = _add_covariates(visits, patients["covariates"])
+        fixed.insert(0, patients)
     match = None
     if "measures" in parts:
         registry = instrument_registry(prof.instruments)
@@ -254,7 +262,7 @@ def join_parts(parts: dict[str, ExportPart], prof: Profile, today=None) -> Joine
             missing_values=prof.missing_values, tolerance_days=m.get("tolerance_days", 0),
             keep=m.get("keep"), today=today)
         visits = _add_scores(visits, match.attached)
-    return Joined(visits, parts, match, patients)
+    return Joined(visits, parts, match, fixed)
 
 
 def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
@@ -391,3 +399,14 @@ def _add_covariates(visits: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFr
             value = own.where(normalize_ids(own) != "", value).astype(_STR)
         out[col] = value
     return out
+
+
+def _folded(part: ExportPart) -> dict:
+    """Counts and quarantine of a part folded into the visits (FHIR Procedure / Condition)."""
+    q = _reasons(pd.Index(part.lost), "no_encounter",
+                 "references no Encounter of this export")
+    counts = {"role": part.role, "file": part.name, "rows_in": part.rows_in,
+              "rows_loaded": len(part.frame) - len(part.lost), "rows_quarantined": len(q),
+              "rows_duplicate": 0, "rows_blank": _n_blank(part),
+              "quarantine_by_reason": _by_reason(q)}
+    return {"counts": counts, "quarantine": _quarantine_rows(part, q)}

@@ -1,0 +1,184 @@
+"""outcomes.ingest.multifile / sources: visits + long measures + patients as one export.
+
+The hand-written export in ``tests/data/multifile/`` is a small WebPT-like export: US dates,
+comma CPT lists, a dotless ICD-10 code, a long flowsheet with a conflict, a repeat, an unknown
+measure, an out-of-range score, a score with no visit and a blank line, and a patient with no
+visit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import TODAY, store_snapshot
+
+from outcomes.cli import cli
+from outcomes.errors import InputError, ProfileError
+from outcomes.ingest import ingest_export, load_profile
+from outcomes.store import load_visits, open_store
+
+DATA = Path(__file__).parent / "data" / "multifile"
+FILES = ("visits.csv", "flowsheet.csv", "patients.csv")
+
+
+@pytest.fixture
+def export(tmp_path) -> Path:
+    folder = tmp_path / "export"
+    shutil.copytree(DATA, folder)
+    return folder
+
+
+def files(folder: Path) -> list[Path]:
+    return [folder / f for f in FILES]
+
+
+def by_role(result) -> dict[str, dict]:
+    return {f["role"]: f for f in result.files}
+
+
+def counts(f: dict) -> tuple[int, ...]:
+    return (f["rows_in"], f["rows_loaded"], f["rows_quarantined"], f["rows_duplicate"],
+            f["rows_blank"])
+
+
+def test_three_files_load_as_one_export_with_conservation_per_file(export, db_path):
+    result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                           today=TODAY)
+    f = by_role(result)
+    assert counts(f["visits"]) == (5, 5, 0, 0, 0)
+    assert counts(f["measures"]) == (14, 7, 5, 1, 1)
+    assert f["measures"]["quarantine_by_reason"] == {
+        "measure_conflict": 2, "measure_no_visit": 1, "score_out_of_range": 1,
+        "unknown_measure": 1}
+    assert counts(f["patients"]) == (3, 2, 1, 0, 0)
+    assert result.unmapped_measures == {"Mystery Scale": 1}
+    v = load_visits(db_path).set_index("visit_id")
+    assert v.loc["E1", ["nprs", "lefs", "age"]].tolist() == [7.0, 40.0, 34.0]
+    assert v.loc["E1", "cpt_codes"] == "97162;97110" and v.loc["E4", "icd10"] == "M22.22"
+    assert v.loc["E1", "sex"] == "F" and v["nprs"].isna().tolist() == [False] * 3 + [True, False]
+    with open_store(db_path) as con:
+        assert con.execute("SELECT visit_id, instrument, score FROM visit_measures").fetchall() \
+            == [("E3", "odi", 20.0)]
+        rows = con.execute("SELECT reason_code, raw_row FROM quarantine ORDER BY 1").fetchall()
+    assert {json.loads(raw)["file"] for _, raw in rows} == {"flowsheet.csv", "patients.csv"}
+    summary = result.summary()
+    assert "measures flowsheet.csv: 14 rows read -> 7 loaded" in summary
+    assert "'Mystery Scale' 1" in summary
+
+
+def test_folder_zip_and_file_list_are_the_same_export(export, tmp_path):
+    zipped = tmp_path / "export.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for name in FILES:
+            zf.write(export / name, f"nested/{name}")
+    prof = export / "profile.toml"
+    a = ingest_export(export, db=tmp_path / "a.duckdb", profile=prof, today=TODAY)
+    b = ingest_export(zipped, db=tmp_path / "b.duckdb", profile=prof, today=TODAY)
+    assert a.files == b.files and a.file_sha256 == b.file_sha256
+    again = ingest_export(files(export), db=tmp_path / "a.duckdb", profile=prof, today=TODAY)
+    assert again.already_ingested and again.files == a.files
+
+
+def test_dry_run_writes_nothing(export, db_path, tmp_path):
+    prof = export / "profile.toml"
+    dry = ingest_export(files(export), db=db_path, profile=prof, today=TODAY, dry_run=True)
+    assert dry.dry_run and counts(by_role(dry)["measures"]) == (14, 7, 5, 1, 1)
+    assert not db_path.exists()  # a dry run does not even create the store
+    assert "dry run: nothing was written" in dry.summary()
+    ingest_export(export / "visits.csv", db=db_path, profile=prof, today=TODAY)
+    before = store_snapshot(db_path)
+    dry = ingest_export(files(export), db=db_path, profile=prof, today=TODAY, dry_run=True)
+    # compared with the store: visits stored without scores or age now come with them
+    assert by_role(dry)["visits"]["quarantine_by_reason"] == {"conflicting_duplicate": 5}
+    assert by_role(dry)["visits"]["rows_loaded"] == 0
+    assert store_snapshot(db_path) == before
+
+
+def test_keep_and_tolerance_come_from_the_profile(export, db_path):
+    text = (export / "profile.toml").read_text()
+    text = text.replace('score = "Score"', 'score = "Score"\nkeep = "max"\ntolerance_days = 14')
+    (export / "profile.toml").write_text(text)
+    result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                           today=TODAY)
+    m = by_role(result)["measures"]
+    assert m["quarantine_by_reason"] == {"measure_not_kept": 2, "score_out_of_range": 1,
+                                         "unknown_measure": 1}
+    v = load_visits(db_path).set_index("visit_id")
+    assert v.loc["E4", "nprs"] == 8.0  # max of 6 and 8
+    # the 01/30 score (2) is 14 days from E5 (its nearest visit), which has a 3: max keeps 3
+    assert v.loc["E5", "nprs"] == 3.0
+
+
+def test_score_of_a_quarantined_visit_is_quarantined_too(export, db_path):
+    visits = (export / "visits.csv").read_text().replace("E2,P1,C1,T1,01/15/2024",
+                                                         "E2,P1,C1,T1,02/30/2024")
+    (export / "visits.csv").write_text(visits)
+    result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                           today=TODAY)
+    f = by_role(result)
+    assert f["visits"]["quarantine_by_reason"] == {"impossible_date": 1}
+    # the 01/15 NPRS no longer finds a visit on its day
+    assert f["measures"]["quarantine_by_reason"]["measure_no_visit"] == 2
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: (d / "patients.csv").write_text("Patient ID,Patient Name\nP1,x\n"),
+     "'Patient Name' is a direct identifier"),
+    (lambda d: (d / "notes.csv").write_text("a,b\n1,2\n"), "matches no file pattern"),
+    (lambda d: (d / "flowsheet.csv").write_text("Patient ID,Date,Score\nP1,01/08/2024,3\n"),
+     "missing required column(s) measure_name"),
+    (lambda d: (d / "visits.csv").unlink(), "no visits file"),
+    (lambda d: (d / "flowsheet.csv").write_bytes(b"Patient ID,Date,Measure,Score\n\xff\n"),
+     "byte offset 30 is not valid utf-8"),
+])
+def test_bad_exports_are_rejected_with_one_line_and_the_store_unchanged(export, db_path,
+                                                                         change, message):
+    run_cli("ingest", export / "visits.csv", "--db", db_path, "--profile",
+            export / "profile.toml")  # a store with something in it
+    before = store_snapshot(db_path)
+    change(export)
+    res = run_cli("ingest", export, "--db", db_path, "--profile", export / "profile.toml")
+    assert res.exit_code == 2, res.output
+    assert message in res.output and res.output.startswith("error: ")
+    assert len(res.output.strip().splitlines()) == 1
+    assert store_snapshot(db_path) == before
+
+
+def test_several_files_need_a_files_table_and_zip_must_be_readable(export, tmp_path):
+    res = run_cli("ingest", *files(export), "--db", tmp_path / "s.duckdb")
+    assert res.exit_code == 2 and "no [files] table" in res.output
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(b"PK\x03\x04 not really")
+    res = run_cli("ingest", bad, "--db", tmp_path / "s.duckdb", "--profile",
+                  export / "profile.toml")
+    assert res.exit_code == 2 and "not a readable zip" in res.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[files]\nvisits = "v*"\nnotes = "n*"\n', "files must name a visits file"),
+    ('[measures]\nkeep = "newest"\n', "measures.keep must be one of"),
+    ('[measures]\ntolerance_days = -1\n', "tolerance_days must be a whole number"),
+    ('[files]\nvisits = "v*"\nmeasures = "m*"\n', "missing column key(s) patient"),
+    ('[instruments.nprs]\nname = "x"\n', "'nprs' is a registered instrument"),
+    ('[instruments.womac]\nname = "WOMAC"\nlow = 0\nhigh = 96\n',
+     "missing key(s) higher_is_better, mcid, source"),
+])
+def test_profile_errors_name_the_key(tmp_path, extra, message):
+    path = tmp_path / "p.toml"
+    path.write_text(extra)
+    with pytest.raises(ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_profile(path)
+
+
+def test_missing_export_path_is_rejected(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        ingest_export(tmp_path / "nope.csv", db=tmp_path / "s.duckdb")
