@@ -232,6 +232,7 @@ def _fold(resources: dict) -> tuple[dict, list[ExportPart]]:
 
 def _folded_part(role: str, path: Path, rows: list, lost: list[int]) -> ExportPart:
     """A Procedure/Condition file: resources attached to an Encounter, or quarantined."""
-    index = [n for n, res in rows if res is not None]
-    frame = _frame([{"resource": json.dumps({"line": n})} for n in index], index, ("resource",))
+    kept = [(n, res) for n, res in rows if res is not None]
+    frame = _frame([{"id": str(res.get("id", "")), "encounter": _ref(res.get("encounter"))}
+                    for _, res in kept], [n for n, _ in kept], ("id", "encounter"))
     return ExportPart(role, path.name, frame, _blank(rows), _sha(path), lost=lost)

@@ -271,7 +271,8 @@ def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
     for col in SCORE_COLUMNS:
         rows = attached[attached["instrument"] == col]
         if len(rows):
-            cells = out[col].astype(object)
+            cells = (out[col].astype(object) if col in out
+                     else pd.Series("", index=out.index, dtype=object))
             cells.loc[rows["visit_row"].to_numpy()] = [f"{v:.15g}" for v in rows["score"]]
             out[col] = cells.astype(_STR)
     return out
