@@ -93,6 +93,31 @@ def ingest(paths: tuple[str, ...], db: str, profile: str | None, dry_run: bool,
         click.echo(result.summary())
 
 
+@cli.group()
+def profile() -> None:
+    """EMR profiles: draft one from an export."""
+
+
+@profile.command("draft")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the drafted TOML profile (must not exist yet).")
+def profile_draft(paths: tuple[str, ...], out: str) -> None:
+    """Guess a commented profile from an export's headers and a sample (every guess marked)."""
+    from pathlib import Path
+
+    from outcomes.ingest import draft_profile, expand_inputs
+
+    target = Path(out)
+    if target.exists():
+        fail(f"{target} exists; choose another --out (a draft never overwrites a profile)")
+    with expand_inputs([Path(p) for p in paths]) as files:
+        text = draft_profile(files)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}: review every line marked REVIEW, then "
+               f"`outcomes ingest ... --profile {target} --dry-run`")
+
+
 @cli.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

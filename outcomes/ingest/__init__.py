@@ -22,6 +22,7 @@ May import: ``errors``, ``schema``, ``instruments``, ``privacy``, ``store`` (wri
 from __future__ import annotations
 
 from outcomes.ingest.clean import clean_visits
+from outcomes.ingest.draft import draft_profile
 from outcomes.ingest.measures import load_measure_vocabulary, match_measures
 from outcomes.ingest.multifile import ingest_multifile
 from outcomes.ingest.pipeline import (
@@ -34,7 +35,7 @@ from outcomes.ingest.pipeline import (
     scan_file,
 )
 from outcomes.ingest.profile import Profile, load_profile
-from outcomes.ingest.sources import ingest_export
+from outcomes.ingest.sources import expand_inputs, ingest_export
 from outcomes.ingest.techniques import load_vocabulary, map_techniques
 
 __all__ = [
@@ -54,4 +55,6 @@ __all__ = [
     "ingest_multifile",
     "load_measure_vocabulary",
     "match_measures",
+    "draft_profile",
+    "expand_inputs",
 ]
