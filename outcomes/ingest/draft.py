@@ -17,6 +17,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from outcomes.ingest.measures import load_measure_vocabulary, normalize_measure_name
@@ -147,8 +148,8 @@ def _sample_xlsx(path: Path) -> Sample:
     except Exception as exc:  # noqa: BLE001 - any failure means the workbook is unreadable
         raise reject(path, f"workbook is corrupt or unreadable ({type(exc).__name__})") from None
     try:
-        raw = [list(r) for _, r in zip(range(SAMPLE_ROWS + 30),
-                                       wb.worksheets[0].iter_rows(values_only=True))]
+        raw = [list(r) for r in islice(wb.worksheets[0].iter_rows(values_only=True),
+                                       SAMPLE_ROWS + 30)]
     finally:
         wb.close()
     header = _header_index(raw)
@@ -384,15 +385,13 @@ def _draft_fhir(paths: list[Path]) -> str:
     vocab = load_measure_vocabulary()
     types, codes = set(), {}
     for path in paths:
-        with path.open(encoding="utf-8") as fh:
-            for _, line in zip(range(SAMPLE_ROWS * 20), fh):
-                res = json.loads(line) if line.strip() else {}
-                if res.get("resourceType") == "Encounter":
-                    types.update(t.get("text", "") for t in res.get("type", [])[:1])
-                if res.get("resourceType") == "Observation":
-                    code = res.get("code") or {}
-                    for c in code.get("coding", [])[:1]:
-                        codes[c.get("code", "")] = code.get("text") or c.get("display", "")
+        for res in _resources(path):
+            if res.get("resourceType") == "Encounter":
+                types.update(t.get("text", "") for t in res.get("type", [])[:1])
+            if res.get("resourceType") == "Observation":
+                code = res.get("code") or {}
+                for c in code.get("coding", [])[:1]:
+                    codes[c.get("code", "")] = code.get("text") or c.get("display", "")
     out = ["# FHIR R4 Bulk Data profile drafted by `outcomes profile draft`.",
            "# FHIR dates are ISO 8601: no date_format needed.", "",
            "[values.visit_type]   # REVIEW: Encounter.type text -> visit type"]
@@ -405,3 +404,14 @@ def _draft_fhir(paths: list[Path]) -> str:
         out.append(f"{_q(code)} = {_q(known)}   # REVIEW: its text {_q(text)} names {known}"
                    if known else f"# {_q(code)} = \"\"   # REVIEW: {_q(text)} is unknown")
     return "\n".join(out) + "\n"
+
+
+def _resources(path: Path):
+    """The first resources of an NDJSON file (a sample), as dicts."""
+    with path.open(encoding="utf-8", errors="strict") as fh:
+        for number, line in enumerate(islice(fh, SAMPLE_ROWS * 20), start=1):
+            try:
+                res = json.loads(line) if line.strip() else {}
+            except json.JSONDecodeError:
+                raise reject(path, f"line {number} is not valid JSON") from None
+            yield res if isinstance(res, dict) else {}
