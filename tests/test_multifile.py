@@ -182,3 +182,41 @@ def test_profile_errors_name_the_key(tmp_path, extra, message):
 def test_missing_export_path_is_rejected(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         ingest_export(tmp_path / "nope.csv", db=tmp_path / "s.duckdb")
+
+
+# --------------------------------------------------------------------- QUALITY.md rows, multi-file
+def test_bom_invisible_characters_and_ragged_rows_in_the_other_files(export, db_path):
+    flow = (export / "flowsheet.csv").read_text()
+    flow = flow.replace("P1,01/15/2024", "\u200bP1 ,01/15/2024")  # invisible + space in an ID
+    flow = flow.replace("P2,01/16/2024,Mystery Scale,4", "P2,01/16/2024,Mystery Scale,4,extra")
+    (export / "flowsheet.csv").write_bytes(b"\xef\xbb\xbf" + flow.encode())  # byte-order mark
+    result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                           today=TODAY)
+    m = by_role(result)["measures"]
+    assert m["quarantine_by_reason"]["ragged_row"] == 1 and "unknown_measure" not in \
+        m["quarantine_by_reason"]
+    assert counts(m) == (14, 7, 5, 1, 1)
+    assert load_visits(db_path).set_index("visit_id").loc["E2", "nprs"] == 5.0  # joined
+
+
+def test_killed_multi_file_ingest_leaves_the_store_unchanged(export, db_path):
+    import signal
+    import subprocess
+    import sys
+
+    from test_store import env, wait_for_line
+
+    cmd = [sys.executable, "-m", "outcomes.cli", "ingest", *map(str, files(export)), "--db",
+           str(db_path), "--profile", str(export / "profile.toml")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL,
+                            env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
+    try:
+        wait_for_line(proc, "holding before commit")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    snap = store_snapshot(db_path)
+    assert snap is None or not any(snap.values())
+    again = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                          today=TODAY)
+    assert not again.already_ingested and by_role(again)["measures"]["rows_loaded"] == 7

@@ -352,8 +352,16 @@ def _values_sections(samples: list[Sample], roles: dict[Path, str]) -> list[str]
     return out
 
 
+#: Abbreviations EMRs use for visit types, matched as the whole text.
+_TYPE_ABBREVIATIONS = {"ie": "evaluation", "eval": "evaluation", "re": "re-evaluation",
+                       "pn": "re-evaluation", "dc": "discharge", "d/c": "discharge",
+                       "tx": "treatment", "dn": "treatment"}
+
+
 def _visit_type(text: str) -> str:
-    low = text.lower()
+    low = text.lower().strip()
+    if low in _TYPE_ABBREVIATIONS:
+        return _TYPE_ABBREVIATIONS[low]
     return next((t for word, t in _TYPE_WORDS if word in low), "treatment")
 
 
