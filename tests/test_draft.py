@@ -6,8 +6,8 @@ import tomllib
 
 import pytest
 
-from outcomes.ingest import draft_profile, ingest_export, load_profile
 from outcomes.errors import InputError
+from outcomes.ingest import draft_profile, ingest_export, load_profile
 
 HEADER = "Encounter ID;Patient Key;Site;Provider;DOS;Visit Type;CPT;Dx;Interventions;Pain (0-10)"
 

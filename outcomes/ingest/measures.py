@@ -173,12 +173,13 @@ def match_measures(measures: pd.DataFrame, visits: pd.DataFrame, *,
 
 def _instrument_of(text: dict, vocabulary: dict[str, str]) -> pd.Series:
     """Instrument per row: by code first (exact), then by normalised name."""
-    by_code = text["measure_code"].map(lambda c: vocabulary.get(f"code:{c}") if c else None)
+    # a flowsheet repeats a few dozen names a million times: look each distinct text up once
+    codes = text["measure_code"].astype(object)
+    by_code = codes.map({c: vocabulary.get(f"code:{c}") for c in pd.unique(codes.dropna())})
     names = text["measure_name"].astype(object)
-    distinct = {n: vocabulary.get(f"name:{normalize_measure_name(n)}") for n in
-                pd.unique(names.dropna())}
-    by_name = names.map(distinct)
-    return by_code.astype(object).where(by_code.notna(), by_name).astype("string")
+    by_name = names.map({n: vocabulary.get(f"name:{normalize_measure_name(n)}")
+                         for n in pd.unique(names.dropna())})
+    return by_code.where(by_code.notna(), by_name).astype("string")
 
 
 def _unmapped(text: dict, unknown: np.ndarray) -> dict[str, int]:

@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,11 +168,16 @@ def ingest_multifile(paths: list[str | os.PathLike], *, db=None, profile=None, t
         A whole file is rejected (unreadable, missing or identifier column, no role...);
         nothing is written.
     """
+    started = time.perf_counter()
     prof = load_profile(profile)
     roles = assign_roles([Path(p) for p in paths], prof)
     parts = [read_part(role, path, prof) for role, path in roles.items()]
-    return ingest_parts(parts, prof, db=db, today=today, dry_run=dry_run, progress=progress,
-                        fmt="multi-file")
+    read = time.perf_counter() - started
+    result = ingest_parts(parts, prof, db=db, today=today, dry_run=dry_run, progress=progress,
+                          fmt="multi-file")
+    result.timings = {"read": round(read, 3), **result.timings}
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
 
 
 def ingest_parts(parts: list[ExportPart], prof: Profile, *, db=None, today=None,
@@ -184,15 +190,18 @@ def ingest_parts(parts: list[ExportPart], prof: Profile, *, db=None, today=None,
     previous = _peek_previous(db, sha)
     if previous is not None:
         return _already(Path(name), previous)
-    joined = join_parts(by_role, prof, today)
-    raw = RawExport(Path(name), joined.visits, sha, fmt, by_role["visits"].bad_rows)
     stages = _Stages(progress and sum(p.rows_in for p in parts) >= PROGRESS_MIN_ROWS)
     try:
+        joined = join_parts(by_role, prof, today)
+        stages.step("join")
+        raw = RawExport(Path(name), joined.visits, sha, fmt, by_role["visits"].bad_rows)
         with dry_run_store(db, dry_run) as target:
-            return _load_in_transaction(raw, prof, target, today, stages, dry_run=dry_run,
-                                        after_load=joined.after_load)
+            result = _load_in_transaction(raw, prof, target, today, stages, dry_run=dry_run,
+                                          after_load=joined.after_load)
     finally:
         stages.close()
+    result.timings = stages.timings
+    return result
 
 
 @dataclass
@@ -273,7 +282,9 @@ def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
         if len(rows):
             cells = (out[col].astype(object) if col in out
                      else pd.Series("", index=out.index, dtype=object))
-            cells.loc[rows["visit_row"].to_numpy()] = [f"{v:.15g}" for v in rows["score"]]
+            score = rows["score"]
+            texts = score.map({v: f"{v:.15g}" for v in pd.unique(score)})  # few distinct
+            cells.loc[rows["visit_row"].to_numpy()] = texts.to_numpy()
             out[col] = cells.astype(_STR)
     return out
 
