@@ -199,6 +199,7 @@ def test_bom_invisible_characters_and_ragged_rows_in_the_other_files(export, db_
     assert load_visits(db_path).set_index("visit_id").loc["E2", "nprs"] == 5.0  # joined
 
 
+@pytest.mark.slow
 def test_killed_multi_file_ingest_leaves_the_store_unchanged(export, db_path):
     import signal
     import subprocess
