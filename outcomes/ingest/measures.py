@@ -148,9 +148,9 @@ def match_measures(measures: pd.DataFrame, visits: pd.DataFrame, *,
     flags.add(blank, "_blank", "")
     flags.add((text["patient_id"].fillna("") == "").to_numpy(bool), "missing_key",
               "missing patient_id")
-    dates, checks = _parse_dates(text["measure_date"], date_format, today)
+    dates, checks = _dates(text["measure_date"], date_format, today)
     for mask, code, reason in checks:
-        flags.add(mask.to_numpy(bool), code, reason.replace("visit_date", "measure date"))
+        flags.add(mask, code, reason.replace("visit_date", "measure date"))
     instrument = _instrument_of(text, vocabulary)
     unknown = flags.ok & instrument.isna().to_numpy(bool)
     unmapped = _unmapped(text, unknown)
@@ -158,7 +158,7 @@ def match_measures(measures: pd.DataFrame, visits: pd.DataFrame, *,
               "(outcomes/data/measures.toml or the profile's [measures.names])")
     scores = _check_scores(text["score"], instrument, instruments, flags, decimal, missing_values)
     frame = pd.DataFrame({"row_number": measures.index, "patient_id": text["patient_id"].array,
-                          "date": dates.to_numpy(), "instrument": instrument.array,
+                          "date": dates, "instrument": instrument.array,
                           "score": scores})
     visit_row, visit_id = _nearest_visit(frame, visits, flags, date_format, tolerance_days, today)
     frame["visit_row"], frame["visit_id"] = visit_row, visit_id
@@ -169,6 +169,23 @@ def match_measures(measures: pd.DataFrame, visits: pd.DataFrame, *,
     quarantine = pd.DataFrame({"row_number": measures.index[bad], "reason_code": flags.code[bad],
                                "reason_text": flags.text[bad]})
     return MeasureMatch(attached, quarantine, int(blank.sum()), int(dup.sum()), unmapped)
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Row codes into the distinct texts (the last one NA), for parsing each text once."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    distinct = pd.concat([pd.Series(uniques, dtype="string[pyarrow]"),
+                          pd.Series([pd.NA], dtype="string[pyarrow]")], ignore_index=True)
+    return np.where(codes < 0, len(uniques), codes), distinct
+
+
+def _dates(values: pd.Series, date_format: str, today) -> tuple[np.ndarray, list]:
+    """:func:`outcomes.ingest.clean._parse_dates` on the distinct texts, broadcast to rows:
+    a flowsheet of a million rows holds a few hundred distinct dates."""
+    codes, distinct = _factorize(values)
+    parsed, checks = _parse_dates(distinct, date_format, today)
+    return (parsed.to_numpy()[codes],
+            [(np.asarray(mask.to_numpy(bool))[codes], code, text) for mask, code, text in checks])
 
 
 def _instrument_of(text: dict, vocabulary: dict[str, str]) -> pd.Series:
@@ -193,7 +210,9 @@ def _check_scores(score: pd.Series, instrument: pd.Series, registry: dict[str, I
                   flags: _Flags, decimal: str, missing_values) -> np.ndarray:
     """Parse scores (explicit missing texts only) and check each against its instrument."""
     missing = {m.strip().lower() for m in missing_values}
-    value, not_number, comma = (s.to_numpy() for s in _to_number(score, decimal, missing))
+    codes, uniques = _factorize(score)
+    value, not_number, comma = (np.asarray(s.to_numpy())[codes] for s in
+                                _to_number(uniques, decimal, missing))
     is_missing = pd.isna(value) & ~not_number
     flags.add(is_missing, "missing_score", "score is empty or marked missing")
     flags.add(not_number & comma, "score_not_numeric",
@@ -217,8 +236,8 @@ def _nearest_visit(frame: pd.DataFrame, visits: pd.DataFrame, flags: _Flags, dat
     """Row number and visit_id of the nearest visit of the same patient within the tolerance."""
     v = pd.DataFrame({"visit_row": visits.index, "visit_id": normalize_ids(visits["visit_id"]).array,
                       "patient_id": normalize_ids(visits["patient_id"]).array,
-                      "date": _parse_dates(normalize_ids(visits["visit_date"]), date_format,
-                                           today)[0].to_numpy()})
+                      "date": _dates(normalize_ids(visits["visit_date"]), date_format,
+                                     today)[0]})
     v = v.dropna().drop_duplicates("visit_id")  # a repeated visit row is one visit
     ok = flags.ok
     m = frame.loc[ok, ["row_number", "patient_id", "date"]]

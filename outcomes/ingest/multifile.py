@@ -375,7 +375,7 @@ def _patients(part: ExportPart, visits: pd.DataFrame) -> dict:
     distinct = keyed[~dup]
     conflict = distinct["patient_id"].duplicated(keep=False)
     conflict = keyed["patient_id"].isin(distinct.loc[conflict, "patient_id"]) & ~dup
-    seen = set(normalize_ids(visits["patient_id"]).dropna())
+    seen = normalize_ids(visits["patient_id"]).dropna().unique()  # Arrow; no Python set
     orphan = ~keyed["patient_id"].isin(seen) & ~conflict & ~dup
     q = pd.concat([
         _reasons(text.index[no_key], "missing_key", "missing patient_id"),
@@ -404,8 +404,10 @@ def _add_covariates(visits: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFr
 
     out = visits.copy()
     pid = normalize_ids(out["patient_id"])
+    pos = covariates.index.get_indexer(pid)  # one hash lookup for every covariate column
     for col in covariates.columns:
-        value = pid.map(covariates[col]).fillna("").astype(_STR)
+        value = pd.Series(covariates[col].array.take(pos, allow_fill=True),
+                          index=out.index).fillna("").astype(_STR)
         if col in out:
             own = out[col].fillna("")
             value = own.where(normalize_ids(own) != "", value).astype(_STR)
