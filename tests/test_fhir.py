@@ -127,3 +127,9 @@ def test_other_resource_types_are_ignored_and_named(bulk, db_path):
     result = ingest(bulk, db_path, dry_run=True)
     assert result.warnings["ignored_files"] == "Practitioner.ndjson"
     assert not db_path.exists()
+
+
+def test_a_second_file_of_one_resource_type_is_rejected(bulk, db_path):
+    shutil.copy(bulk / "Encounter.ndjson", bulk / "Encounter-2.ndjson")
+    with pytest.raises(InputError, match="is a second Encounter file"):
+        ingest(bulk, db_path)

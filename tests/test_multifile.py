@@ -221,3 +221,52 @@ def test_killed_multi_file_ingest_leaves_the_store_unchanged(export, db_path):
     again = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
                           today=TODAY)
     assert not again.already_ingested and by_role(again)["measures"]["rows_loaded"] == 7
+
+
+def test_patient_conflicts_missing_keys_and_scores_of_quarantined_visits(export, db_path):
+    (export / "patients.csv").write_text("Patient ID,Age,Sex,Payer\nP1,34,Female,commercial\n"
+                                         "P1,35,Female,commercial\n,50,Male,medicare\n"
+                                         "P2,51,Male,medicare\nP2,51,Male,medicare\n")
+    visits = (export / "visits.csv").read_text().replace("01/22/2024,Discharge Summary",
+                                                         "01/22/2024,Phone call")
+    (export / "visits.csv").write_text(visits)
+    result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
+                           today=TODAY)
+    f = by_role(result)
+    assert counts(f["patients"]) == (5, 1, 3, 1, 0)
+    assert f["patients"]["quarantine_by_reason"] == {"missing_key": 1, "patient_conflict": 2}
+    assert f["visits"]["quarantine_by_reason"] == {"bad_visit_type": 1}
+    # E3's three scores (NPRS, LEFS, ODI) go with their visit into quarantine
+    assert f["measures"]["quarantine_by_reason"]["visit_quarantined"] == 3
+    assert counts(f["measures"]) == (14, 4, 8, 1, 1)
+    v = load_visits(db_path).set_index("visit_id")
+    assert v.loc["E1", "age"] != v.loc["E1", "age"]  # P1's age: which row is right? neither
+    assert v.loc["E4", "age"] == 51.0
+    with open_store(db_path) as con:
+        assert con.execute("SELECT count(*) FROM visit_measures").fetchone()[0] == 0
+
+
+def _zip_with_two_visits(d: Path) -> None:
+    with zipfile.ZipFile(d / "x.zip", "w") as zf:
+        zf.write(d / "visits.csv", "a/visits.csv")
+        zf.write(d / "visits.csv", "b/visits.csv")
+
+
+@pytest.mark.parametrize("setup, target, message", [
+    (lambda d: (d / "visits_and_patients.csv").write_text("a\n1\n"), None,
+     "matches more than one file pattern"),
+    (lambda d: shutil.copy(d / "visits.csv", d / "visits2.csv"), None, "is a second visits file"),
+    (lambda d: (d / "patients.csv").rename(d / "patients.parquet"), None,
+     "multi-file exports are read from .csv or .xlsx files"),
+    (lambda d: (d / "empty").mkdir(), "empty", "no export files in empty"),
+    (_zip_with_two_visits, "x.zip", "two files with the same name"),
+])
+def test_ambiguous_or_unsupported_file_sets_are_rejected(export, db_path, setup, target, message):
+    text = (export / "profile.toml").read_text().replace('patients = "patients*.csv"',
+                                                         'patients = "*patients*"')
+    (export / "profile.toml").write_text(text)
+    setup(export)
+    res = run_cli("ingest", export / target if target else export, "--db", db_path, "--profile",
+                  export / "profile.toml")
+    assert res.exit_code == 2 and res.output.startswith("error: ") and message in res.output
+    assert not db_path.exists()
