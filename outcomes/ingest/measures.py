@@ -191,12 +191,15 @@ def _dates(values: pd.Series, date_format: str, today) -> tuple[np.ndarray, list
 def _instrument_of(text: dict, vocabulary: dict[str, str]) -> pd.Series:
     """Instrument per row: by code first (exact), then by normalised name."""
     # a flowsheet repeats a few dozen names a million times: look each distinct text up once
-    codes = text["measure_code"].astype(object)
-    by_code = codes.map({c: vocabulary.get(f"code:{c}") for c in pd.unique(codes.dropna())})
-    names = text["measure_name"].astype(object)
-    by_name = names.map({n: vocabulary.get(f"name:{normalize_measure_name(n)}")
-                         for n in pd.unique(names.dropna())})
-    return by_code.where(by_code.notna(), by_name).astype("string")
+    c_rows, codes = _factorize(text["measure_code"])
+    by_code = np.array([vocabulary.get(f"code:{c}") if isinstance(c, str) else None
+                        for c in codes.astype(object)], dtype=object)[c_rows]
+    n_rows, names = _factorize(text["measure_name"])
+    by_name = np.array([vocabulary.get(f"name:{normalize_measure_name(n)}")
+                        if isinstance(n, str) else None for n in names.astype(object)],
+                       dtype=object)[n_rows]
+    return pd.Series(np.where(pd.isna(by_code), by_name, by_code), index=text["score"].index,
+                     dtype="string")
 
 
 def _unmapped(text: dict, unknown: np.ndarray) -> dict[str, int]:

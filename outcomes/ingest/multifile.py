@@ -280,12 +280,12 @@ def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
     for col in SCORE_COLUMNS:
         rows = attached[attached["instrument"] == col]
         if len(rows):
-            cells = (out[col].astype(object) if col in out
-                     else pd.Series("", index=out.index, dtype=object))
-            score = rows["score"]
-            texts = score.map({v: f"{v:.15g}" for v in pd.unique(score)})  # few distinct
-            cells.loc[rows["visit_row"].to_numpy()] = texts.to_numpy()
-            out[col] = cells.astype(_STR)
+            cells = (out[col].to_numpy(dtype=object, na_value=None) if col in out
+                     else np.full(len(out), "", dtype=object))
+            codes, distinct = pd.factorize(rows["score"])  # few distinct scores: format once
+            texts = np.array([f"{v:.15g}" for v in distinct], dtype=object)[codes]
+            cells[out.index.get_indexer(rows["visit_row"])] = texts
+            out[col] = pd.array(cells, dtype=_STR)
     return out
 
 
@@ -305,9 +305,10 @@ def _measure_rows(con, match: MeasureMatch, part: ExportPart,
                              "USING (visit_id)").df()
     finally:
         con.unregister("_att")
-    where = rows["visit_id"].map(stored.set_index("visit_id")["ingest_id"])
+    pos = pd.Index(stored["visit_id"]).get_indexer(rows["visit_id"].astype(str))
+    where = np.append(stored["ingest_id"].to_numpy(dtype=float), np.nan)[pos]  # -1 -> NaN
     rows["status"] = np.where(where == ingest_id, "loaded",
-                              np.where(where.notna(), "duplicate", "visit_quarantined"))
+                              np.where(~np.isnan(where), "duplicate", "visit_quarantined"))
     lost = rows[rows["status"] == "visit_quarantined"]
     q = pd.concat([match.quarantine, pd.DataFrame({
         "row_number": lost["row_number"], "reason_code": "visit_quarantined",
