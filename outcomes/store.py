@@ -316,10 +316,14 @@ def load_instrument_counts(db: str | os.PathLike | None = None) -> pd.DataFrame:
         f"SELECT '{c}' AS instrument, count({c}) AS scores, "
         f"count(DISTINCT CASE WHEN {c} IS NOT NULL THEN patient_id END) AS patients FROM visits"
         for c in SCORE_COLUMNS)
+    long = ("SELECT m.instrument, count(*), count(DISTINCT v.patient_id) "
+            "FROM visit_measures m JOIN visits v USING (visit_id) GROUP BY 1")
     with open_store(db) as con:
-        counts = _frame(con, f"SELECT * FROM ({per_column}) UNION ALL "
-                             "SELECT m.instrument, count(*), count(DISTINCT v.patient_id) "
-                             "FROM visit_measures m JOIN visits v USING (visit_id) GROUP BY 1")
+        # a store written before visit_measures existed gets the table on its next write
+        has_long = _one(con, "SELECT count(*) FROM information_schema.tables "
+                             "WHERE table_name = 'visit_measures'")[0]
+        counts = _frame(con, f"SELECT * FROM ({per_column})"
+                             + (f" UNION ALL {long}" if has_long else ""))
         logs = _frame(con, "SELECT summary FROM ingest_log ORDER BY ingest_id")
     specs: dict[str, str] = {}
     for text in logs["summary"].dropna():
