@@ -124,12 +124,15 @@ def suppress_summary(summary: pd.DataFrame,
                      instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
     """Apply the cell-size rule to an :func:`outcome_summary` table.
 
-    A mean is hidden when it rests on 1-10 episodes; a share reaching the MCID is hidden when
-    either the responders or the non-responders number 1-10 (either would be recoverable from
-    the share and the shown denominator). The ``all`` row is the total row of complementary
-    suppression: a single hidden group count is never recoverable as total minus the others.
+    A mean is hidden when it rests on 1-10 episodes (``<11``); a share reaching the MCID is
+    ``<11`` when it rests on 1-10 episodes, and withheld when either the responders or the
+    non-responders number 1-10 (either would be recoverable from the share and the
+    denominator): it then shows a safe band (:func:`outcomes.privacy.share_band`, e.g. ``over
+    50%``) or, when none exists, ``*`` (:data:`outcomes.privacy.WITHHELD`). The ``all`` row is
+    the total row of complementary suppression: a single hidden group count is never
+    recoverable as total minus the others; cells hidden that way show ``*``.
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, share_band, suppress_small_cells
 
     counts = ["episodes"]
     derived: dict[str, list[str]] = {}
@@ -142,8 +145,16 @@ def suppress_summary(summary: pd.DataFrame,
         derived[f"{code}_responders"] = pct
         derived[f"{code}_nonresponders"] = pct
     total = "all" if "all" in summary.index and len(summary) > 1 else None
-    return suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL,
-                                total_row=total)
+    out = suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL,
+                               total_row=total, complement_label=WITHHELD)
+    for code in instruments:
+        pct = f"{code}_pct_mcid"
+        for key in out.index[out[pct].eq(WITHHELD) & ~out[f"{code}_eligible"].eq(WITHHELD)]:
+            band = share_band(int(summary.at[key, f"{code}_responders"]),
+                              int(summary.at[key, f"{code}_eligible"]), MIN_CELL)
+            if band is not None:
+                out.at[key, pct] = band
+    return out
 
 
 def format_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
@@ -198,10 +209,10 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
     DataFrame
         Index: ``new episodes``, ``episodes ended``, ``ended without a discharge score``,
         ``attended visits``, ``patients seen``; one column per quarter (oldest first),
-        suppressed (1-10 -> ``<11``; episodes without a discharge score also when those *with*
-        one number 1-10, since ended minus without would give them away).
+        suppressed (1-10 -> ``<11``; episodes without a discharge score withheld, ``*``, when
+        those *with* one number 1-10, since ended minus without would give them away).
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, suppress_small_cells
 
     ep = select_clinic(episodes, clinic)
     vis = select_clinic(visits, clinic)
@@ -219,9 +230,11 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
     table = pd.DataFrame(cols)
     table.index.name = "measure"
     out = suppress_small_cells(table, list(table.columns), threshold=MIN_CELL)
-    # ended = with a score + without: hide "without" when the other part is a small cell
+    # ended = with a score + without: withhold "without" when the other part is a small cell
     gap = table.loc["episodes ended"] - table.loc["ended without a discharge score"]
-    out.loc["ended without a discharge score", gap.between(1, MIN_CELL - 1)] = "<11"
+    without = table.loc["ended without a discharge score"]
+    out.loc["ended without a discharge score",
+            gap.between(1, MIN_CELL - 1) & ~without.between(1, MIN_CELL - 1)] = WITHHELD
     return out
 
 
@@ -377,9 +390,11 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
         discharge score (95% CI)`` (Wilson interval, as text), suppressed with the total row
         and ``ended`` (= missing + with a score, per row) used for complementary suppression. ``counts=False`` keeps only the percentage, for
         tables whose rows also appear elsewhere with other counts (e.g. per therapist, next to
-        the caseloads of the therapist comparison: the difference would be a count).
+        the caseloads of the therapist comparison: the difference would be a count). A cell
+        of 1-10 episodes reads ``<11``; one withheld so that such a cell cannot be worked out
+        reads ``*``.
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, suppress_small_cells
 
     ended = episodes[episodes["status"] != "open"]
     missing = (ended["status"] == "no_discharge_score").astype(int)
@@ -391,9 +406,9 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
         format_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
         for m, n in zip(table["missing"], table["ended"], strict=True)]
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
-                               derived={"missing": ["pct_missing"],
+                               derived={"ended": ["pct_missing"], "missing": ["pct_missing"],
                                         "complete": ["pct_missing"]}, total_row="all",
-                               total_column="ended")
+                               total_column="ended", complement_label=WITHHELD)
     out = out.drop(columns=["complete"] if counts else ["complete", "ended", "missing"])
     return out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
 

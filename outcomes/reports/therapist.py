@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from outcomes.reports.data import (
+    MIN_CELL,
     REPORT_INSTRUMENTS,
     active_in,
     ended_in,
@@ -157,16 +158,23 @@ def therapist_vs_clinic(episodes: pd.DataFrame, quarters: list[str], therapist: 
 
 
 def _benchmark_cells(r: dict[str, Any], code: str, suppress: bool) -> dict[str, str]:
-    hide = "<11"
-    ended = hide if suppress and is_small(r["ended"]) else str(r["ended"])
-    missing = (hide if suppress and is_small(r["missing"], r["ended"] - r["missing"])
-               else format_interval(r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
-    change = (hide if suppress and is_small(r[f"{code}_n"]) else
+    from outcomes.privacy import SUPPRESSED, WITHHELD, share_band
+
+    def withheld(part: int, whole: int, shown: str) -> str:
+        if not suppress or not is_small(part, whole - part):
+            return shown
+        if is_small(whole):
+            return SUPPRESSED
+        return share_band(part, whole, MIN_CELL) or WITHHELD
+
+    ended = SUPPRESSED if suppress and is_small(r["ended"]) else str(r["ended"])
+    missing = withheld(r["missing"], r["ended"], format_interval(
+        r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
+    change = (SUPPRESSED if suppress and is_small(r[f"{code}_n"]) else
               format_interval(r[f"{code}_change"], r[f"{code}_change_low"],
-                            r[f"{code}_change_high"]))
-    pct = (hide if suppress and is_small(r[f"{code}_responders"], r[f"{code}_nonresponders"])
-           else format_interval(r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"],
-                              0, "%"))
+                              r[f"{code}_change_high"]))
+    pct = withheld(r[f"{code}_responders"], r[f"{code}_eligible"], format_interval(
+        r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"], 0, "%"))
     name = code.upper()
     return {"episodes ended": ended, "without discharge score (95% CI)": missing,
             f"{name} mean change (95% CI)": change, f"{name} % reaching MCID (95% CI)": pct}
