@@ -165,7 +165,8 @@ def format_oe(table: pd.DataFrame) -> pd.DataFrame:
 
 def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
     """Readable :func:`quarter_trend` table; cells of 1-10 episodes read ``<11``, a share
-    withheld because its responders or non-responders number 1-10 reads ``*``."""
+    withheld because its responders or non-responders number 1-10 shows its safe band, else
+    ``*``."""
     from outcomes.privacy import SUPPRESSED, WITHHELD
 
     rows = {}
@@ -174,8 +175,8 @@ def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
             "episodes ended": SUPPRESSED if pd.isna(r["episodes"]) else int(r["episodes"]),
             "mean change (95% CI)": SUPPRESSED if r["suppressed"] else format_interval(
                 r["change"], r["change_low"], r["change_high"]),
-            "% reaching MCID (95% CI)": SUPPRESSED if r["suppressed"] else WITHHELD
-            if r["pct_suppressed"]
+            "% reaching MCID (95% CI)": SUPPRESSED if r["suppressed"] else
+            (r.get("pct_band") or WITHHELD) if r["pct_suppressed"]
             else format_interval(r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quarter")

@@ -25,7 +25,7 @@ from outcomes.reports.data import (
 
 __all__ = [
     "mean_ci", "wilson_ci", "instrument_row", "outcome_summary", "suppress_summary",
-    "format_interval", "format_summary", "summary_table", "quarter_volumes", "quarter_trend",
+    "format_interval", "format_summary", "summary_table", "with_labels", "quarter_volumes", "quarter_trend",
     "therapist_comparison", "RISK_COVARIATES", "observed_minus_expected", "quarantine_table",
     "missing_discharge", "unmapped_table",
 ]
@@ -192,9 +192,21 @@ def format_summary(summary: pd.DataFrame,
 
 def summary_table(episodes: pd.DataFrame, by: str | None = None,
                   instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
-    """:func:`outcome_summary` -> :func:`suppress_summary` -> :func:`format_summary`."""
+    """:func:`outcome_summary` -> :func:`suppress_summary` -> :func:`format_summary`, rows and
+    header in words (:func:`outcomes.schema.label_values`)."""
     summary = outcome_summary(episodes, by, instruments)
-    return format_summary(suppress_summary(summary, instruments), instruments)
+    return with_labels(format_summary(suppress_summary(summary, instruments), instruments), by)
+
+
+def with_labels(table: pd.DataFrame, by: str | None) -> pd.DataFrame:
+    """``table`` (indexed by the codes of column ``by``) with the index in words and named
+    after ``by`` as a person reads it (``condition`` -> ``diagnosis``)."""
+    from outcomes.schema import label_of, label_values
+
+    out = table.copy()
+    out.index = label_values(out.index, by or "total")
+    out.index.name = label_of("column", by) if by else table.index.name
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,15 +263,19 @@ def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
         quarters before the first ended episode are dropped). Small cells are blanked (NaN, so
         a chart of the table carries none): ``suppressed`` marks a mean resting on 1-10
         episodes (everything blanked), ``pct_suppressed`` a share whose responders or
-        non-responders number 1-10 (the share blanked).
+        non-responders number 1-10 (the share blanked; ``pct_band`` holds its safe band from
+        :func:`outcomes.privacy.share_band`, or None).
     """
+    from outcomes.privacy import share_band
+
     rows = []
     for q in previous_quarters(quarter, n_quarters):
         ended = ended_in(episodes, q)
         row = {k.removeprefix(f"{code}_"): v for k, v in instrument_row(ended, code).items()}
         rows.append({"quarter": q, "episodes": len(ended), **row,
                      "suppressed": is_small(row["n"], row["eligible"]),
-                     "pct_suppressed": is_small(row["responders"], row["nonresponders"])})
+                     "pct_suppressed": is_small(row["responders"], row["nonresponders"]),
+                     "pct_band": share_band(row["responders"], row["eligible"], MIN_CELL)})
     out = pd.DataFrame(rows)
     pct = ["eligible", "responders", "nonresponders", "pct_mcid", "pct_low", "pct_high"]
     out.loc[out["suppressed"], ["n", "change", "change_low", "change_high", *pct]] = float("nan")
@@ -410,7 +426,8 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
                                         "complete": ["pct_missing"]}, total_row="all",
                                total_column="ended", complement_label=WITHHELD)
     out = out.drop(columns=["complete"] if counts else ["complete", "ended", "missing"])
-    return out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
+    out = out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
+    return with_labels(out, by)
 
 
 def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:

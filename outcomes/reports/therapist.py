@@ -43,16 +43,20 @@ def caseload_table(episodes: pd.DataFrame, quarter: str, therapist: str) -> pd.D
     -------
     DataFrame
         Indexed by ``episode`` (the pseudonymous episode id, which starts with the patient's
-        pseudonym): ``condition, arm, start, last visit, status, visits`` and per report
+        pseudonym): ``diagnosis, arm, start, last visit, status, visits`` (in words) and per report
         instrument ``intake -> discharge``, ``change`` and ``MCID`` (``yes``/``no``/``ceiling``
         /``-``), as text.
     """
     own = own_episodes(episodes, therapist)
     own = own[active_in(own, quarter)].sort_values(["start_date", "episode_id"])
+    from outcomes.schema import label_values
+
     out = pd.DataFrame({
-        "episode": own["episode_id"], "condition": own["condition"], "arm": own["arm"],
+        "episode": own["episode_id"], "diagnosis": label_values(own["condition"], "condition"),
+        "arm": label_values(own["arm"], "arm"),
         "start": own["start_date"].dt.strftime("%Y-%m-%d"),
-        "last visit": own["end_date"].dt.strftime("%Y-%m-%d"), "status": own["status"],
+        "last visit": own["end_date"].dt.strftime("%Y-%m-%d"),
+        "status": label_values(own["status"], "status"),
         "visits": own["n_visits"]})
     for code in REPORT_INSTRUMENTS:
         name = code.upper()
