@@ -292,8 +292,9 @@ def _missing_items(figures: pd.DataFrame) -> list[str]:
     row = figures.set_index("measure").loc["% ended without a discharge score"]
     if row["direction"] != "worse":
         return []
-    return [f"Data quality: {row['this_text']} of episodes ended without a discharge score, "
-            f"up from {row['last_text']} last quarter, beyond chance (see Data quality)."]
+    this, last = (f"{v:.0f}%" for v in (row["this_text"], row["last_text"]))  # both shown
+    return [f"Data quality: {this} of episodes ended without a discharge score, up from {last} "
+            "last quarter, beyond chance (see Data quality)."]
 
 
 # --------------------------------------------------------------------------------------------
