@@ -230,6 +230,46 @@ def test_published_counts_are_never_1_to_10(rendered):
     assert hidden > 0, "the planted small caseloads should have been suppressed somewhere"
 
 
+def _glance(tables: list[list[list[str]]]) -> dict[str, list[str]]:
+    rows = next(t for t in tables if t and t[0] == ["", "this quarter", "last quarter",
+                                                       "change"])
+    return {r[0]: r[1:] for r in rows[1:]}
+
+
+def _lead(cell: str) -> float:
+    """The number a cell starts with (``-2.6 (-2.8 to -2.3)`` -> -2.6, ``78%`` -> 78)."""
+    return float(cell.split(" (")[0].rstrip("%"))
+
+
+def test_glance_box_leads_and_repeats_only_what_the_tables_publish(rendered):
+    """The box opens the quarterly report, and each figure of this quarter is the one *Volumes*
+    and *By arm* publish (a number where they show it, the same marker where they do not), so
+    the box cannot give away what a table withholds."""
+    page = _page(rendered, "quarterly_outcomes.html")
+    assert page.index("This quarter at a glance") < page.index("How to read this report") \
+        < page.index("Volumes")
+    parser = _Tables()
+    parser.feed(page)
+    glance = _glance(parser.tables)
+    volumes = {r[0]: r[1:] for r in _table_with(parser.tables, "measure")[1:]}
+    assert glance["episodes ended"][:2] == volumes["episodes ended"][::-1]
+    for cell in glance["episodes ended"][:2]:
+        assert cell == "<11" or not 1 <= int(cell) <= 10
+    by_arm = next(t for t in parser.tables if t and t[0][0] == "arm")
+    total = dict(zip(by_arm[0], next(r for r in by_arm if r[0] == "All episodes"), strict=True))
+    for measure, column in (("% reaching the NPRS MCID", "NPRS pain: % reaching MCID (95% CI)"),
+                            ("NPRS pain: mean change (negative = better)",
+                             "NPRS pain: mean change (95% CI)")):
+        shown, published = glance[measure][0], total[column]
+        if published[0].isdigit() or published[0] == "-":
+            assert _lead(shown) == pytest.approx(_lead(published)), (measure, shown, published)
+        else:
+            assert shown == published, (measure, shown, published)
+    therapist = _page(rendered, "therapists/T001.html")
+    assert therapist.index("This quarter at a glance") < therapist.index(
+        "Your episodes this quarter")
+
+
 def test_pngs_in_reports_carry_no_text_chunks(rendered):
     for path in rendered.folder.rglob("*.html"):
         for b64 in re.findall(rb"data:image/png;base64,([A-Za-z0-9+/=]+)", path.read_bytes()):
