@@ -156,7 +156,8 @@ def test_installed_wheel_renders_reports_outside_the_repository(tmp_path):
 
     The new venv reaches the test environment's third-party packages through a ``.pth`` file (a
     fresh download of jupyterlab & co. would take minutes and needs the registry); ``outcomes``
-    itself comes only from the wheel (the editable install's finder is not loaded there).
+    itself comes only from the wheel (the editable install's finder is not loaded there), and
+    ``JUPYTER_PATH`` points at the test environment's data files (nbconvert's templates).
     """
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
     work.mkdir()
@@ -174,6 +175,8 @@ def test_installed_wheel_renders_reports_outside_the_repository(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "OUTCOMES_NOTEBOOKS", "OUTCOMES_DB")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # data files the borrowed packages installed beside themselves (nbconvert's templates)
+    env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
     where = subprocess.run([str(py), "-c", "import outcomes; print(outcomes.__file__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True)
     assert str(ROOT) not in where.stdout and str(venv) in where.stdout
