@@ -14,13 +14,20 @@ Targets (issue): fast <= 0.5 x lme4 and <= 1/20 x statsmodels on 20k x 6, same e
 Fixed-effect differences are relative to max(|estimate|, SE), so a coefficient near 0 does not
 inflate them. lme4 runs with its defaults (nloptwrap), whose stopping rule is looser than ours:
 the remaining differences are lme4's (our log-likelihood is the same or higher).
-A final row fits episodes nested in therapists (``nested_in="therapist"``) against lme4's
+A further row fits episodes nested in therapists (``nested_in="therapist"``) against lme4's
 ``(week | therapist:episode) + (1 | therapist)``.
+
+Issue #14 sweep (``--sweep``, default 20,000 episodes): visits at weeks 0, 2, ..., 10 with ~8 %
+missing, random intercept SD 1.2, random slope SD 0, 0.02, 0.05, 0.1, 0.3 with correlation
+-0.9, 0, 0.9, residual SD 1. Each design prints our variance components, the time ratio against
+lme4's defaults, and the log-likelihood difference, variance components and fixed effects
+against both lme4's default fit and a second, untimed lme4 fit with bobyqa run to
+``rhoend = 1e-10`` (the optimum; target: fast - lme4 >= -1e-6 against both).
 
 R and lme4 are Debian packages: ``sudo apt-get install r-base-core r-cran-lme4`` (or
 ``make sysdeps``). Without /usr/bin/Rscript the lme4 columns are skipped with a message.
 
-Run: ``.venv/bin/python benchmarks/mixed_vs_lme4.py [--sizes 2000 20000 200000]``.
+Run: ``.venv/bin/python benchmarks/mixed_vs_lme4.py [--sizes 2000 20000 200000] [--sweep 20000]``.
 """
 
 from __future__ import annotations
@@ -51,15 +58,16 @@ warm <- data.frame(score = rnorm(600), week = rep(0:5, 100), arm = rep(c("pri", 
 invisible(suppressMessages(lmer(f, data = warm)))
 d <- read.csv(args[1])
 d$arm <- factor(d$arm)
+# 17 digits: a log-likelihood near -2e5 printed with 12 would hide differences below 1e-6
 report <- function(m, prefix = "") {
   vc <- as.data.frame(VarCorr(m))
-  cat(sprintf("%sloglik,%.12g\n", prefix, as.numeric(logLik(m))))
+  cat(sprintf("%sloglik,%.17g\n", prefix, as.numeric(logLik(m))))
   fe <- fixef(m); se <- sqrt(diag(as.matrix(vcov(m))))
   for (i in seq_along(fe)) {
-    cat(sprintf("%sfixef,%s,%.12g,%.12g\n", prefix, names(fe)[i], fe[i], se[i]))
+    cat(sprintf("%sfixef,%s,%.17g,%.17g\n", prefix, names(fe)[i], fe[i], se[i]))
   }
   for (i in seq_len(nrow(vc))) {
-    cat(sprintf("%svcov,%s,%s,%s,%.12g\n", prefix, vc$grp[i], vc$var1[i], vc$var2[i], vc$vcov[i]))
+    cat(sprintf("%svcov,%s,%s,%s,%.17g\n", prefix, vc$grp[i], vc$var1[i], vc$var2[i], vc$vcov[i]))
   }
 }
 t <- system.time(m <- lmer(f, data = d, REML = TRUE))
