@@ -253,27 +253,41 @@ def is_singular(fit) -> bool:
     return any("singular" in message for message in fit.warnings)
 
 
+def sweep_row(n_episodes: int, slope_sd: float, rho: float) -> dict | None:
+    """Fit one sweep design with both engines, print its lines; differences from lme4's better fit."""
+    data = simulate_small_slope(n_episodes, slope_sd, rho)
+    t_fast, fast = time_ours(data)
+    cov = fast.cov_re.to_numpy()
+    head = (f"slope SD {slope_sd:<4g} corr {rho:+.1f}: fast {t_fast:6.3f} s; fast var. comp. "
+            f"int {cov[0, 0]:.5f} slope {cov[1, 1]:.3e} cov {cov[0, 1]:+.3e} "
+            f"resid {fast.scale:.5f}{' (singular)' if is_singular(fast) else ''}")
+    ref = run_lme4(data, tight=True)
+    if ref is None:
+        print(head)
+        return None
+    print(f"{head}; lme4 {ref['time']:6.3f} s (fast/lme4 = {t_fast / ref['time']:.3f})")
+    for label, r in (("lme4 default", ref), ("lme4 bobyqa 1e-10", ref["tight"])):
+        d = differences(fast, r)
+        print(f"    vs {label:<17}: loglik fast - lme4 = {d['dll']:+.1e}; largest relative "
+              f"difference: var. comp. {d['vc']:.1e}, fixef {d['fixef']:.1e}, SE {d['se']:.1e}")
+    # bobyqa pushed to 1e-10 can end far from the optimum (seen: 17 log-likelihood units short)
+    best = max((ref, ref["tight"]), key=lambda r: r["loglik"])
+    return {**differences(fast, best), "ratio": t_fast / ref["time"]}
+
+
 def print_sweep(n_episodes: int) -> None:
     """Issue #14: small random-slope SDs x correlations, vs lme4's defaults and its optimum."""
     print(f"small random slopes (issue #14): {n_episodes:,} episodes, weeks 0-10 every 2, "
           "~8 % missing; slope SD 0 has no correlation (one row)")
     time_ours(simulate_small_slope(100, 0.1, 0.0, seed=1))  # warm-up
-    for slope_sd, rho in SWEEP:
-        data = simulate_small_slope(n_episodes, slope_sd, rho)
-        t_fast, fast = time_ours(data)
-        cov = fast.cov_re.to_numpy()
-        head = (f"slope SD {slope_sd:<4g} corr {rho:+.1f}: fast {t_fast:6.3f} s; fast var. comp. "
-                f"int {cov[0, 0]:.5f} slope {cov[1, 1]:.3e} cov {cov[0, 1]:+.3e} "
-                f"resid {fast.scale:.5f}{' (singular)' if is_singular(fast) else ''}")
-        ref = run_lme4(data, tight=True)
-        if ref is None:
-            print(head)
-            continue
-        print(f"{head}; lme4 {ref['time']:6.3f} s (fast/lme4 = {t_fast / ref['time']:.3f})")
-        for label, r in (("lme4 default", ref), ("lme4 bobyqa 1e-10", ref["tight"])):
-            d = differences(fast, r)
-            print(f"    vs {label:<17}: loglik fast - lme4 = {d['dll']:+.1e}; largest relative "
-                  f"difference: var. comp. {d['vc']:.1e}, fixef {d['fixef']:.1e}, SE {d['se']:.1e}")
+    rows = [sweep_row(n_episodes, slope_sd, rho) for slope_sd, rho in SWEEP]
+    rows = [r for r in rows if r is not None]
+    if rows:
+        worst = {k: max(abs(r[k]) for r in rows) for k in ("vc", "fixef", "ratio")}
+        print(f"sweep vs lme4's better fit: smallest fast - lme4 loglik "
+              f"{min(r['dll'] for r in rows):+.1e} (target >= -1e-6); largest relative "
+              f"difference var. comp. {worst['vc']:.1e}, fixef {worst['fixef']:.1e}; "
+              f"largest fast/lme4 time {worst['ratio']:.3f} (target <= 0.5)")
 
 
 def main() -> None:
