@@ -10,7 +10,9 @@ maximum log-likelihood (fixed effect ``armtrad`` off by 4e-4 relative, and lme4 
 "failed to converge"); tightened, it reaches the fast engine's optimum. R is a test requirement
 (``make test`` runs ``make sysdeps``), so a missing Rscript fails with a message.
 Data: tests/data/sleepstudy.csv (= ``lme4::sleepstudy``) and synthetic designs from
-``test_mixed.make_visits`` (unbalanced, missing visits, single-visit episodes, two slopes).
+``test_mixed.make_visits`` (unbalanced, missing visits, single-visit episodes, two slopes) and
+``test_mixed.small_slope_visits`` (issue #14: random-slope SDs near 0, compared with lme4's
+default fit as well, since its bobyqa refit can end far from the optimum on these designs).
 """
 
 import io
@@ -243,9 +245,11 @@ def test_small_slope_sweep_reaches_lme4_optimum(design, lme4_sweep):
     better of the two minus 1e-6, and estimates match the tightened fit at the usual tolerances
     (fixed effects 1e-5 of max(|estimate|, SE), variance components and SEs 1e-3, isSingular).
     """
-    fit = fit_mixed(small_slope_visits(SWEEP_EPISODES, *design), "pain ~ week * pri", "pid",
-                    "~week", engine="fast")
     ref = {kind: lme4_sweep[(sweep_id(design), kind)] for kind in ("default", "tight")}
+    singular = ref["tight"].loc[ref["tight"]["kind"] == "singular", "value"].item()
+    with pytest.warns(RuntimeWarning, match="singular") if singular else _no_warn():
+        fit = fit_mixed(small_slope_visits(SWEEP_EPISODES, *design), "pain ~ week * pri", "pid",
+                        "~week", engine="fast")
     best = max(float(r.loc[r["kind"] == "loglik", "value"].item()) for r in ref.values())
     assert fit.loglik - best >= -1e-6
     assert_matches_lme4(fit, ref["tight"], "pid")
