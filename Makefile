@@ -6,13 +6,14 @@ STAMP   := $(VENV)/.installed
 DEMO    := build/demo
 export OUTCOMES_DB ?= $(abspath $(DEMO)/outcomes.duckdb)
 
-.PHONY: help venv sysdeps demo test test-fast lint lab bench clean
+.PHONY: help venv sysdeps demo test test-fast lint lab bench docs clean
 
 help:
 	@echo "make demo    - install into .venv, make a synthetic export, ingest it, render the latest quarter"
 	@echo "make test    - ruff + the whole pytest suite (installs Chromium and R from Debian if missing)"
 	@echo "make lab     - open the notebooks in JupyterLab"
 	@echo "make bench   - run the benchmarks in benchmarks/"
+	@echo "make docs    - API reference from the docstrings into build/docs/ (offline)"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +48,7 @@ demo: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(BIN)/ruff check outcomes tests benchmarks
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -60,6 +62,13 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+docs: $(STAMP)
+	rm -rf build/docs
+	$(BIN)/pdoc --docformat numpy --no-search -o build/docs outcomes outcomes.ingest outcomes.privacy \
+	  outcomes.store outcomes.episodes outcomes.models outcomes.tables outcomes.plots outcomes.reports \
+	  outcomes.synthetic outcomes.schema outcomes.instruments outcomes.errors outcomes.cli
+	@echo "API reference: build/docs/index.html"
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -55,11 +55,9 @@ def child(mode: str, path: str, db: str) -> None:
     import pyarrow.csv as pacsv
 
     if mode in ("ingest", "floor"):  # imports are start-up cost, not ingest cost: load them first
-        import outcomes.clean
         import outcomes.episodes
-        import outcomes.privacy
-        import outcomes.store
-        import outcomes.techniques  # noqa: F401
+        import outcomes.ingest.clean
+        import outcomes.ingest.techniques  # noqa: F401
         from outcomes.ingest import ingest_file
     start = time.perf_counter()
     details: dict = {}

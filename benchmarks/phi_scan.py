@@ -1,6 +1,6 @@
 """PHI scanner: recall and false positives on the labelled corpus, and throughput on 1M notes.
 
-Part 1 - accuracy. :func:`outcomes._phi_corpus.generate_phi_corpus` plants identifiers of every
+Part 1 - accuracy. :func:`phi_corpus.generate_phi_corpus` plants identifiers of every
 kind in synthetic therapy notes (1,000 notes with one to three planted values, 500 notes with only
 clinical look-alikes such as ``L4-L5``, ``CPT 97110``, ``Left AIC``, ``Thomas test``). Printed per
 kind: planted, detected (planted span fully covered by a hit of the same kind), recall, false
@@ -29,8 +29,8 @@ import platform
 import time
 
 import pandas as pd
+from phi_corpus import generate_notes, generate_phi_corpus, score_phi_scan
 
-from outcomes._phi_corpus import generate_notes, generate_phi_corpus, score_phi_scan
 from outcomes.privacy import redact_phi, scan_phi
 
 TARGETS = {"phone": 1.0, "email": 1.0, "ssn": 1.0, "mrn": 1.0, "name": 0.95}

@@ -54,7 +54,7 @@ def run(args: list[str]) -> float:
 
 def main() -> None:
     db = build_store()
-    from outcomes.reporting import active_therapists
+    from outcomes.reports import active_therapists
     from outcomes.store import load_episodes
 
     therapists = active_therapists(load_episodes(db), QUARTER)

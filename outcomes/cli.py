@@ -134,7 +134,7 @@ def _report_options(func):
 
 
 def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf=False) -> None:
-    from outcomes.report import render_reports
+    from outcomes.reports import render_reports
 
     result = render_reports(jobs, quarter, db, out, n_jobs=n_jobs, cell_timeout=cell_timeout,
                             progress=not quiet, wait=wait, pdf=pdf)
@@ -149,7 +149,7 @@ def _render(jobs, quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf=False
 @_report_options
 def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """The clinic director's quarterly outcomes report."""
-    from outcomes.report import plan_quarterly
+    from outcomes.reports import plan_quarterly
 
     jobs = plan_quarterly(quarter, db, clinic)
     _render(jobs, jobs[0].parameters["quarter"], db, out, n_jobs, cell_timeout, wait, quiet, pdf)
@@ -163,7 +163,7 @@ def report_quarterly(quarter, clinic, db, out, n_jobs, cell_timeout, wait, quiet
 def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, wait,
                      quiet, pdf) -> None:
     """Caseload reports: one per therapist, their own patients only."""
-    from outcomes.report import plan_therapists
+    from outcomes.reports import plan_therapists
 
     if bool(therapists) == all_:
         raise click.UsageError("give --therapist ID (one or more) or --all")
@@ -184,7 +184,7 @@ def report_therapist(quarter, therapists, all_, db, out, n_jobs, cell_timeout, w
 def report_comparative(quarter, condition, outcome, estimand, exposure_rule, period, db, out,
                        n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """The researchers' comparative analysis (PRI-style vs traditional)."""
-    from outcomes.report import plan_comparative
+    from outcomes.reports import plan_comparative
 
     jobs = plan_comparative(quarter, db, condition=condition, outcome=outcome, estimand=estimand,
                             exposure_rule=exposure_rule, period=period)
@@ -197,7 +197,7 @@ def report_comparative(quarter, condition, outcome, estimand, exposure_rule, per
 def report_all(quarter, db, out, n_jobs, cell_timeout, wait, quiet, pdf) -> None:
     """Director's report, every therapist's report and the comparative analysis, as one set."""
     from outcomes.errors import ReportError
-    from outcomes.report import plan_comparative, plan_quarterly, plan_therapists
+    from outcomes.reports import plan_comparative, plan_quarterly, plan_therapists
 
     jobs = plan_quarterly(quarter, db) + plan_therapists(quarter, db)
     try:

@@ -63,7 +63,7 @@ VISIT_COLUMNS = (
     "visit_type",  # one of VISIT_TYPES
     "cpt_codes",  # semicolon-separated CPT codes, e.g. "97162;97110"
     "icd10",  # e.g. "M76.31"
-    "technique_notes",  # free text; mapped to technique codes by outcomes.techniques
+    "technique_notes",  # free text; mapped to technique codes by outcomes.ingest.techniques
     *SCORE_COLUMNS,
     *COVARIATE_COLUMNS,
 )

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
-from outcomes.models._results import pooled_sd
+from outcomes.models import pooled_sd
 
-__all__ = ["table_one", "format_table_one"]
+__all__ = ["table_one", "format_table_one", "row_label"]
 
 _STAT_COLUMNS = ("n", "missing", "mean", "sd", "median", "q1", "q3", "count", "pct")
 
@@ -100,7 +100,7 @@ def format_table_one(table: pd.DataFrame, *, digits: int = 1, smd_digits: int = 
     rows: dict[str, dict[str, str]] = {}
     seen: set[str] = set()
     for _, r in table.iterrows():
-        label = _label(r)
+        label = row_label(r)
         rows.setdefault(label, {"SMD": ""})[str(r["group"])] = _cell(r, digits)
         if r["variable"] not in seen and pd.notna(r["smd"]):  # once per variable
             rows[label]["SMD"] = f"{r['smd']:.{smd_digits}f}"
@@ -206,7 +206,8 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den > 0 else (0.0 if num == 0 else float("nan"))
 
 
-def _label(r: pd.Series) -> str:
+def row_label(r: pd.Series) -> str:
+    """The Table 1 row label of one long-format row (``age, mean (SD)``, ``prior_pt = 1, n (%)``)."""
     if r["type"] == "n":
         return "n"
     if r["type"] == "continuous":

@@ -1,4 +1,4 @@
-"""outcomes.clean: row checks, reason codes, duplicates, and the conservation invariant."""
+"""outcomes.ingest.clean: row checks, reason codes, duplicates, and the conservation invariant."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from conftest import TODAY, make_visit_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outcomes.clean import clean_visits, normalize_ids, reconcile_visits
+from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
 from outcomes.schema import VISIT_COLUMNS
 
 STR = pd.StringDtype("pyarrow")

@@ -266,10 +266,10 @@ def test_property_every_visit_in_one_episode_or_orphan(rows, gap):
 @pytest.fixture(scope="module")
 def synthetic():
     """A 600-episode synthetic export, cleaned minimally (dates parsed, numbers as float) and
-    with techniques mapped by ``outcomes.techniques.map_techniques``."""
+    with techniques mapped by ``outcomes.ingest.techniques.map_techniques``."""
+    from outcomes.ingest.techniques import map_techniques
     from outcomes.schema import SCORE_COLUMNS
     from outcomes.synthetic import generate_export
-    from outcomes.techniques import map_techniques
 
     frame, truth = generate_export(600, seed=3)
     num = [*SCORE_COLUMNS, "age", "symptom_duration_weeks", "prior_pt", "prior_injection",

@@ -241,9 +241,9 @@ def test_ragged_rows_keep_their_own_text_when_blocks_parse_in_parallel(tmp_path,
     a 45 MB export): each quarantined row number must still carry its own text. The order is
     up to the thread scheduler, so the file is read several times (positional pairing failed
     in about half of the reads of this file)."""
-    import outcomes._readers
+    import outcomes.ingest.readers
 
-    monkeypatch.setattr(outcomes._readers, "CSV_BLOCK_BYTES", 64 << 10)  # ~16 blocks
+    monkeypatch.setattr(outcomes.ingest.readers, "CSV_BLOCK_BYTES", 64 << 10)  # ~16 blocks
     rows = [[r[c] for c in VISIT_COLUMNS] for r in make_visit_rows(n_patients=2000)]
     marked = {}
     for k, i in enumerate(range(25, len(rows), 97)):
@@ -677,7 +677,7 @@ def test_xlsx_serial_numbers_are_dates_only_when_declared(tmp_path, db_path, vis
 
 
 def test_progress_bar_goes_to_stderr_for_big_files(clean_csv, db_path, monkeypatch, capsys):
-    import outcomes.ingest as ingest_module
+    import outcomes.ingest.pipeline as ingest_module
 
     monkeypatch.setattr(ingest_module, "PROGRESS_MIN_BYTES", 0)
     ingest_file(clean_csv, db=db_path, progress=True, today=TODAY)

@@ -1,7 +1,7 @@
 """Ingest's note stages on the synthetic messy export: PHI redaction and technique rows.
 
 ``ingest._techniques`` maps the notes in bulk (Arrow dedupe and split, integer joins); the
-reference here maps every visit's note on its own with :func:`outcomes.techniques.split_note`
+reference here maps every visit's note on its own with :func:`outcomes.ingest.techniques.split_note`
 and the vocabulary, which is what the stored ``visit_techniques`` rows are documented to be.
 """
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from outcomes.ingest import _redact, _techniques, read_export
-from outcomes.techniques import load_vocabulary, split_note
+from outcomes.ingest import read_export
+from outcomes.ingest.pipeline import _redact, _techniques
+from outcomes.ingest.techniques import load_vocabulary, split_note
 
 MESSY = Path(__file__).parents[1] / "data" / "synthetic" / "export_messy.csv"
 
@@ -56,7 +57,7 @@ def test_techniques_of_no_visits():
 
 
 def test_redact_counts_match_a_note_by_note_scan():
-    from outcomes.privacy import _scan_text
+    from outcomes.privacy.phi import _scan_text
 
     raw = read_export(MESSY)
     notes = raw.frame["technique_notes"].copy()

@@ -7,9 +7,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phi_corpus import generate_phi_corpus, score_phi_scan
 
-from outcomes._phi_corpus import generate_phi_corpus, score_phi_scan
-from outcomes._phi_patterns import KINDS
 from outcomes.errors import InputError
 from outcomes.privacy import (
     check_regime,
@@ -20,6 +19,7 @@ from outcomes.privacy import (
     scan_phi,
     suppress_small_cells,
 )
+from outcomes.privacy.patterns import KINDS
 
 # --------------------------------------------------------------------------------------------
 # hand-written PHI cases (from the privacy brief)
@@ -238,7 +238,7 @@ def test_false_positive_rate_on_clinical_lookalikes(corpus):
 
 def test_prefilter_is_lossless(corpus):
     """The RE2 trigger must hit every note a detector would hit (checked on all 1,500 notes)."""
-    from outcomes.privacy import _scan_unique
+    from outcomes.privacy.phi import _scan_unique
 
     notes = corpus[0]
     _, _, fast = _scan_unique(notes, prefilter=True)
@@ -261,8 +261,8 @@ def test_synthetic_export_notes():
     vocabulary, misspellings and casing, never used to tune the scanner). Every PHI snippet it
     plants is found, and notes without a snippet are flagged at under the 2 % target (measured:
     0 of about 3,500 distinct notes)."""
-    from outcomes._synth_text import PHI_SNIPPETS
     from outcomes.synthetic import generate_export
+    from outcomes.synthetic.text import PHI_SNIPPETS
 
     notes = generate_export(n_episodes=600, seed=3, messy=True)[0]["technique_notes"]
     notes = notes.dropna().astype(str).drop_duplicates()

@@ -18,10 +18,11 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phi_corpus import generate_phi_corpus
 
-from outcomes._phi_corpus import generate_phi_corpus
-from outcomes._phi_patterns import ANY_TRIGGER, KINDS, LABELS, PY_TRIGGERS, TRIGGERS
-from outcomes.privacy import _scan_text, _scan_unique, redact_phi, scan_phi
+from outcomes.privacy import redact_phi, scan_phi
+from outcomes.privacy.patterns import ANY_TRIGGER, KINDS, LABELS, PY_TRIGGERS, TRIGGERS
+from outcomes.privacy.phi import _scan_text, _scan_unique
 
 MESSY = Path(__file__).parents[1] / "data" / "synthetic" / "export_messy.csv"
 

@@ -186,7 +186,7 @@ def test_1904_workbook_dates(tmp_path, visit_rows):
 def test_encoding_scan_across_chunk_boundaries(tmp_path, db_path, visit_rows, monkeypatch):
     """The file is hashed and decoded in chunks; a multi-byte character split by a chunk boundary
     is not a bad byte, and a bad byte in a later chunk is reported at its true offset."""
-    import outcomes._readers as readers
+    import outcomes.ingest.readers as readers
 
     monkeypatch.setattr(readers, "_CHUNK", 7)
     for r in visit_rows:
@@ -203,7 +203,7 @@ def test_encoding_scan_across_chunk_boundaries(tmp_path, db_path, visit_rows, mo
 
 def test_xlsx_rows_in_chunks_give_the_same_load(tmp_path, monkeypatch):
     """Workbook rows are converted in chunks; chunk boundaries must not shift row numbers."""
-    import outcomes._readers as readers
+    import outcomes.ingest.readers as readers
 
     rows = [[r[c] for c in VISIT_COLUMNS] for r in make_visit_rows(4)]
     rows[9] = rows[9] + ["EXTRA"]  # a ragged row in the third chunk

@@ -23,10 +23,10 @@ import pandas as pd
 import pytest
 from test_report_safety import job, write_notebook
 
-from outcomes import reporting as rp
-from outcomes._render import check_inert
+from outcomes import reports as rp
 from outcomes.errors import ReportError
-from outcomes.report import plan_comparative, plan_quarterly, plan_therapists, render_reports
+from outcomes.reports import plan_comparative, plan_quarterly, plan_therapists, render_reports
+from outcomes.reports.render import check_inert
 
 SENTINEL = "ZQXSENTINEL"
 SENTINEL_THERAPIST = "T004"
@@ -310,7 +310,7 @@ def test_warm_kernel_is_reused_and_wiped_between_notebooks(tmp_path, monkeypatch
 
 # --------------------------------------------------------------------------- planning
 def test_safe_name_keeps_plain_ids_and_hashes_the_rest():
-    from outcomes.report import safe_name
+    from outcomes.reports import safe_name
 
     assert safe_name("T001") == "T001"
     a, b = safe_name("T003<script>"), safe_name("T003<scripT>")
@@ -776,7 +776,7 @@ def test_small_clinic_report_renders_with_notices(store, tmp_path):
 def test_empty_database_parameter_means_the_environment_store(tmp_path, monkeypatch):
     """A notebook opened in JupyterLab leaves ``database`` empty: $OUTCOMES_DB is used."""
     from outcomes.errors import ReportError
-    from outcomes.reporting import load_report_data
+    from outcomes.reports import load_report_data
 
     monkeypatch.setenv("OUTCOMES_DB", str(tmp_path / "from_env.duckdb"))
     with pytest.raises(ReportError, match="from_env.duckdb"):

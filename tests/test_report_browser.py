@@ -167,7 +167,7 @@ def test_report_opens_cleanly_in_chromium(kind, browser, rendered, tmp_path):  #
 def test_csp_blocks_an_injected_remote_image(browser, tmp_path):
     """The check can fail: a page pulling a remote image logs a CSP error in Chromium."""
     page = (tmp_path / "bad.html")
-    from outcomes._render import CSP
+    from outcomes.reports.render import CSP
 
     page.write_text(f'<html><head><meta http-equiv="Content-Security-Policy" content="{CSP}">'
                     '</head><body><h1>x</h1><img src="https://example.invalid/x.png"></body>'
@@ -200,7 +200,7 @@ if __name__ == "__main__":
 def test_pdf_option_prints_every_report(tmp_path, monkeypatch):
     from test_report_safety import job, write_notebook
 
-    from outcomes.report import render_reports
+    from outcomes.reports import render_reports
 
     nbs = tmp_path / "nbs"
     monkeypatch.setenv("OUTCOMES_NOTEBOOKS", str(nbs))

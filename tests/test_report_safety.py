@@ -24,10 +24,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from outcomes import report as report_mod
-from outcomes._render import check_inert, export_html, strip_png_metadata
 from outcomes.errors import ReportError, StoreBusyError
-from outcomes.report import ReportJob, render_reports
+from outcomes.reports import ReportJob, render_reports
+from outcomes.reports import publish as report_mod
+from outcomes.reports.render import check_inert, export_html, strip_png_metadata
 
 SECRET = "PATIENT-SECRET-4711"
 
@@ -140,7 +140,7 @@ def test_disk_full_leaves_no_half_written_report(env, monkeypatch):
 
 _KILL_SCRIPT = """
 import sys
-from outcomes.report import ReportJob, render_reports
+from outcomes.reports import ReportJob, render_reports
 jobs = [ReportJob(f"s{i}", "sleepy", {}, f"s{i}.html", "s") for i in range(3)]
 render_reports(jobs, "2026Q3", sys.argv[1], sys.argv[2], progress=False, cell_timeout=120)
 """

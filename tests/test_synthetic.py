@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from outcomes import _synth_text as txt
 from outcomes.errors import InputError
+from outcomes.ingest.techniques import map_techniques
 from outcomes.schema import VISIT_COLUMNS, VISIT_TYPES, VisitSchema, condition_of
 from outcomes.synthetic import DEFAULT_EFFECTS, generate_export, write_export
-from outcomes.techniques import map_techniques
+from outcomes.synthetic import text as txt
 
 CONFOUNDERS = "prior_pt + prior_injection + surgery_recommended + np.log(symptom_duration_weeks / 8) + age"
 

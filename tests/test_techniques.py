@@ -1,7 +1,7 @@
 """Technique vocabulary and ``map_techniques``.
 
 The reference for "what each phrase means" is the generator's own phrase table
-(``outcomes._synth_text.PHRASES``), itself built from DOMAIN.md's technique table: every phrasing the
+(``outcomes.synthetic.text.PHRASES``), itself built from DOMAIN.md's technique table: every phrasing the
 synthetic export writes for a code must come back as that code, and the deliberately unknown
 strings must come back unmapped.
 """
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outcomes import _synth_text as txt
 from outcomes.errors import InputError
-from outcomes.techniques import load_vocabulary, map_techniques, normalize_text, split_note
+from outcomes.ingest.techniques import load_vocabulary, map_techniques, normalize_text, split_note
+from outcomes.synthetic import text as txt
 
 DOMAIN_CODES = {
     "pri_manual_ribcage", "pri_exhalation_breathing", "pri_repositioning", "pri_hiking_stick_gait",
@@ -177,7 +177,7 @@ def _split_notes(notes: list[str]) -> tuple[list[int], list[str]]:
     """Every non-empty fragment of every note by the bulk splitter, with its note position."""
     import pyarrow as pa
 
-    from outcomes.techniques import _fragment_codes
+    from outcomes.ingest.techniques import _fragment_codes
 
     note, fcode, fragments = _fragment_codes(pa.array(notes, pa.large_string()))
     pairs = [(int(i), fragments[c]) for i, c in zip(note, fcode, strict=True)]

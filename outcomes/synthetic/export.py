@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from outcomes import _synth_dgp as dgp
-from outcomes import _synth_visits as sv
 from outcomes.errors import InputError
 from outcomes.schema import VISIT_COLUMNS
+from outcomes.synthetic import dgp
+from outcomes.synthetic import visits as sv
 
 __all__ = ["DEFAULT_EFFECTS", "generate_export", "write_export"]
 
@@ -145,7 +145,7 @@ def generate_export(n_episodes: int = 600, seed: int = 2026, *, start: str = "20
     episodes = _episode_truth(ep, vis, kept, last_kept, changes, ids, first_rows, frame)
     truth = _truth(seed, n_episodes, start, end, eff, n_clinics, ther, ids, frame, episodes)
     if rate > 0:
-        from outcomes._synth_messy import inject_defects
+        from outcomes.synthetic.messy import inject_defects
 
         frame, truth["messy"] = inject_defects(np.random.default_rng([seed, 1]), frame, rate)
         truth["messy"] = {
@@ -381,7 +381,7 @@ def write_export(path: str | Path, n_episodes: int = 600, seed: int = 2026, *,
         raise InputError(f"{path}: output must end in .csv, .xlsx or .parquet")
     frame, truth = generate_export(n_episodes, seed, messy=messy, effects=effects, **kw)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from outcomes._synth_io import write_frame, write_truth
+    from outcomes.synthetic.io import write_frame, write_truth
 
     write_frame(frame, path, truth.get("messy"))
     truth_path = path.with_name(f"{path.stem}.truth.json")

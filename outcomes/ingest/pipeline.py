@@ -2,7 +2,7 @@
 
 Flow: hash the file and check its encoding (one streaming pass) -> read it as text into the
 canonical columns (whole-file problems raise :class:`~outcomes.errors.InputError` before the
-store is touched) -> redact PHI in notes -> :func:`outcomes.clean.clean_visits` -> compare with
+store is touched) -> redact PHI in notes -> :func:`outcomes.ingest.clean.clean_visits` -> compare with
 the store -> map techniques -> write everything in one transaction -> rebuild episodes.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from outcomes._profile import Profile, load_profile
-from outcomes._readers import (
+from outcomes.ingest.profile import Profile, load_profile
+from outcomes.ingest.readers import (
     detect_delimiter,
     file_kind,
     read_csv_text,
@@ -377,7 +377,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     so the rows are not held twice (memory target of the scale benchmark).
     """
     from outcomes import store
-    from outcomes.clean import clean_visits, normalize_ids, reconcile_visits
+    from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
 
     frame, bad, raw.frame = raw.frame, raw.bad_rows, None
     ingest_id = store.next_ingest_id(con)
@@ -472,7 +472,7 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     """All quarantine rows of this ingest; withdrawn stored visits have no row number."""
     import json
 
-    from outcomes.clean import quarantine_frame
+    from outcomes.ingest.clean import quarantine_frame
 
     ragged = pd.DataFrame({
         "row_number": pd.array([r for r, _, k in bad if k == "ragged"], dtype="Int64"),
@@ -503,13 +503,13 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
 def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts.
 
-    :func:`outcomes.techniques.map_note_array` dedupes and splits the notes in Arrow and maps
+    :func:`outcomes.ingest.techniques.map_note_array` dedupes and splits the notes in Arrow and maps
     each distinct fragment once; the rows come back as integer positions (visit, and row of a
     small table of fragments and codes), so the text columns are built by one Arrow ``take``.
     """
     import pyarrow as pa
 
-    from outcomes.techniques import map_note_array
+    from outcomes.ingest.techniques import map_note_array
 
     notes = visits["technique_notes"]
     if not isinstance(notes.array, pd.arrays.ArrowStringArray):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from outcomes._synth_messy import RAGGED_EXTRA
+from outcomes.synthetic.messy import RAGGED_EXTRA
 
 FILE_ONLY_KINDS = ("bom", "ragged_row")
 

@@ -1,6 +1,6 @@
 """Execute parameterised notebooks in warm kernels and export them to self-contained, inert HTML.
 
-Private helpers of :mod:`outcomes.report`. A :class:`KernelWorker` keeps one Jupyter kernel alive
+Private helpers of :mod:`outcomes.reports`. A :class:`KernelWorker` keeps one Jupyter kernel alive
 and runs many notebooks in it: the heavy imports and the store load happen once per kernel, and the
 user namespace is wiped (``%reset -f``, figures closed) before every notebook so that nothing from
 one report can reach the next. A kernel that times out or dies is replaced by a fresh one.
@@ -33,7 +33,7 @@ import warnings
 import matplotlib
 import outcomes
 try:
-    import outcomes.reporting
+    import outcomes.reports
 except ImportError:
     pass
 get_ipython().run_line_magic(

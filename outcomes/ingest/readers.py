@@ -2,7 +2,7 @@
 
 Every problem with a whole file raises :class:`~outcomes.errors.InputError` naming the file
 (and column), never a cell value. Cells come back as text exactly as written; parsing is
-:mod:`outcomes.clean`'s job.
+:mod:`outcomes.ingest.clean`'s job.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from outcomes.errors import InputError
 from outcomes.schema import VISIT_COLUMNS, is_direct_identifier
 
 if TYPE_CHECKING:
-    from outcomes._profile import Profile
+    from outcomes.ingest.profile import Profile
 
 _STR = pd.StringDtype("pyarrow")
 _CHUNK = 1 << 23

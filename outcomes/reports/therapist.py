@@ -1,6 +1,6 @@
 """Therapist's caseload report sections: own patients only; clinic numbers pool colleagues.
 
-Re-exported by :mod:`outcomes.reporting`; the therapist notebook calls them as ``rp.<name>``.
+Re-exported by :mod:`outcomes.reports`; the therapist notebook calls them as ``rp.<name>``.
 Every function starts from the therapist's own episodes (:func:`own_episodes`) or from the
 *aggregates* of their colleagues (:func:`colleagues`), never from another therapist's rows.
 """
@@ -11,16 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from outcomes.reporting import (
+from outcomes.reports.data import (
     REPORT_INSTRUMENTS,
-    _active,
-    _fmt_interval,
-    _instrument_row,
-    _small,
+    active_in,
     ended_in,
+    is_small,
     previous_quarters,
-    wilson_ci,
 )
+from outcomes.reports.quarterly import format_interval, instrument_row, wilson_ci
 
 __all__ = [
     "MIN_COLLEAGUES", "own_episodes", "caseload_table", "missing_discharge_list", "colleagues",
@@ -49,7 +47,7 @@ def caseload_table(episodes: pd.DataFrame, quarter: str, therapist: str) -> pd.D
         /``-``), as text.
     """
     own = own_episodes(episodes, therapist)
-    own = own[_active(own, quarter)].sort_values(["start_date", "episode_id"])
+    own = own[active_in(own, quarter)].sort_values(["start_date", "episode_id"])
     out = pd.DataFrame({
         "episode": own["episode_id"], "condition": own["condition"], "arm": own["arm"],
         "start": own["start_date"].dt.strftime("%Y-%m-%d"),
@@ -92,7 +90,7 @@ def missing_discharge_list(episodes: pd.DataFrame, quarter: str, therapist: str)
         When there is none, one row saying so.
     """
     own = own_episodes(episodes, therapist)
-    own = own[_active(own, quarter) & (own["status"] == "no_discharge_score")]
+    own = own[active_in(own, quarter) & (own["status"] == "no_discharge_score")]
     own = own.sort_values(["end_date", "episode_id"])
     if own.empty:
         return pd.DataFrame({"last visit": ["-"]},
@@ -113,7 +111,7 @@ def colleagues(episodes: pd.DataFrame, therapist: str) -> pd.DataFrame:
 
 
 def _benchmark_row(data: pd.DataFrame, code: str) -> dict[str, Any]:
-    row = _instrument_row(data, code)
+    row = instrument_row(data, code)
     missing = int((data["status"] == "no_discharge_score").sum())
     lo, hi = wilson_ci(missing, len(data))
     return {**row, "ended": len(data), "missing": missing,
@@ -160,14 +158,14 @@ def therapist_vs_clinic(episodes: pd.DataFrame, quarters: list[str], therapist: 
 
 def _benchmark_cells(r: dict[str, Any], code: str, suppress: bool) -> dict[str, str]:
     hide = "<11"
-    ended = hide if suppress and _small(r["ended"]) else str(r["ended"])
-    missing = (hide if suppress and _small(r["missing"], r["ended"] - r["missing"])
-               else _fmt_interval(r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
-    change = (hide if suppress and _small(r[f"{code}_n"]) else
-              _fmt_interval(r[f"{code}_change"], r[f"{code}_change_low"],
+    ended = hide if suppress and is_small(r["ended"]) else str(r["ended"])
+    missing = (hide if suppress and is_small(r["missing"], r["ended"] - r["missing"])
+               else format_interval(r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
+    change = (hide if suppress and is_small(r[f"{code}_n"]) else
+              format_interval(r[f"{code}_change"], r[f"{code}_change_low"],
                             r[f"{code}_change_high"]))
-    pct = (hide if suppress and _small(r[f"{code}_responders"], r[f"{code}_nonresponders"])
-           else _fmt_interval(r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"],
+    pct = (hide if suppress and is_small(r[f"{code}_responders"], r[f"{code}_nonresponders"])
+           else format_interval(r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"],
                               0, "%"))
     name = code.upper()
     return {"episodes ended": ended, "without discharge score (95% CI)": missing,
@@ -189,11 +187,11 @@ def therapist_trend(episodes: pd.DataFrame, quarter: str, therapist: str, n_quar
     rest = colleagues(episodes, therapist)
     rows = []
     for q in previous_quarters(quarter, n_quarters):
-        m = _instrument_row(ended_in(mine, q), code)
+        m = instrument_row(ended_in(mine, q), code)
         rq = ended_in(rest, q)
-        r = _instrument_row(rq, code)
+        r = instrument_row(rq, code)
         hidden = (rq["therapist_id"].nunique() < MIN_COLLEAGUES
-                  or _small(r[f"{code}_responders"], r[f"{code}_nonresponders"]))
+                  or is_small(r[f"{code}_responders"], r[f"{code}_nonresponders"]))
         rows.append({"quarter": q, "you_n": m[f"{code}_eligible"],
                      "you_pct_mcid": m[f"{code}_pct_mcid"],
                      "clinic_pct_mcid": float("nan") if hidden else r[f"{code}_pct_mcid"]})

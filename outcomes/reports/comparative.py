@@ -1,6 +1,6 @@
 """Comparative-analysis sections of the reports (target-trial framing), DataFrame in and out.
 
-Re-exported by :mod:`outcomes.reporting`; the comparative notebook calls them as ``rp.<name>``.
+Re-exported by :mod:`outcomes.reports`; the comparative notebook calls them as ``rp.<name>``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 
 from outcomes.errors import ReportError
 from outcomes.privacy import SUPPRESSED
-from outcomes.reporting import _QUARTER, MIN_CELL, _small, parse_quarter
+from outcomes.reports.data import MIN_CELL, QUARTER_RE, is_small, parse_quarter
 
 __all__ = [
     "PS_COVARIATES", "TABLE_ONE_COLUMNS", "STRATEGIES", "parse_exposure_rule",
@@ -62,7 +62,7 @@ def episodes_for_rule(database: str, rule: str) -> pd.DataFrame:
     The store's episodes use the default window (first 3 treatment visits); any other rule
     rebuilds the episodes from the stored visits and techniques. Cached per kernel.
     """
-    from outcomes.reporting import load_report_data
+    from outcomes.reports.data import load_report_data
 
     n, with_eval = parse_exposure_rule(rule)
     data = load_report_data(database)
@@ -74,7 +74,7 @@ def episodes_for_rule(database: str, rule: str) -> pd.DataFrame:
 @lru_cache(maxsize=4)
 def _rebuilt(database: str, n: int, with_eval: bool, _key: int) -> pd.DataFrame:
     from outcomes.episodes import build_episodes
-    from outcomes.reporting import load_report_data
+    from outcomes.reports.data import load_report_data
     from outcomes.store import load_techniques
 
     visits = load_report_data(database)["visits"]
@@ -87,7 +87,7 @@ def parse_period(period: str) -> tuple[str | None, str | None]:
     if str(period).strip().lower() == "all":
         return None, None
     parts = str(period).split("-")
-    if len(parts) == 2 and _QUARTER.match(parts[0]) and _QUARTER.match(parts[1]):
+    if len(parts) == 2 and QUARTER_RE.match(parts[0]) and QUARTER_RE.match(parts[1]):
         first, last = parse_quarter(parts[0]), parse_quarter(parts[1])
         if first <= last:
             return first, last
@@ -299,35 +299,35 @@ def _small_missing(long: pd.DataFrame) -> list[tuple[str, str]]:
     """``(variable, arm)`` of binary and categorical variables with 1-10 missing in the arm."""
     counted = long[long["type"].isin(["binary", "categorical"])]
     first = counted.groupby(["variable", "group"], sort=False)["missing"].first()
-    return [(str(v), str(g)) for (v, g), m in first.items() if _small(int(m))]
+    return [(str(v), str(g)) for (v, g), m in first.items() if is_small(int(m))]
 
 
 def _small_table_one_cells(long: pd.DataFrame) -> list[tuple[str, str, str]]:
     """``(variable, row label, arm)`` of the table-one cells to hide (primary + complementary)."""
-    from outcomes.tables import _label
+    from outcomes.tables import row_label
 
     cells = []
     counted = long[long["type"].isin(["binary", "categorical"])]
     for (variable, group), part in counted.groupby(["variable", "group"], sort=False):
         counts = part["count"].astype(int).tolist()
-        hide = [_small(c) or (t == "binary" and _small(int(n) - c))
+        hide = [is_small(c) or (t == "binary" and is_small(int(n) - c))
                 for c, n, t in zip(counts, part["n"], part["type"], strict=True)]
         # with 1-10 missing the shown levels must not add up to the non-missing number
-        gap = (sum(hide) == 0 and _small(int(part["missing"].iloc[0]))
+        gap = (sum(hide) == 0 and is_small(int(part["missing"].iloc[0]))
                and (part["type"] == "categorical").all())
         if (sum(hide) == 1 and len(hide) > 1) or gap:
             shown = [i for i, h in enumerate(hide) if not h]
             shown = [i for i in shown if counts[i] > 0] or shown
             hide[min(shown, key=lambda i: counts[i])] = True
-        cells += [(str(variable), _label(r), str(group))
+        cells += [(str(variable), row_label(r), str(group))
                   for (_, r), h in zip(part.iterrows(), hide, strict=True) if h]
     return cells
 
 
 def _table_one_labels(long: pd.DataFrame, variable: str) -> list[str]:
-    from outcomes.tables import _label
+    from outcomes.tables import row_label
 
-    return list(dict.fromkeys(_label(r) for _, r in long[long["variable"] == variable].iterrows()))
+    return list(dict.fromkeys(row_label(r) for _, r in long[long["variable"] == variable].iterrows()))
 
 
 def time_to_mcid(scores: pd.DataFrame, cohort: pd.DataFrame, outcome: str = "nprs"

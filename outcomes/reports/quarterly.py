@@ -1,173 +1,34 @@
-"""Report-level data assembly: the thin per-section functions the report notebooks call.
+"""Quarterly report sections (clinic directors): outcome summaries with intervals, volumes,
+trends, therapist comparison, data quality.
 
-Everything here is DataFrame in, new DataFrame out, except :func:`load_report_data`, which reads
-the store through :mod:`outcomes.store` (and caches the result per kernel, so a warm kernel that
-renders fifty therapist reports reads the store once).
-
-Published tables go through :func:`outcomes.privacy.suppress_small_cells`: counts of 1-10, and the
-percentages and means computed from them, are shown as ``<11``.
+Every function is DataFrame in, new DataFrame out. Published tables go through
+:func:`outcomes.privacy.suppress_small_cells`: counts of 1-10, and the percentages and means
+computed from them, are shown as ``<11``.
 """
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from outcomes.errors import ReportError
+from outcomes.reports.data import (
+    MIN_CELL,
+    REPORT_INSTRUMENTS,
+    ended_in,
+    is_small,
+    previous_quarters,
+    select_clinic,
+    started_in,
+)
 
 __all__ = [
-    "parse_quarter",
-    "quarter_bounds",
-    "previous_quarters",
-    "latest_quarter",
-    "check_quarter",
-    "active_therapists",
-    "load_report_data",
+    "mean_ci", "wilson_ci", "instrument_row", "outcome_summary", "suppress_summary",
+    "format_interval", "format_summary", "summary_table", "quarter_volumes", "quarter_trend",
+    "therapist_comparison", "RISK_COVARIATES", "observed_minus_expected", "quarantine_table",
+    "missing_discharge", "unmapped_table",
 ]
-
-_QUARTER = re.compile(r"^\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*$")
-
-
-def parse_quarter(text: str) -> str:
-    """Canonical quarter label ``YYYYQn`` from ``2026Q3``, ``2026-Q3`` or ``2026q3``.
-
-    Raises
-    ------
-    ReportError
-        When ``text`` is not a quarter (message names the parameter and the expected form).
-    """
-    match = _QUARTER.match(str(text))
-    if not match:
-        raise ReportError("--quarter: expected a quarter like 2026Q3 (year, 'Q', 1-4)")
-    return f"{match.group(1)}Q{match.group(2)}"
-
-
-def quarter_bounds(quarter: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """First and last day of ``quarter`` (``2026Q3`` -> 2026-07-01, 2026-09-30)."""
-    period = pd.Period(parse_quarter(quarter), freq="Q")
-    return period.start_time.normalize(), period.end_time.normalize()
-
-
-def previous_quarters(quarter: str, n: int) -> list[str]:
-    """The ``n`` quarters ending with ``quarter``, oldest first."""
-    period = pd.Period(parse_quarter(quarter), freq="Q")
-    return [str(period - k) for k in range(n - 1, -1, -1)]
-
-
-def latest_quarter(episodes: pd.DataFrame) -> str:
-    """The quarter of the last episode end date in ``episodes``."""
-    if episodes.empty:
-        raise ReportError("the store holds no episodes; ingest an export first")
-    return str(pd.Timestamp(episodes["end_date"].max()).to_period("Q"))
-
-
-def _active(episodes: pd.DataFrame, quarter: str) -> pd.Series:
-    """Episodes with at least one day inside ``quarter``."""
-    start, end = quarter_bounds(quarter)
-    return (episodes["start_date"] <= end) & (episodes["end_date"] >= start)
-
-
-def check_quarter(episodes: pd.DataFrame, quarter: str, clinic: str | None = None) -> str:
-    """Validate ``quarter`` (and ``clinic``) against the store; return the canonical label.
-
-    ``"latest"`` means the quarter of the last episode end date in the store.
-
-    Raises
-    ------
-    ReportError
-        Bad quarter string, unknown clinic, or no episode active in the quarter.
-    """
-    quarter = latest_quarter(episodes) if str(quarter).strip().lower() == "latest" else (
-        parse_quarter(quarter))
-    data = episodes
-    if clinic is not None and clinic != "all":
-        data = episodes[episodes["clinic_id"] == clinic]
-        if data.empty:
-            raise ReportError("--clinic: no episodes for this clinic id in the store")
-    if not _active(data, quarter).any():
-        raise ReportError(f"--quarter: no episodes in {quarter} in the store "
-                          f"(the data end in {latest_quarter(episodes)})")
-    return quarter
-
-
-def active_therapists(episodes: pd.DataFrame, quarter: str) -> list[str]:
-    """Sorted ids of the therapists with an episode active in ``quarter``."""
-    ids = episodes.loc[_active(episodes, quarter), "therapist_id"].dropna().astype(str)
-    return sorted(ids.unique())
-
-
-def load_report_data(database: str | Path) -> dict[str, Any]:
-    """Everything the reports read from the store, loaded once per kernel and cached.
-
-    Parameters
-    ----------
-    database : path
-        The DuckDB store; empty means ``$OUTCOMES_DB`` or ``./outcomes.duckdb``.
-
-    Returns
-    -------
-    dict
-        ``episodes``, ``visits``, ``quarantine``, ``unmapped`` (DataFrames). Callers must not
-        mutate them (every function of this module returns new frames).
-
-    Notes
-    -----
-    The cache key is the resolved path plus the file's size and modification time, so a
-    re-ingested store is read again.
-    """
-    from outcomes.store import resolve_db
-
-    path = resolve_db(database or None).resolve()
-    if not path.exists():
-        raise ReportError(f"database {path.name} not found")
-    stat = path.stat()
-    return _load(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=2)
-def _load(path: str, size: int, mtime: int) -> dict[str, Any]:
-    from outcomes import store
-
-    return {
-        "episodes": store.load_episodes(path),
-        "visits": store.load_visits(path),
-        "quarantine": store.load_quarantine_summary(path),
-        "unmapped": store.load_unmapped(path),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# Cohorts
-# --------------------------------------------------------------------------------------------
-#: Condition labels a comparative analysis can be run for.
-CONDITIONS_ALL = ("itbs", "pfps", "hip_pain", "lbp", "other")
-#: Instruments summarised in the reports (episode columns ``X_change``, ``X_responder``...).
-REPORT_INSTRUMENTS = ("nprs", "lefs")
-#: Smallest published count (CMS cell-size rule: 1-10 are suppressed).
-MIN_CELL = 11
-
-
-def select_clinic(episodes: pd.DataFrame, clinic: str | None) -> pd.DataFrame:
-    """Episodes of ``clinic`` (``None`` or ``"all"``: every clinic)."""
-    if clinic in (None, "all"):
-        return episodes
-    return episodes[episodes["clinic_id"] == clinic]
-
-
-def ended_in(episodes: pd.DataFrame, quarters: str | list[str]) -> pd.DataFrame:
-    """Episodes that ended (not ``open``) in ``quarters``: the outcome cohort of a report."""
-    quarters = [quarters] if isinstance(quarters, str) else list(quarters)
-    end_q = episodes["end_date"].dt.to_period("Q").astype(str)
-    return episodes[end_q.isin(quarters) & (episodes["status"] != "open")]
-
-
-def started_in(episodes: pd.DataFrame, quarter: str) -> pd.DataFrame:
-    """Episodes whose initial evaluation fell in ``quarter``."""
-    return episodes[episodes["start_date"].dt.to_period("Q").astype(str) == quarter]
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,7 +73,7 @@ def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float
     return centre - half, centre + half
 
 
-def _instrument_row(group: pd.DataFrame, code: str) -> dict[str, Any]:
+def instrument_row(group: pd.DataFrame, code: str) -> dict[str, Any]:
     n, mean, lo, hi = mean_ci(group[f"{code}_change"])
     resp = group[f"{code}_responder"].dropna().astype(bool)
     k, m = int(resp.sum()), len(resp)
@@ -252,7 +113,7 @@ def outcome_summary(episodes: pd.DataFrame, by: str | None = None,
     for key, group in groups:
         row: dict[str, Any] = {"episodes": len(group)}
         for code in instruments:
-            row.update(_instrument_row(group, code))
+            row.update(instrument_row(group, code))
         rows[key] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = by or "group"
@@ -285,7 +146,7 @@ def suppress_summary(summary: pd.DataFrame,
                                 total_row=total)
 
 
-def _fmt_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
+def format_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
     if isinstance(est, str):
         return est
     if pd.isna(est):
@@ -310,10 +171,10 @@ def format_summary(summary: pd.DataFrame,
         name = INSTRUMENTS[code].name
         s = summary
         out[f"{name}: mean change (95% CI)"] = [
-            _fmt_interval(e, lo, hi) for e, lo, hi in
+            format_interval(e, lo, hi) for e, lo, hi in
             zip(s[f"{code}_change"], s[f"{code}_change_low"], s[f"{code}_change_high"], strict=True)]
         out[f"{name}: % reaching MCID (95% CI)"] = [
-            _fmt_interval(e, lo, hi, 0, "%") for e, lo, hi in
+            format_interval(e, lo, hi, 0, "%") for e, lo, hi in
             zip(s[f"{code}_pct_mcid"], s[f"{code}_pct_low"], s[f"{code}_pct_high"], strict=True)]
     return out
 
@@ -382,10 +243,10 @@ def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
     rows = []
     for q in previous_quarters(quarter, n_quarters):
         ended = ended_in(episodes, q)
-        row = {k.removeprefix(f"{code}_"): v for k, v in _instrument_row(ended, code).items()}
+        row = {k.removeprefix(f"{code}_"): v for k, v in instrument_row(ended, code).items()}
         rows.append({"quarter": q, "episodes": len(ended), **row,
-                     "suppressed": _small(row["n"], row["eligible"]),
-                     "pct_suppressed": _small(row["responders"], row["nonresponders"])})
+                     "suppressed": is_small(row["n"], row["eligible"]),
+                     "pct_suppressed": is_small(row["responders"], row["nonresponders"])})
     out = pd.DataFrame(rows)
     pct = ["eligible", "responders", "nonresponders", "pct_mcid", "pct_low", "pct_high"]
     out.loc[out["suppressed"], ["n", "change", "change_low", "change_high", *pct]] = float("nan")
@@ -435,10 +296,6 @@ def therapist_comparison(episodes: pd.DataFrame, outcome: str = "nprs_change",
     shown.attrs.update(est.attrs, n_hidden=len(est) - len(shown),
                        n_therapists=int(data["therapist_id"].nunique()))
     return shown.reset_index(drop=True)
-
-
-def _small(*counts: int) -> bool:
-    return any(1 <= c < MIN_CELL for c in counts)
 
 
 def _as_float(flags: pd.Series) -> pd.Series:
@@ -531,7 +388,7 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
     table.loc["all"] = [len(ended), int(missing.sum())]
     table["complete"] = table["ended"] - table["missing"]
     table["pct_missing"] = [
-        _fmt_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
+        format_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
         for m, n in zip(table["missing"], table["ended"], strict=True)]
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
                                derived={"missing": ["pct_missing"],
@@ -557,17 +414,3 @@ def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:
         rows.append((f"(other texts: {len(rest)} distinct)", int(rest["n"].sum())))
     table = pd.DataFrame(rows, columns=["technique text", "mentions"]).set_index("technique text")
     return suppress_small_cells(table, ["mentions"], threshold=MIN_CELL)
-
-
-from outcomes._reporting_comparative import *  # noqa: E402,F403 - re-exported sections
-from outcomes._reporting_comparative import __all__ as _comparative_all  # noqa: E402
-from outcomes._reporting_display import *  # noqa: E402,F403
-from outcomes._reporting_display import __all__ as _display_all  # noqa: E402
-from outcomes._reporting_therapist import *  # noqa: E402,F403
-from outcomes._reporting_therapist import __all__ as _therapist_all  # noqa: E402
-
-__all__ += [*_comparative_all, *_display_all, *_therapist_all,
-            "select_clinic", "ended_in", "started_in", "mean_ci", "wilson_ci",
-            "outcome_summary", "suppress_summary", "format_summary", "summary_table",
-            "quarter_volumes", "quarter_trend", "therapist_comparison", "observed_minus_expected",
-            "quarantine_table", "missing_discharge", "unmapped_table", "CONDITIONS_ALL"]

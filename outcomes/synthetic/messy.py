@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from outcomes import _synth_text as txt
+from outcomes.synthetic import text as txt
 
 #: Row-level defect kinds sharing the ``rate`` budget, with their minimum count.
 ROW_KINDS: dict[str, int] = {

@@ -98,9 +98,14 @@ class RunResult:
 
 
 def notebook_dir() -> Path:
-    """Folder holding the report notebooks: ``$OUTCOMES_NOTEBOOKS`` or the project's ``notebooks/``."""
+    """Folder holding the report notebooks: ``$OUTCOMES_NOTEBOOKS`` or the package's own copy.
+
+    The notebooks ship inside the package (``outcomes/reports/notebooks``, package data), so an
+    installed wheel renders reports outside a clone; the repository's top-level ``notebooks/``
+    is a link to the same folder, for JupyterLab.
+    """
     env = os.environ.get("OUTCOMES_NOTEBOOKS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(env) if env else Path(__file__).resolve().parent / "notebooks"
 
 
 def safe_name(value: str) -> str:
@@ -138,7 +143,7 @@ def _load_episodes(path: str, size: int, mtime: int) -> Any:
 def plan_quarterly(quarter: str, db: str | Path, clinic: str | None = None) -> list[ReportJob]:
     """The director's report for ``quarter``: ``quarterly_outcomes.html`` for all clinics,
     ``quarterly_outcomes-<clinic>.html`` for one."""
-    from outcomes.reporting import check_quarter
+    from outcomes.reports.data import check_quarter
 
     quarter = check_quarter(_episodes(db), quarter, clinic=clinic)
     params = {"quarter": quarter, "clinic": clinic or "all", "database": str(Path(db).resolve())}
@@ -151,7 +156,7 @@ def plan_quarterly(quarter: str, db: str | Path, clinic: str | None = None) -> l
 def plan_therapists(quarter: str, db: str | Path,
                     therapists: Sequence[str] | None = None) -> list[ReportJob]:
     """One caseload report per therapist (``None``: every therapist active in ``quarter``)."""
-    from outcomes.reporting import active_therapists, check_quarter
+    from outcomes.reports.data import active_therapists, check_quarter
 
     episodes = _episodes(db)
     quarter = check_quarter(episodes, quarter)
@@ -174,15 +179,13 @@ def plan_comparative(quarter: str | None, db: str | Path, condition: str = "itbs
                      exposure_rule: str = "first3", period: str = "all") -> list[ReportJob]:
     """The researchers' comparative analysis, filed under ``quarter`` (default: the latest)."""
     from outcomes.instruments import INSTRUMENTS
-    from outcomes.reporting import (
-        CONDITIONS_ALL,
-        check_quarter,
+    from outcomes.reports.comparative import (
         comparison_problem,
         episodes_for_rule,
-        latest_quarter,
         parse_exposure_rule,
         parse_period,
     )
+    from outcomes.reports.data import CONDITIONS_ALL, check_quarter, latest_quarter
 
     if condition not in CONDITIONS_ALL:
         raise ReportError(f"--condition: use one of {', '.join(CONDITIONS_ALL)}")
@@ -352,7 +355,7 @@ class _Batch:
             return self.texts[stem]
 
     def _worker(self, work: queue.Queue[ReportJob], index: int) -> None:
-        from outcomes._render import KernelWorker
+        from outcomes.reports.render import KernelWorker
 
         scratch = self.scratch / f"w{index}"
         scratch.mkdir(parents=True, exist_ok=True)
@@ -373,7 +376,7 @@ class _Batch:
     def _one(self, worker: Any, job: ReportJob) -> None:
         import nbformat
 
-        from outcomes._render import export_html, prepare_notebook
+        from outcomes.reports.render import export_html, prepare_notebook
 
         nb = prepare_notebook(self._text(job.notebook), job.parameters)
         run = worker.run(nb)
@@ -391,7 +394,7 @@ class _Batch:
             page = export_html(run.nb, job.title, footer=_footer(job))
             _write_bytes(self.staging / job.path, page.encode("utf-8"))
             if self.pdf:
-                from outcomes._render import print_pdf
+                from outcomes.reports.render import print_pdf
 
                 print_pdf(self.staging / job.path, (self.staging / job.path).with_suffix(".pdf"))
                 entry["pdf"] = str(Path(job.path).with_suffix(".pdf"))
@@ -451,11 +454,11 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 def _warmup(db: Path) -> str:
-    from outcomes._render import WARMUP_CODE
+    from outcomes.reports.render import WARMUP_CODE
 
     return WARMUP_CODE + (
         "try:\n"
-        f"    outcomes.reporting.load_report_data({str(Path(db).resolve())!r})\n"
+        f"    outcomes.reports.load_report_data({str(Path(db).resolve())!r})\n"
         "except Exception:\n"
         "    pass\n"
     )

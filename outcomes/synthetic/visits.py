@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from outcomes import _synth_text as txt
-from outcomes._synth_dgp import MECHANISM
+from outcomes.synthetic import text as txt
+from outcomes.synthetic.dgp import MECHANISM
 
 PAYERS = ("commercial", "medicare", "medicaid", "workers_comp", "self_pay")
 SEXES = ("F", "M", "X")

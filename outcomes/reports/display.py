@@ -1,6 +1,6 @@
 """Display helpers of the report notebooks: escaped HTML tables, notes, readable tables, charts.
 
-Re-exported by :mod:`outcomes.reporting`. Every string from the data reaches the page escaped:
+Re-exported by :mod:`outcomes.reports`. Every string from the data reaches the page escaped:
 tables through :func:`frame_html` (pandas ``to_html(escape=True)``), sentences through
 :class:`Notes` (:func:`outcomes.privacy.escape_text`).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from outcomes.reporting import _fmt_interval
+from outcomes.reports.quarterly import format_interval
 
 __all__ = [
     "funnel_chart", "run_chart", "Notes", "setup_display", "frame_html", "parameter_table",
@@ -120,7 +120,7 @@ def format_therapists(estimates: pd.DataFrame) -> pd.DataFrame:
         "own result": [f"{scale * v:.0f}{unit}" if unit else f"{v:.1f}"
                        for v in estimates["raw"]],
         "partially pooled (95% interval)": [
-            _fmt_interval(scale * e, scale * lo, scale * hi, 0 if unit else 1, unit)
+            format_interval(scale * e, scale * lo, scale * hi, 0 if unit else 1, unit)
             for e, lo, hi in zip(estimates["estimate"], estimates["ci_low"],
                                  estimates["ci_high"], strict=True)],
         "reliability": estimates["reliability"].round(2),
@@ -158,7 +158,7 @@ def format_oe(table: pd.DataFrame) -> pd.DataFrame:
         "therapist": table["therapist"],
         "observed %": table["observed"].round(0), "expected %": table["expected"].round(0),
         "observed - expected (95% CI), points": [
-            _fmt_interval(e, lo, hi, 0) for e, lo, hi in
+            format_interval(e, lo, hi, 0) for e, lo, hi in
             zip(table["o_minus_e"], table["ci_low"], table["ci_high"], strict=True)],
     }).set_index("therapist")
 
@@ -169,9 +169,9 @@ def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
     for _, r in trend.iterrows():
         rows[r["quarter"]] = {
             "episodes ended": "<11" if pd.isna(r["episodes"]) else int(r["episodes"]),
-            "mean change (95% CI)": "<11" if r["suppressed"] else _fmt_interval(
+            "mean change (95% CI)": "<11" if r["suppressed"] else format_interval(
                 r["change"], r["change_low"], r["change_high"]),
             "% reaching MCID (95% CI)": "<11" if r["suppressed"] or r["pct_suppressed"]
-            else _fmt_interval(r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
+            else format_interval(r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quarter")

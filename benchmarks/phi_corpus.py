@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from outcomes._phi_patterns import KINDS
+from outcomes.privacy.patterns import KINDS
 
 __all__ = ["generate_phi_corpus", "generate_notes", "score_phi_scan"]
 

@@ -1,0 +1,44 @@
+"""Ingest: from an EMR export file to clean, typed visit rows in the store, in one transaction.
+
+Owns, in the order the data passes through:
+
+- :mod:`.profile` - the EMR profile (column names, formats, regime) and :func:`load_profile`;
+- :mod:`.readers` - reading CSV / XLSX text into canonical columns, ragged and blank rows;
+- :mod:`.clean` - typing, validation, quarantine with a reason, duplicate detection;
+- :mod:`.techniques` - mapping free-text technique notes to canonical codes (the vocabulary);
+- :mod:`.pipeline` - :func:`ingest_file`: read -> redact PHI -> clean -> techniques -> store ->
+  episodes -> commit, with conservation (rows in = loaded + quarantined + duplicate + blank).
+
+May import: ``errors``, ``schema``, ``instruments``, ``privacy``, ``store`` (write side) and
+``episodes``. Nothing here imports ``models``, ``reports`` or ``cli``.
+"""
+
+from __future__ import annotations
+
+from outcomes.ingest.clean import clean_visits
+from outcomes.ingest.pipeline import (
+    IngestResult,
+    RawExport,
+    check_conservation,
+    detect_delimiter,
+    ingest_file,
+    read_export,
+    scan_file,
+)
+from outcomes.ingest.profile import Profile, load_profile
+from outcomes.ingest.techniques import load_vocabulary, map_techniques
+
+__all__ = [
+    "Profile",
+    "load_profile",
+    "RawExport",
+    "read_export",
+    "IngestResult",
+    "ingest_file",
+    "check_conservation",
+    "detect_delimiter",
+    "scan_file",
+    "clean_visits",
+    "map_techniques",
+    "load_vocabulary",
+]
