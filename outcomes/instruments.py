@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from outcomes.schema import LABELS
+
 __all__ = ["Instrument", "INSTRUMENTS", "get_instrument", "make_instrument", "instrument_registry"]
 
 
@@ -61,34 +63,34 @@ class Instrument:
 INSTRUMENTS: dict[str, Instrument] = {
     i.code: i
     for i in (
-        Instrument("nprs", "NPRS pain", 0, 10, False, 2, mcid_pct=0.30,
+        Instrument("nprs", LABELS["instrument"]["nprs"], 0, 10, False, 2, mcid_pct=0.30,
                    source="Farrar et al. 2001, Pain 94:149-158"),
-        Instrument("lefs", "LEFS function", 0, 80, True, 9, mdc=9,
+        Instrument("lefs", LABELS["instrument"]["lefs"], 0, 80, True, 9, mdc=9,
                    source="Binkley et al. 1999, Phys Ther 79:371-383"),
-        Instrument("psfs", "PSFS", 0, 10, True, 2, integer=False,
+        Instrument("psfs", LABELS["instrument"]["psfs"], 0, 10, True, 2, integer=False,
                    source="Stratford et al. 1995, Physiother Can 47:258-263"),
-        Instrument("odi", "ODI", 0, 100, False, 12, integer=False,
+        Instrument("odi", LABELS["instrument"]["odi"], 0, 100, False, 12, integer=False,
                    source="Delitto et al. 2012 / JOSPT CPG 2014"),
-        Instrument("groc", "GROC", -7, 7, True, 3,
+        Instrument("groc", LABELS["instrument"]["groc"], -7, 7, True, 3,
                    source="Jaeschke et al. 1989 (anchor: +3 or more = improved)"),
-        Instrument("promis_pf", "PROMIS Physical Function", 10, 90, True, 2, integer=False,
+        Instrument("promis_pf", LABELS["instrument"]["promis_pf"], 10, 90, True, 2, integer=False,
                    source="HealthMeasures PROMIS PF; about 2 T points"),
-        Instrument("ndi", "NDI neck disability (raw 0-50)", 0, 50, False, 7.5, mdc=10.2,
+        Instrument("ndi", LABELS["instrument"]["ndi"], 0, 50, False, 7.5, mdc=10.2,
                    source="Young et al. 2009, Spine J 9:802-808 (raw 0-50 points; MCID 7.5, "
                           "MDC 10.2)"),
-        Instrument("quickdash", "QuickDASH", 0, 100, False, 8, mdc=11.2, integer=False,
+        Instrument("quickdash", LABELS["instrument"]["quickdash"], 0, 100, False, 8, mdc=11.2, integer=False,
                    source="Mintken et al. 2009, J Shoulder Elbow Surg 18:920-926 (MCID 8, "
                           "MDC 11.2)"),
-        Instrument("koos_jr", "KOOS JR", 0, 100, True, 14, integer=False,
+        Instrument("koos_jr", LABELS["instrument"]["koos_jr"], 0, 100, True, 14, integer=False,
                    source="Lyman et al. 2016, Clin Orthop Relat Res 474:1472-1482; MCID "
                           "about 14 (Lyman et al. 2018)"),
-        Instrument("hoos_jr", "HOOS JR", 0, 100, True, 18, integer=False,
+        Instrument("hoos_jr", LABELS["instrument"]["hoos_jr"], 0, 100, True, 18, integer=False,
                    source="Lyman et al. 2016, J Arthroplasty 31:1181-1186; MCID about 18 "
                           "(Lyman et al. 2018)"),
-        Instrument("promis_pi", "PROMIS Pain Interference", 10, 90, False, 2, integer=False,
+        Instrument("promis_pi", LABELS["instrument"]["promis_pi"], 10, 90, False, 2, integer=False,
                    source="HealthMeasures PROMIS PI; Amtmann et al. 2014: MCID about 2 T "
                           "points"),
-        Instrument("functional_status", "Functional status (FOTO-style, 0-100)", 0, 100, True,
+        Instrument("functional_status", LABELS["instrument"]["functional_status"], 0, 100, True,
                    9, integer=False,
                    source="Generic 0-100 functional status (FOTO-style). FOTO publishes "
                           "body-part-specific MCIDs; 9 is our choice, not a published value: "
