@@ -209,3 +209,21 @@ def test_installed_wheel_renders_reports_outside_the_repository(tmp_path):
     quarter = next(p for p in (work / "reports").iterdir() if not p.name.startswith("."))
     assert (quarter / "quarterly_outcomes.html").stat().st_size > 10_000
     assert (quarter / "comparative_analysis.html").exists()
+
+
+def test_no_public_name_is_shadowed_by_a_submodule():
+    """Importing ``pkg.name`` binds the submodule as ``pkg.name``: a public function of the same
+    name would silently become a module (it happened to ``models.evalue``)."""
+    import pkgutil
+    import types
+
+    import outcomes
+
+    packages = ["outcomes", *(f"outcomes.{m.name}" for m in pkgutil.iter_modules(outcomes.__path__)
+                              if m.ispkg)]
+    for name in packages:
+        for sub in pkgutil.walk_packages(importlib.import_module(name).__path__, name + "."):
+            importlib.import_module(sub.name)
+    shadowed = [f"{p}.{n}" for p in packages for n in importlib.import_module(p).__all__
+                if isinstance(getattr(importlib.import_module(p), n), types.ModuleType)]
+    assert shadowed == []

@@ -16,8 +16,8 @@ from outcomes import models
 from outcomes import reports as rp
 from outcomes.errors import ReportError
 
-# the function, not the submodule of the same name that importing outcomes.models.evalue binds
-from outcomes.models.evalue import evalue
+# the function, not the submodule of the same name that importing outcomes.models.evalues binds
+from outcomes.models.evalues import evalue
 
 PASS = SimpleNamespace(interpretable=True, label="interpretable")
 FAIL = SimpleNamespace(interpretable=False, label="not interpretable: effective sample size")

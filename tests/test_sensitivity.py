@@ -146,3 +146,16 @@ def test_primary_result_evalue_uses_pooled_sd_of_the_change(small_synthetic):
     assert ev == ref
     assert ev.rr == pytest.approx(np.exp(0.91 * row["estimate"] / np.sqrt((s1**2 + s0**2) / 2)))
     assert res.evalue(sd=1.0).point != ev.point
+
+
+def test_models_evalue_stays_the_function_after_its_module_is_imported():
+    """A submodule named like a public function would replace it on the package once imported."""
+    import importlib
+
+    import outcomes.models as models
+
+    importlib.import_module("outcomes.models.evalues")
+    importlib.import_module("outcomes.models.sensitivity")
+    assert callable(models.evalue) and models.evalue(0.80, 0.71, 0.91, measure="RR").point > 1
+    for name in models.__all__:
+        assert not isinstance(getattr(models, name), type(models)), name

@@ -86,7 +86,7 @@ class PrimaryResult:
         ``sd`` defaults to the pooled within-arm SD of the change among the analysed completers
         (``sqrt((s1^2 + s0^2) / 2)``), so ``d = estimate / sd`` as VanderWeele & Ding (2017).
         """
-        from outcomes.models.evalue import evalue
+        from outcomes.models.evalues import evalue
 
         row = self.effects.set_index("method").loc["primary"]
         if sd is None:

@@ -1,6 +1,6 @@
 """Sensitivity to unmeasured confounding: E-values and a negative-control outcome.
 
-The E-value (:mod:`outcomes.models.evalue`) says how strong an unmeasured confounder would have
+The E-value (:mod:`outcomes.models.evalues`) says how strong an unmeasured confounder would have
 to be to explain the estimate away; the negative control runs the same estimator on an outcome
 the treatment cannot have changed, so a clearly non-zero "effect" there reveals bias the weights
 did not remove.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from outcomes.errors import ModelError
-from outcomes.models.evalue import EValueResult, evalue, evalue_sentence
+from outcomes.models.evalues import EValueResult, evalue, evalue_sentence
 from outcomes.models.primary import primary_analysis
 from outcomes.models.weighting import PRIMARY_CONFOUNDERS
 
