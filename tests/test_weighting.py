@@ -300,3 +300,18 @@ def test_weighted_effect_aligns_series_weights_by_label(lalonde, lalonde_fit):
     pd.testing.assert_frame_equal(same, shuffled)
     by_position = weighted_effect(lalonde, "re78", "treat", w.to_numpy())
     pd.testing.assert_frame_equal(same, by_position)
+
+
+@pytest.mark.slow
+def test_primary_analysis_takes_covariates_and_still_its_old_keyword(synthetic_episodes):
+    """One vocabulary: ``covariates=``; ``confounders=`` works for a cycle, with a FutureWarning."""
+    from outcomes.models.primary import primary_analysis
+
+    ep, visits, _ = synthetic_episodes
+    few = ("prior_pt", "age")
+    new = primary_analysis(ep, visits, "nprs", covariates=few)
+    with pytest.warns(FutureWarning, match="confounders= is now covariates="):
+        old = primary_analysis(ep, visits, "nprs", confounders=few)
+    pd.testing.assert_frame_equal(new.effects, old.effects)
+    default = primary_analysis(ep, visits, "nprs")
+    assert new.effects["estimate"].iloc[1] != default.effects["estimate"].iloc[1]

@@ -92,3 +92,29 @@ def pooled_sd(x1, x0) -> float:
     v1 = np.var(np.asarray(x1, dtype=float), ddof=1)
     v0 = np.var(np.asarray(x0, dtype=float), ddof=1)
     return float(np.sqrt((v1 + v0) / 2))
+
+
+def renamed_keywords(**old_to_new: str):
+    """Accept a keyword's old name for one deprecation cycle, with a ``FutureWarning``.
+
+    The model functions share one vocabulary (``data, outcome, treatment, covariates,
+    groups/cluster, estimand``); where a function used another word, the old keyword still works
+    and says which to use (scikit-learn's deprecation habit).
+    """
+    import functools
+    import warnings
+
+    def wrap(func):
+        @functools.wraps(func)
+        def inner(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{func.__name__}: pass {new}= only ({old}= is its old "
+                                        "name)")
+                    warnings.warn(f"{func.__name__}: {old}= is now {new}=; the old name will be "
+                                  "removed in a later release", FutureWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+        return inner
+    return wrap

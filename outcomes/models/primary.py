@@ -16,7 +16,7 @@ import pandas as pd
 
 from outcomes.errors import ModelError
 from outcomes.models._estimator import _effect_rows, _fit_weights, _primary_frame, _Spec
-from outcomes.models._results import pooled_sd
+from outcomes.models._results import pooled_sd, renamed_keywords
 from outcomes.models.bootstrap import apply_bootstrap
 from outcomes.models.missing import dropout_hazard_data
 from outcomes.models.modification import effect_modification
@@ -97,6 +97,7 @@ class PrimaryResult:
         return evalue(row["estimate"], row["ci_low"], row["ci_high"], sd=sd, measure="MD")
 
 
+@renamed_keywords(confounders="covariates")
 def primary_analysis(
     episodes: pd.DataFrame,
     visits: pd.DataFrame,
@@ -104,7 +105,7 @@ def primary_analysis(
     *,
     treatment: str = "arm",
     arms: tuple[str, str] = ("pri", "traditional"),
-    confounders: Sequence[str] = PRIMARY_CONFOUNDERS,
+    covariates: Sequence[str] = PRIMARY_CONFOUNDERS,
     dropout_covariates: Sequence[str] = ("C(payer)",),
     dropout_score: str = "nprs",
     cluster: str = "therapist_id",
@@ -130,8 +131,9 @@ def primary_analysis(
     treatment, arms : str, (str, str)
         Arm column and the (treated, comparator) values compared; other arms (``mixed``) are
         excluded.
-    confounders : sequence of str
-        Baseline terms in the propensity, dropout and outcome models.
+    covariates : sequence of str
+        Baseline confounders: terms in the propensity, dropout and outcome models (formerly
+        ``confounders=``, still accepted with a FutureWarning).
     dropout_covariates : sequence of str
         Extra terms of the dropout model only (payer: self-pay patients stop early).
     dropout_score : str
@@ -196,9 +198,9 @@ def primary_analysis(
         raise ModelError(f"therapist_effects={therapist_effects!r}: use 'fixed' or 'cluster'")
     if se not in ("jackknife", "bootstrap"):
         raise ModelError(f"se={se!r}: use 'jackknife' or 'bootstrap'")
-    spec = _Spec(treatment, tuple(arms), outcome, tuple(confounders), tuple(dropout_covariates),
+    spec = _Spec(treatment, tuple(arms), outcome, tuple(covariates), tuple(dropout_covariates),
                  dropout_score, cluster, therapist_effects, estimand)
-    data = _primary_frame(episodes, treatment, arms, outcome, confounders, cluster)
+    data = _primary_frame(episodes, treatment, arms, outcome, covariates, cluster)
     long = dropout_hazard_data(data, visits, dropout_score)
     ps, wc, data = _fit_weights(data, long, spec)
     res = PrimaryResult(effects=_effect_rows(data, wc, spec), iptw=ps, completion_weights=wc,

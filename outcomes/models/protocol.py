@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import pandas as pd
 
 from outcomes.errors import ModelError
+from outcomes.models._results import renamed_keywords
 
 __all__ = ["analysis_protocol"]
 
 
+@renamed_keywords(confounders="covariates")
 def analysis_protocol(
     *,
     outcome: str = "nprs",
     arms: tuple[str, str] = ("pri", "traditional"),
-    confounders: Sequence[str] | None = None,
+    covariates: Sequence[str] | None = None,
     estimand: str = "ATE",
     therapist_effects: str = "fixed",
     se: str = "jackknife",
@@ -28,7 +30,7 @@ def analysis_protocol(
 
     Parameters
     ----------
-    outcome, arms, confounders, estimand, therapist_effects, se, n_boot, seed, modifier
+    outcome, arms, covariates, estimand, therapist_effects, se, n_boot, seed, modifier
         As passed to :func:`outcomes.models.primary_analysis` (defaults are its defaults).
     baseline_visits : int
         The exposure window of :func:`outcomes.episodes.build_episodes`.
@@ -47,7 +49,7 @@ def analysis_protocol(
         modifier_text = f"{modifier} (a 0/1 baseline column, not one of the pre-specified)"
     else:
         modifier_text = modifier or "none in this run"
-    conf = ", ".join(confounders if confounders is not None else PRIMARY_CONFOUNDERS)
+    conf = ", ".join(covariates if covariates is not None else PRIMARY_CONFOUNDERS)
     se_text = {"jackknife": "leave-one-therapist-out jackknife (CV3), t on therapists - 1 df; "
                             "weights treated as known",
                "bootstrap": f"cluster bootstrap over therapists, {n_boot} replicates (seed "

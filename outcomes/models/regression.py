@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ModelError
-from outcomes.models._results import tidy, wald_interval
+from outcomes.models._results import renamed_keywords, tidy, wald_interval
 
 __all__ = ["fit_ancova", "fit_responder", "ResponderResult", "prepare_treatment", "model_frame"]
 
@@ -195,13 +195,14 @@ class ResponderResult:
     fitted: pd.Series
 
 
+@renamed_keywords(therapist="groups")
 def fit_responder(
     data: pd.DataFrame,
     outcome: str,
     treatment: str,
     covariates: Sequence[str] = (),
     *,
-    therapist: str | None = None,
+    groups: str | None = None,
     reference: str | None = None,
     alpha: float = 0.05,
 ) -> ResponderResult:
@@ -217,8 +218,9 @@ def fit_responder(
         Arm column (see :func:`prepare_treatment`).
     covariates : sequence of str
         Column names or formula terms (e.g. ``nprs_intake``, ``"C(payer)"``).
-    therapist : str, optional
-        Therapist column: adds ``by_therapist``.
+    groups : str, optional
+        Therapist (or other grouping) column: adds ``by_therapist``, observed minus expected
+        responders per group. (Formerly ``therapist=``, still accepted with a FutureWarning.)
     reference : str, optional
         Reference level of a text treatment column.
     alpha : float
@@ -241,7 +243,7 @@ def fit_responder(
     df, term, _ = prepare_treatment(data, treatment, reference)
     df = df.assign(_y=_responder_values(df, outcome))
     terms = [term, *covariates]
-    fit_df = model_frame(df, ["_y", treatment, *([therapist] if therapist else [])], terms)
+    fit_df = model_frame(df, ["_y", treatment, *([groups] if groups else [])], terms)
     res = _fit_logit(_drop_unused_levels(fit_df, treatment), terms)
     coef = tidy(res.params.index, res.params, res.bse, n=len(fit_df), converged=res.converged,
                 warnings=_dropped_warning(len(data), len(fit_df)) + _logit_warnings(res),
@@ -249,7 +251,7 @@ def fit_responder(
     coef = coef.rename(columns={"exp_estimate": "odds_ratio", "exp_ci_low": "or_ci_low",
                                 "exp_ci_high": "or_ci_high"})
     fitted = pd.Series(np.asarray(res.fittedvalues), index=fit_df.index)
-    by = _observed_minus_expected(fit_df, therapist, fitted, alpha) if therapist else None
+    by = _observed_minus_expected(fit_df, groups, fitted, alpha) if groups else None
     return ResponderResult(coef, by, float(res.deviance), float(res.df_resid), fitted)
 
 

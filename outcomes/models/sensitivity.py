@@ -63,7 +63,7 @@ def negative_control(
     """
     change = f"{outcome}_change"
     control = control or ("nprs_intake" if outcome == "lefs" else "lefs_intake")
-    confounders = kwargs.get("confounders", PRIMARY_CONFOUNDERS)
+    confounders = kwargs.get("covariates", kwargs.get("confounders", PRIMARY_CONFOUNDERS))
     if control == f"{outcome}_intake" or control in confounders:
         raise ModelError(f"control={control!r} is adjusted for in the primary models, so its "
                          "estimate is 0 by construction; choose a baseline column they omit")

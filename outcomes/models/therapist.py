@@ -14,18 +14,19 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from outcomes.errors import ModelError
-from outcomes.models._results import wald_interval
+from outcomes.models._results import renamed_keywords, wald_interval
 
 __all__ = ["therapist_estimates", "funnel_limits"]
 
 _KINDS = ("mean", "proportion")
 
 
+@renamed_keywords(therapist="groups")
 def therapist_estimates(
     data: pd.DataFrame,
     outcome: str,
     *,
-    therapist: str = "therapist_id",
+    groups: str = "therapist_id",
     kind: str = "mean",
     adjust: str | None = None,
     method: str = "reml",
@@ -41,8 +42,9 @@ def therapist_estimates(
     outcome : str
         Column to summarise: a score change (``kind="mean"``) or a 0/1 / boolean indicator such
         as ``nprs_responder`` (``kind="proportion"``).
-    therapist : str
-        Grouping column.
+    groups : str
+        Grouping column (the therapist). Formerly ``therapist=``, still accepted with a
+        FutureWarning.
     kind : {"mean", "proportion"}
         Normal-normal model for means, beta-binomial model for proportions.
     adjust : str, optional
@@ -59,7 +61,7 @@ def therapist_estimates(
     Returns
     -------
     DataFrame
-        One row per therapist: the ``therapist`` column (named as in ``data``), ``n``, ``raw``
+        One row per therapist: the ``groups`` column (named as in ``data``), ``n``, ``raw``
         (own mean or proportion), ``estimate``
         (pooled), ``ci_low, ci_high``, ``reliability`` (weight on the therapist's own data,
         0-1), ``shrinkage`` (1 - reliability: share pulled toward the clinic value),
@@ -95,19 +97,19 @@ def therapist_estimates(
     """
     if kind not in _KINDS:
         raise ModelError(f"parameter kind: {kind!r} is not one of {_KINDS}")
-    y, groups = _outcome_values(data, outcome, therapist, kind, adjust)
+    y, labels = _outcome_values(data, outcome, groups, kind, adjust)
     if kind == "mean":
-        out, attrs = _pool_means(y, groups, method, level)
+        out, attrs = _pool_means(y, labels, method, level)
         sd = float(np.std(y, ddof=1))
     else:
-        out, attrs = _pool_proportions(y, groups, level)
+        out, attrs = _pool_proportions(y, labels, level)
         sd = None
     target = float(np.mean(y))
     out["target"] = target
     out["funnel_flag"] = _funnel_flags(out, target, kind, sd, funnel_levels)
     out.attrs.update(attrs, kind=kind, outcome=outcome, adjusted=adjust is not None, sd=sd,
                      funnel_levels=tuple(funnel_levels))
-    return out.rename(columns={"_group": therapist})
+    return out.rename(columns={"_group": groups})
 
 
 def funnel_limits(

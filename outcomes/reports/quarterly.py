@@ -365,7 +365,7 @@ def observed_minus_expected(episodes: pd.DataFrame, code: str = "nprs") -> pd.Da
     covs = [c for c in (f"{code}_intake", *RISK_COVARIATES)
             if c in data and c != first and data[c].nunique() >= 2]
     try:
-        res = fit_responder(data, f"{code}_responder", first, covs, therapist="therapist_id")
+        res = fit_responder(data, f"{code}_responder", first, covs, groups="therapist_id")
     except ModelError as exc:  # too little data for a risk model: say so, keep the report
         return pd.DataFrame({"therapist": ["(none)"], "n": [0], "observed": [float("nan")],
                              "expected": [float("nan")], "o_minus_e": [float("nan")],
