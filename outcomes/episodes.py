@@ -27,7 +27,8 @@ from outcomes.errors import InputError
 from outcomes.instruments import INSTRUMENTS
 from outcomes.schema import COVARIATE_COLUMNS, EVAL_CPT, EpisodeSchema, condition_of
 
-__all__ = ["build_episodes", "orphan_visits", "visit_scores", "EPISODE_INSTRUMENTS"]
+__all__ = ["build_episodes", "check_episodes", "orphan_visits", "visit_scores",
+           "EPISODE_INSTRUMENTS"]
 
 #: Instruments summarised per episode (intake, discharge, change, responder, ceiling).
 EPISODE_INSTRUMENTS = ("nprs", "lefs", "psfs")
@@ -153,6 +154,39 @@ def build_episodes(
     out = EpisodeSchema.validate(ep)
     out.attrs = dict(ep.attrs)
     return out
+
+
+def check_episodes(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Check an episode table against :class:`outcomes.schema.EpisodeSchema`, keeping its dtypes.
+
+    For the store, which writes the table through Arrow: every check of the schema runs
+    (unique ``episode_id``, ``status`` and ``arm`` values, ``n_visits >= 1``...), but columns are
+    not coerced, so Arrow-backed text is not turned into Python strings (coercing cost more
+    than building the episodes). Text columns are not dtype-checked (the builder's text is
+    Arrow- or Python-backed; the store holds both as VARCHAR). An empty table is validated
+    with coercion, so its columns get the schema's dtypes.
+
+    Returns
+    -------
+    DataFrame
+        ``episodes`` itself (coerced when empty).
+
+    Raises
+    ------
+    pandera.errors.SchemaError
+        A check failed.
+    """
+    if episodes.empty:
+        return EpisodeSchema.validate(episodes)
+    return _value_schema().validate(episodes)
+
+
+def _value_schema():
+    schema = EpisodeSchema.to_schema()
+    schema = schema.update_columns({name: {"dtype": None} for name, col in schema.columns.items()
+                                    if str(col.dtype) == "str"})
+    schema.coerce = False
+    return schema
 
 
 def orphan_visits(

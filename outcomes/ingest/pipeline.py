@@ -397,16 +397,15 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     n_loaded = len(loaded)
     techniques, unmapped = _techniques_while_inserting(con, loaded, ingest_id)
     stages.step("techniques")
-    del loaded
     store.insert_frame(con, "visit_techniques", techniques, ingest_id=ingest_id)
-    del techniques
     store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
     stages.step("store")
     result = _summarise(raw, prof, ingest_id, n_loaded, quarantine, cleaned, rec, bad)
     result.unmapped_techniques = unmapped
     check_conservation(result)
-    del cleaned
-    result.episodes = store.rebuild_episodes(con)
+    del cleaned, quarantine
+    result.episodes = store.refresh_episodes(con, loaded, techniques, ingest_id=ingest_id,
+                                             withdrawn=rec.withdraw["patient_id"])
     stages.step("episodes")
     return result
 
