@@ -272,3 +272,44 @@ def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
     assert tables[0][0] == tables[1][0]
     pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
     assert tables[0][1]["episode_id"].is_monotonic_increasing
+
+
+def _episodes_then_full_rebuild(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored episode table, and the one a full rebuild of the same store gives."""
+    from outcomes.store import rebuild_episodes
+
+    kept = load_episodes(db)
+    con = duckdb.connect(str(db))
+    try:
+        rebuild_episodes(con)
+    finally:
+        con.close()
+    return kept, load_episodes(db)
+
+
+def test_refreshed_episodes_equal_a_full_rebuild(tmp_path):
+    """Ingest rebuilds only the touched patients (and open episodes when as_of moves); the
+    table equals a full rebuild after each step: later visits of stored patients, a later
+    as_of that ends open episodes, a withdrawal that moves as_of earlier, an old store
+    without a recorded as_of."""
+    db = tmp_path / "s.duckdb"
+    first = make_visit_rows(6)
+    for row in first[-5:]:  # the last patient's episode stays open (no discharge yet)
+        row["visit_type"] = "treatment" if row["visit_type"] == "discharge" else row["visit_type"]
+    later = [dict(r, visit_id="L" + r["visit_id"]) for r in make_visit_rows(2, "2025-03-03")]
+    late = dict(later[-1], visit_id="LATE", visit_date="2025-06-20")
+    steps = [first, later, [late], [dict(late, nprs="0")]]  # the last one withdraws LATE
+    status = []
+    for i, rows in enumerate(steps):
+        ingest_file(write_rows(tmp_path / f"f{i}.csv", rows), db=db, today=TODAY)
+        kept, full = _episodes_then_full_rebuild(db)
+        pd.testing.assert_frame_equal(kept, full)
+        status.append(sorted(kept["status"]))
+    assert status[0] != status[1] and "open" in status[0]  # as_of moved: open -> ended
+    with open_store(db, read_only=False) as con:  # a store written before as_of was recorded
+        con.execute("DELETE FROM meta WHERE key = 'episodes_as_of'")
+        con.execute("DELETE FROM episodes")
+    ingest_file(write_rows(tmp_path / "g.csv", make_visit_rows(1, prefix="G")), db=db, today=TODAY)
+    kept, full = _episodes_then_full_rebuild(db)
+    pd.testing.assert_frame_equal(kept, full)
+    assert len(kept) == 6 + 2 + 1  # first file, the later episodes of P000 and P001, G
