@@ -464,6 +464,67 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
         con.unregister("_new_rows")
 
 
+def insert_visits(con: Any, visits: pd.DataFrame, *, ingest_id: int) -> None:
+    """Insert clean visits (any row order) and check them with :func:`check_visits`."""
+    insert_frame(con, "visits", visits, ordered=False, ingest_id=ingest_id)
+    check_visits(con, ingest_id)
+
+
+def check_visits(con: Any, ingest_id: int) -> None:
+    """Check one ingest's stored visits against :class:`outcomes.schema.VisitSchema`, in SQL.
+
+    The schema's checks (not null, unique, value sets, ranges) become one DuckDB query over the
+    ingest's rows (``visit_id`` unique across the store); column types are the table's. A
+    failure means a row check of :func:`outcomes.ingest.clean.clean_visits` let a bad row
+    through: a bug, raised as AssertionError (the caller rolls the ingest back).
+
+    Notes
+    -----
+    Same checks as pandera's ``VisitSchema.validate`` on the clean frame, which cost more than
+    the insert itself at 1M rows (pandas switches ``isin`` to numpy's sorting one there);
+    tested against it in ``tests/test_store.py``.
+    """
+    from outcomes.schema import VisitSchema
+
+    checks = _sql_checks(VisitSchema.to_schema())
+    counts = _one(con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {sql})" for _, sql in checks)
+                  + f" FROM visits WHERE ingest_id = {int(ingest_id)}")
+    failed = [name for (name, _), n in zip(checks, counts, strict=True) if n]
+    for col in (c for c, spec in VisitSchema.to_schema().columns.items() if spec.unique):
+        extra = _one(con, f"WITH mine AS (SELECT {col} FROM visits WHERE ingest_id = "
+                          f"{int(ingest_id)}) SELECT (SELECT count(*) FROM visits JOIN mine "
+                          f"USING ({col})) - (SELECT count(*) FROM mine)")[0]
+        failed += [f"{col}: unique"] if extra else []
+    if failed:
+        raise AssertionError(f"clean rows fail VisitSchema: {failed[:5]}")
+
+
+def _sql_checks(schema: Any) -> list[tuple[str, str]]:
+    """(check name, SQL condition that is true on a failing row) per pandera column check."""
+    out = []
+    for col, spec in schema.columns.items():
+        if not spec.nullable:
+            out.append((f"{col}: not null", f"{col} IS NULL"))
+        for check in spec.checks:
+            stats = check.statistics
+            if check.name == "greater_than_or_equal_to":
+                sql = f"{col} < {float(stats['min_value'])!r}"
+            elif check.name == "less_than_or_equal_to":
+                sql = f"{col} > {float(stats['max_value'])!r}"
+            elif check.name == "isin":
+                sql = f"{col} NOT IN ({', '.join(map(_sql_literal, stats['allowed_values']))})"
+            else:
+                raise NotImplementedError(f"VisitSchema check {check.name} has no SQL form")
+            out.append((f"{col}: {check.name}", sql))
+    return out
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(float(value))
+
+
 def _batch_reader(data: pd.DataFrame, rows: int = 100_000):
     """Stream ``data`` to DuckDB as Arrow record batches.
 

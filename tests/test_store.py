@@ -313,3 +313,33 @@ def test_refreshed_episodes_equal_a_full_rebuild(tmp_path):
     kept, full = _episodes_then_full_rebuild(db)
     pd.testing.assert_frame_equal(kept, full)
     assert len(kept) == 6 + 2 + 1  # first file, the later episodes of P000 and P001, G
+
+
+@pytest.mark.parametrize("column, value, check", [
+    ("nprs", 11.0, "nprs: less_than_or_equal_to"), ("groc", -8.0, "groc: greater_than_or_equal_to"),
+    ("visit_type", "consult", "visit_type: isin"), ("prior_pt", 0.5, "prior_pt: isin"),
+    ("patient_id", None, "patient_id: not null"), ("visit_id", None, "visit_id: unique"),
+])
+def test_check_visits_in_sql_rejects_what_pandera_rejects(tmp_path, db_path, column, value,
+                                                          check):
+    """store.check_visits (SQL, used by ingest) and VisitSchema.validate (pandera) agree: a clean
+    ingest passes both; one bad stored row fails both, named by column and check."""
+    import pandera.errors
+
+    from outcomes.schema import VisitSchema
+    from outcomes.store import check_visits
+
+    ingest_file(write_rows(tmp_path / "e.csv", make_visit_rows(2)), db=db_path, today=TODAY)
+    with open_store(db_path, read_only=False) as con:
+        check_visits(con, 1)
+        con.execute("INSERT INTO visits SELECT * REPLACE (2 AS ingest_id) FROM visits "
+                    "WHERE visit_id = 'V0001'")
+        if column != "visit_id":  # else the copy itself is the duplicate
+            con.execute(f"UPDATE visits SET {column} = ?, visit_id = 'NEW' "
+                        "WHERE ingest_id = 2", [value])
+            check_visits(con, 1)  # the other ingest's rows are not this one's problem
+        with pytest.raises(AssertionError, match=check):
+            check_visits(con, 2)
+    bad = load_visits(db_path)
+    with pytest.raises(pandera.errors.SchemaError):
+        VisitSchema.validate(bad)

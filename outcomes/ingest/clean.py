@@ -171,6 +171,7 @@ def clean_visits(
     today: pd.Timestamp | str | None = None,
     known_evaluations: pd.Series | None = None,
     gap_days: int = 60,
+    validate: bool = True,
 ) -> CleanResult:
     """Parse and validate export rows; split them into clean, quarantined, duplicate, blank.
 
@@ -195,11 +196,15 @@ def clean_visits(
     gap_days : int
         A non-evaluation visit up to this many days before the patient's first evaluation is
         ``before_intake`` (it would fall inside that episode but precede its start).
+    validate : bool
+        Check the clean rows against :class:`outcomes.schema.VisitSchema` with pandera. False is
+        for ingest, which checks the same schema in SQL once the rows are stored
+        (:func:`outcomes.store.check_visits`: cheaper than pandera at a million rows).
 
     Returns
     -------
     CleanResult
-        ``visits`` pass :class:`outcomes.schema.VisitSchema` (checked with pandera).
+        ``visits`` pass :class:`outcomes.schema.VisitSchema`.
 
     Notes
     -----
@@ -222,7 +227,9 @@ def clean_visits(
               "visit_id also appears on a quarantined row of this file")
     dup &= flags.ok
     keep = flags.ok & ~dup
-    visits = validate_visits(typed if keep.all() else typed[keep])
+    visits = typed if keep.all() else typed[keep]
+    if validate:
+        visits = validate_visits(visits)
     bad = np.flatnonzero(~flags.ok & ~blank)
     return CleanResult(
         visits=visits,

@@ -384,7 +384,8 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     known = store.first_evaluations(con, normalize_ids(frame["patient_id"]))
     cleaned = clean_visits(frame, date_format=prof.date_format, decimal=prof.decimal,
                            missing_values=prof.missing_values, value_map=prof.values,
-                           today=today, known_evaluations=known)
+                           today=today, known_evaluations=known,
+                           validate=False)  # checked in SQL once stored (store.check_visits)
     stages.step("clean")
     visits = cleaned.visits
     rec = reconcile_visits(visits, store.existing_visits(con, visits["visit_id"]),
@@ -423,8 +424,7 @@ def _techniques_while_inserting(con, loaded: pd.DataFrame,
     from outcomes import store
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        insert = pool.submit(store.insert_frame, con, "visits", loaded, ordered=False,
-                             ingest_id=ingest_id)
+        insert = pool.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
         try:
             result = _techniques(loaded)
         finally:
