@@ -250,8 +250,9 @@ def load_techniques(db: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _techniques(con: Any) -> pd.DataFrame:
+    # rows are stored in any order (ingest inserts them in parallel): sort for the same output
     return _frame(con, "SELECT visit_id, technique_code, family FROM visit_techniques "
-                       "WHERE technique_code IS NOT NULL")
+                       "WHERE technique_code IS NOT NULL ORDER BY visit_id, technique_code")
 
 
 def load_episodes(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,
@@ -445,7 +446,8 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
     ``constants`` are columns with one value for every row (e.g. ``ingest_id=3``), added in SQL
     so the frame is not copied to hold them. ``ordered=False`` lets DuckDB store the rows in
     any order (``preserve_insertion_order = false``: it then writes with every thread, about
-    twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``).
+    twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``,
+    ``visit_techniques``).
     """
     if data.empty:
         return

@@ -495,6 +495,8 @@ def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
 def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicates to drop, conflicting copies) among rows that passed the checks."""
     vid = typed["visit_id"].where(ok)
+    if _all_distinct(vid):  # the usual export: one Arrow hash pass proves there is nothing to do
+        return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
     codes, _ = pd.factorize(vid, use_na_sentinel=True)  # one hash pass; then integer counts
     multi = np.zeros(len(typed), dtype=bool)
     present = codes >= 0
@@ -507,6 +509,14 @@ def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.nda
     conflict = multi & vid.isin(n_versions.index[n_versions > 1]).fillna(False).to_numpy(bool)
     dup = multi & ~conflict & vid.duplicated(keep="first").to_numpy(dtype=bool)
     return dup, conflict
+
+
+def _all_distinct(values: pd.Series) -> bool:
+    """True when the non-missing values are all different (counted in Arrow)."""
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    return pc.count_distinct(arr).as_py() == len(arr) - arr.null_count
 
 
 @dataclass

@@ -398,7 +398,8 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     n_loaded = len(loaded)
     techniques, unmapped = _techniques_while_inserting(con, loaded, ingest_id)
     stages.step("techniques")
-    store.insert_frame(con, "visit_techniques", techniques, ingest_id=ingest_id)
+    # any row order: only build_episodes reads these rows in bulk, and it does not depend on it
+    store.insert_frame(con, "visit_techniques", techniques, ordered=False, ingest_id=ingest_id)
     store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
     stages.step("store")
     result = _summarise(raw, prof, ingest_id, n_loaded, quarantine, cleaned, rec, bad)
