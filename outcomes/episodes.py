@@ -77,8 +77,8 @@ def build_episodes(
         last visit date in ``visits``.
     validate : bool
         Check the result against :class:`outcomes.schema.EpisodeSchema` (pandera). False is
-        for :func:`outcomes.store.rebuild_episodes`, which builds per partition of patients and
-        validates the concatenation once (pandera's cost is per call as well as per value).
+        for :mod:`outcomes.episode_table`, which checks what it stores with
+        :func:`check_episodes` (once per table: pandera's cost is per call and per value).
 
     Returns
     -------
@@ -157,24 +157,13 @@ def build_episodes(
 
 
 def check_episodes(episodes: pd.DataFrame) -> pd.DataFrame:
-    """Check an episode table against :class:`outcomes.schema.EpisodeSchema`, keeping its dtypes.
+    """Run :class:`outcomes.schema.EpisodeSchema`'s checks without coercing (for the store).
 
-    For the store, which writes the table through Arrow: every check of the schema runs
-    (unique ``episode_id``, ``status`` and ``arm`` values, ``n_visits >= 1``...), but columns are
-    not coerced, so Arrow-backed text is not turned into Python strings (coercing cost more
-    than building the episodes). Text columns are not dtype-checked (the builder's text is
-    Arrow- or Python-backed; the store holds both as VARCHAR). An empty table is validated
-    with coercion, so its columns get the schema's dtypes.
-
-    Returns
-    -------
-    DataFrame
-        ``episodes`` itself (coerced when empty).
-
-    Raises
-    ------
-    pandera.errors.SchemaError
-        A check failed.
+    Every check runs (unique ``episode_id``, ``status`` and ``arm`` values, ``n_visits >= 1``),
+    but Arrow-backed text is not turned into Python strings (which cost more than the build),
+    so text columns are not dtype-checked (the store holds them as VARCHAR). An empty table is
+    coerced, so its columns get the schema's dtypes. Returns ``episodes`` (coerced when empty);
+    raises ``pandera.errors.SchemaError`` when a check fails.
     """
     if episodes.empty:
         return EpisodeSchema.validate(episodes)

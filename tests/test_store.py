@@ -214,8 +214,9 @@ def test_two_ingests_at_once_wait_or_are_refused(tmp_path, seeded):
 def test_partitioned_episode_rebuild_equals_one_build(tmp_path, db_path):
     """Building per partition of patients (with one as_of) gives the same table as one call of
     build_episodes over all visits (the reference, run directly here)."""
+    from outcomes.episode_table import rebuild_episodes
     from outcomes.episodes import build_episodes
-    from outcomes.store import load_techniques, rebuild_episodes
+    from outcomes.store import load_techniques
 
     rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
     rows[7]["technique_notes"] = "hiking poles"
@@ -256,7 +257,7 @@ def test_same_input_same_store_whatever_the_time_zone_and_locale(tmp_path):
 def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
     """Partitions are built unvalidated and the whole table is validated once: column types,
     values and row order (by episode_id) do not depend on the number of partitions."""
-    from outcomes.store import rebuild_episodes
+    from outcomes.episode_table import rebuild_episodes
 
     rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
     ingest_file(write_rows(tmp_path / "e.csv", rows), db=db_path, today=TODAY)
@@ -276,7 +277,7 @@ def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
 
 def _episodes_then_full_rebuild(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The stored episode table, and the one a full rebuild of the same store gives."""
-    from outcomes.store import rebuild_episodes
+    from outcomes.episode_table import rebuild_episodes
 
     kept = load_episodes(db)
     con = duckdb.connect(str(db))

@@ -377,6 +377,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     so the rows are not held twice (memory target of the scale benchmark).
     """
     from outcomes import store
+    from outcomes.episode_table import refresh_episodes
     from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
 
     frame, bad, raw.frame = raw.frame, raw.bad_rows, None
@@ -406,8 +407,8 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     result.unmapped_techniques = unmapped
     check_conservation(result)
     del cleaned, quarantine
-    result.episodes = store.refresh_episodes(con, loaded, techniques, ingest_id=ingest_id,
-                                             withdrawn=rec.withdraw["patient_id"])
+    result.episodes = refresh_episodes(con, loaded, techniques, ingest_id=ingest_id,
+                                       withdrawn=rec.withdraw["patient_id"])
     stages.step("episodes")
     return result
 
