@@ -6,7 +6,7 @@ therapist effects, dropout missing at random on the pain just measured), builds 
 the toolkit does, and runs
 
 * ``naive``: completers, unadjusted difference in change (what a dashboard shows), and
-* ``primary``: :func:`outcomes.models.weighting.primary_analysis` (ATE IPTW x inverse probability
+* ``primary``: :func:`outcomes.models.primary_analysis` (ATE IPTW x inverse probability
   of completion, regression with therapist fixed effects, leave-one-therapist-out jackknife SE).
 
 Targets: coverage of the primary analysis between 93 % and 97 %, |bias| under 10 % of the mean
@@ -52,7 +52,7 @@ def episodes_from_export(visits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
 
 def run_replicate(args: tuple[str, int, int, str]) -> list[dict]:
     """One seeded export; both analyses for NPRS and LEFS."""
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models import primary_analysis
     from outcomes.synthetic import generate_export
 
     scenario, seed, n_episodes, therapist_effects = args

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from outcomes.schema import LABELS
+
 __all__ = ["Instrument", "INSTRUMENTS", "get_instrument"]
 
 
@@ -61,17 +63,17 @@ class Instrument:
 INSTRUMENTS: dict[str, Instrument] = {
     i.code: i
     for i in (
-        Instrument("nprs", "NPRS pain", 0, 10, False, 2, mcid_pct=0.30,
+        Instrument("nprs", LABELS["instrument"]["nprs"], 0, 10, False, 2, mcid_pct=0.30,
                    source="Farrar et al. 2001, Pain 94:149-158"),
-        Instrument("lefs", "LEFS function", 0, 80, True, 9, mdc=9,
+        Instrument("lefs", LABELS["instrument"]["lefs"], 0, 80, True, 9, mdc=9,
                    source="Binkley et al. 1999, Phys Ther 79:371-383"),
-        Instrument("psfs", "PSFS", 0, 10, True, 2, integer=False,
+        Instrument("psfs", LABELS["instrument"]["psfs"], 0, 10, True, 2, integer=False,
                    source="Stratford et al. 1995, Physiother Can 47:258-263"),
-        Instrument("odi", "ODI", 0, 100, False, 12, integer=False,
+        Instrument("odi", LABELS["instrument"]["odi"], 0, 100, False, 12, integer=False,
                    source="Delitto et al. 2012 / JOSPT CPG 2014"),
-        Instrument("groc", "GROC", -7, 7, True, 3,
+        Instrument("groc", LABELS["instrument"]["groc"], -7, 7, True, 3,
                    source="Jaeschke et al. 1989 (anchor: +3 or more = improved)"),
-        Instrument("promis_pf", "PROMIS Physical Function", 10, 90, True, 2, integer=False,
+        Instrument("promis_pf", LABELS["instrument"]["promis_pf"], 10, 90, True, 2, integer=False,
                    source="HealthMeasures PROMIS PF; about 2 T points"),
     )
 }

@@ -348,7 +348,9 @@ def plot_love(
     ----------
     balance : DataFrame
         ``covariate, smd_before, smd_after`` (:func:`outcomes.models.weighting.balance_table`,
-        ``IPTWResult.balance``).
+        ``IPTWResult.balance``): standardized for every covariate type, binary ones over
+        ``sqrt((p1(1-p1) + p0(1-p0)) / 2)`` as OHDSI CohortMethod, the values the diagnostics
+        gate checks (not the raw differences in proportions of ``diff_raw_*``).
     threshold : float
         Balance threshold drawn as a dashed line (0.1, OHDSI CohortMethod / Austin 2009).
 
@@ -370,7 +372,8 @@ def plot_love(
         ax.axvline(x, color="0.4", linestyle="--", linewidth=1)
     ax.axvline(0, color="0.2", linewidth=0.8)
     ax.set_yticks(y, b["covariate"].astype(str))
-    ax.set_xlabel("|standardized difference|" if absolute else "standardized difference")
+    label = "standardized difference (binary: pooled binomial SD)"
+    ax.set_xlabel(f"|{label}|" if absolute else label)
     ax.legend(loc="lower right")
     return ax
 

@@ -28,6 +28,9 @@ __all__ = [
     "condition_of",
     "ARMS",
     "EPISODE_STATUSES",
+    "LABELS",
+    "label_of",
+    "label_values",
     "VisitSchema",
     "EpisodeSchema",
 ]
@@ -136,6 +139,40 @@ def condition_of(icd10: pd.Series) -> pd.Series:
 ARMS = ("pri", "traditional", "mixed", "none")
 #: Discharge status of an episode.
 EPISODE_STATUSES = ("completed", "no_discharge_score", "open")
+
+#: What a person reads instead of a code: the one label table of reports, plots and exports.
+#: ``mixed`` and ``none`` are explained where they are shown (the reports' "how to read").
+LABELS: dict[str, dict[str, str]] = {
+    "condition": {"itbs": "IT band syndrome", "pfps": "Patellofemoral pain",
+                  "hip_pain": "Hip pain", "lbp": "Low back pain", "other": "Other diagnoses"},
+    "arm": {"pri": "PRI-style", "traditional": "Traditional PT",
+            "mixed": "Mixed (PRI + traditional)", "none": "Neither (other care only)"},
+    "payer": {"commercial": "Commercial insurance", "medicare": "Medicare",
+              "medicaid": "Medicaid", "workers_comp": "Workers' compensation",
+              "self_pay": "Self-pay"},
+    "status": {"completed": "discharged with a score",
+               "no_discharge_score": "ended without a discharge score", "open": "open"},
+    "instrument": {"nprs": "NPRS pain", "lefs": "LEFS function", "psfs": "PSFS", "odi": "ODI",
+                   "groc": "GROC", "promis_pf": "PROMIS Physical Function"},
+    # the total row of the report tables, and the grouping columns as table headers
+    "total": {"all": "All episodes"},
+    "column": {"condition": "diagnosis", "arm": "arm", "therapist_id": "therapist",
+               "payer": "payer", "status": "status"},
+}
+
+
+def label_of(kind: str, value: object) -> str:
+    """The human label of ``value`` (a code of ``kind``: ``condition``, ``arm``, ``payer``,
+    ``status``, ``instrument``); the total row ``all`` reads "All episodes"; anything the table
+    does not know is returned as text unchanged (a clinic's own code stays readable)."""
+    text = str(value)
+    return LABELS.get(kind, {}).get(text, LABELS["total"].get(text, text))
+
+
+def label_values(values: pd.Series | pd.Index, kind: str) -> pd.Series | pd.Index:
+    """:func:`label_of` applied to every value of a Series or Index (a new object; missing values
+    stay missing)."""
+    return values.map(lambda v: v if pd.isna(v) else label_of(kind, v))
 
 
 class VisitSchema(pa.DataFrameModel):

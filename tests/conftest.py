@@ -86,3 +86,30 @@ def store_snapshot(db: Path) -> dict | None:
         return out
     finally:
         con.close()
+
+
+def typed_visits(visits: pd.DataFrame) -> pd.DataFrame:
+    """A clean synthetic export typed as the clean visit table (dates, float scores/flags)."""
+    numeric = ["nprs", "lefs", "psfs", "groc", "age", "symptom_duration_weeks", "prior_pt",
+               "prior_injection", "surgery_recommended"]
+    return visits.assign(visit_date=pd.to_datetime(visits["visit_date"]),
+                         **{c: visits[c].astype(float) for c in numeric})
+
+
+def episodes_of(visits: pd.DataFrame) -> pd.DataFrame:
+    """Episodes built from typed visits, techniques mapped from the notes."""
+    import outcomes
+
+    tech = outcomes.map_techniques(visits["technique_notes"])
+    tech = tech.assign(visit_id=visits.loc[tech["row"], "visit_id"].to_numpy())
+    return outcomes.build_episodes(visits, tech)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic():
+    """(episodes, visits, truth) of a seeded 900-episode export, PRI effect -1 NPRS point."""
+    import outcomes
+
+    visits, truth = outcomes.generate_export(900, seed=5, effects={"nprs": -1.0})
+    v = typed_visits(visits)
+    return episodes_of(v), v, truth

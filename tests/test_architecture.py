@@ -156,11 +156,19 @@ def test_installed_wheel_renders_reports_outside_the_repository(tmp_path):
 
     The new venv reaches the test environment's third-party packages through a ``.pth`` file (a
     fresh download of jupyterlab & co. would take minutes and needs the registry); ``outcomes``
-    itself comes only from the wheel (the editable install's finder is not loaded there).
+    itself comes only from the wheel (the editable install's finder is not loaded there), and
+    so does the report kernel's (the new venv's own python; only nbconvert's templates are
+    borrowed from the test environment's data files).
     """
-    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
+    dist, venv, work, src = (tmp_path / n for n in ("dist", "venv", "work", "src"))
     work.mkdir()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)], check=True, timeout=300)
+    # build from a copy, so the build's egg-info never lands in the clone (where pip, run from
+    # the clone, would take it for an installed outcomes and skip the wheel)
+    shutil.copytree(PACKAGE, src / "outcomes", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
+                    str(dist), str(src)], check=True, timeout=300, cwd=tmp_path)
     wheel = next(dist.glob("outcomes-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
@@ -170,13 +178,23 @@ def test_installed_wheel_renders_reports_outside_the_repository(tmp_path):
     deps = [p for p in sys.path if p.endswith("site-packages")]
     (site / "test_deps.pth").write_text("\n".join(deps) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    str(wheel)], check=True, timeout=300)
+                    str(wheel)], check=True, timeout=300, cwd=tmp_path)
+    # nbconvert's templates are data files its install put beside the borrowed packages; the
+    # kernel must be the new venv's own python (no kernelspec pointing back at the test venv)
+    jupyter = tmp_path / "jupyter"
+    jupyter.mkdir()
+    (jupyter / "nbconvert").symlink_to(Path(sys.prefix) / "share" / "jupyter" / "nbconvert")
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "OUTCOMES_NOTEBOOKS", "OUTCOMES_DB")}
-    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+           if k not in ("PYTHONPATH", "OUTCOMES_NOTEBOOKS", "OUTCOMES_DB", "JUPYTER_PATH")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+               JUPYTER_PATH=str(jupyter), JUPYTER_DATA_DIR=str(jupyter))
     where = subprocess.run([str(py), "-c", "import outcomes; print(outcomes.__file__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True)
     assert str(ROOT) not in where.stdout and str(venv) in where.stdout
+    spec = subprocess.run([str(py), "-c", "from jupyter_client.kernelspec import "
+                           "KernelSpecManager as K; print(K().get_kernel_spec('python3').argv[0])"],
+                          cwd=work, env=env, capture_output=True, text=True, check=True)
+    assert spec.stdout.strip().startswith(str(venv)), spec.stdout
 
     def outcomes_cli(*args: str) -> str:
         run = subprocess.run([str(venv / "bin" / "outcomes"), *args], cwd=work, env=env,

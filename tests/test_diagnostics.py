@@ -64,3 +64,22 @@ def test_lalonde_fails_and_nhefs_passes():
     assert gate.interpretable, gate.label
     assert gate.checks.loc[gate.checks["check"] == "equipoise", "value"].item() == pytest.approx(
         res.equipoise)
+
+
+def test_gate_uses_standardized_binary_differences():
+    """A rare binary covariate off by 0.06 in proportion (0.04 vs 0.10): the raw difference
+    0.06 would pass 0.1, the standardized one (0.06 / sqrt((0.04*0.96 + 0.1*0.9) / 2) = 0.2368,
+    OHDSI CohortMethod's convention) fails."""
+    t = np.r_[np.ones(100), np.zeros(100)]
+    flag = np.r_[np.ones(4), np.zeros(96), np.ones(10), np.zeros(90)]
+    d = pd.DataFrame({"t": t, "flag": flag, "x": np.tile(np.linspace(-1, 1, 100), 2)})
+    res = iptw(d, "t", ["x"])  # flag not in the PS model: weights leave it unbalanced
+    from outcomes.models.weighting import balance_table
+
+    res.balance = balance_table(d, d["t"], res.weights, ["x", "flag"])
+    bal = res.balance.set_index("covariate")
+    assert bal.loc["flag", "diff_raw_after"] == pytest.approx(-0.06, abs=1e-9)
+    assert bal.loc["flag", "smd_after"] == pytest.approx(-0.06 / np.sqrt(0.0642), abs=1e-6)
+    gate = diagnostics_gate(res)
+    assert not gate.interpretable
+    assert "flag (|SMD| 0.24 > 0.1)" in gate.label

@@ -145,6 +145,23 @@ def test_plot_love():
     assert any(ln.get_xdata()[0] == 0.1 for ln in ax.lines)
     before = ax.collections[0].get_offsets()[:, 0]
     np.testing.assert_allclose(before, [0.05, 0.25, 0.4])
+    assert "standardized" in ax.get_xaxis().get_label().get_text()
+
+
+def test_plot_love_plots_standardized_not_raw_binary_differences():
+    """An IPTWResult.balance: the plotted values are smd_* (binary standardized as OHDSI
+    CohortMethod), not the raw differences in proportions kept in diff_raw_*."""
+    from outcomes.models.weighting import balance_table
+
+    rng = np.random.default_rng(1)
+    d = pd.DataFrame({"t": rng.integers(0, 2, 200).astype(float)})
+    d["flag"] = (rng.uniform(size=200) < 0.1 + 0.1 * d["t"]).astype(float)
+    bal = balance_table(d, d["t"], np.ones(200), ["flag"])
+    ax = plot_love(bal)
+    x = ax.collections[0].get_offsets()[:, 0]
+    np.testing.assert_allclose(x, bal["smd_before"].abs())
+    assert abs(bal["smd_before"].item()) > abs(bal["diff_raw_before"].item())
+    assert "binary: pooled binomial SD" in ax.get_xlabel()
 
 
 def test_plot_funnel_from_therapist_estimates():

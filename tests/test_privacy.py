@@ -430,6 +430,22 @@ def test_complementary_suppression_against_total_column():
     assert out.loc[0].tolist() == [12, 20, 32] and out.loc[2].tolist() == [0, 0, 0]
 
 
+def test_complement_label_marks_what_is_withheld_for_another_cell():
+    """<11 only where a count is 1-10 (or a figure rests on such a count); the complement,
+    and a share hidden because of a count other than its base, read the second marker."""
+    table = pd.DataFrame({"n": [25, 7, 30, 62], "bad": [3, 0, 12, 15],
+                          "pct": [0.88, 1.0, 0.6, 0.76]}, index=["A", "B", "C", "Total"])
+    out = suppress_small_cells(table, ["n", "bad"], derived={"n": ["pct"], "bad": ["pct"]},
+                               total_row="Total", complement_label="*")
+    assert out["n"].tolist() == ["*", "<11", 30, 62]
+    assert out["bad"].tolist() == ["<11", 0, "*", 15]
+    # A: its base n (25) is a complement, its bad count is small -> withheld, not "<11"
+    assert out["pct"].tolist() == ["*", "<11", "*", 0.76]
+    assert [is_suppressed(v) for v in out["pct"]] == [True, True, True, False]
+    same = suppress_small_cells(table, "n", total_row="Total")
+    assert same["n"].tolist() == ["<11", "<11", 30, 62]  # default: one marker, as before
+
+
 def test_lone_hidden_cell_hides_the_total_when_nothing_else_can_be():
     table = pd.DataFrame({"n": [4, 4]}, index=["A", "Total"])
     out = suppress_small_cells(table, "n", total_row="Total")

@@ -230,6 +230,46 @@ def test_published_counts_are_never_1_to_10(rendered):
     assert hidden > 0, "the planted small caseloads should have been suppressed somewhere"
 
 
+def _glance(tables: list[list[list[str]]]) -> dict[str, list[str]]:
+    rows = next(t for t in tables if t and t[0] == ["", "this quarter", "last quarter",
+                                                       "change"])
+    return {r[0]: r[1:] for r in rows[1:]}
+
+
+def _lead(cell: str) -> float:
+    """The number a cell starts with (``-2.6 (-2.8 to -2.3)`` -> -2.6, ``78%`` -> 78)."""
+    return float(cell.split(" (")[0].rstrip("%"))
+
+
+def test_glance_box_leads_and_repeats_only_what_the_tables_publish(rendered):
+    """The box opens the quarterly report, and each figure of this quarter is the one *Volumes*
+    and *By arm* publish (a number where they show it, the same marker where they do not), so
+    the box cannot give away what a table withholds."""
+    page = _page(rendered, "quarterly_outcomes.html")
+    assert page.index("This quarter at a glance") < page.index("How to read this report") \
+        < page.index("Volumes")
+    parser = _Tables()
+    parser.feed(page)
+    glance = _glance(parser.tables)
+    volumes = {r[0]: r[1:] for r in _table_with(parser.tables, "measure")[1:]}
+    assert glance["episodes ended"][:2] == volumes["episodes ended"][::-1]
+    for cell in glance["episodes ended"][:2]:
+        assert cell == "<11" or not 1 <= int(cell) <= 10
+    by_arm = next(t for t in parser.tables if t and t[0][0] == "arm")
+    total = dict(zip(by_arm[0], next(r for r in by_arm if r[0] == "All episodes"), strict=True))
+    for measure, column in (("% reaching the NPRS MCID", "NPRS pain: % reaching MCID (95% CI)"),
+                            ("NPRS pain: mean change (negative = better)",
+                             "NPRS pain: mean change (95% CI)")):
+        shown, published = glance[measure][0], total[column]
+        if published[0].isdigit() or published[0] == "-":
+            assert _lead(shown) == pytest.approx(_lead(published)), (measure, shown, published)
+        else:
+            assert shown == published, (measure, shown, published)
+    therapist = _page(rendered, "therapists/T001.html")
+    assert therapist.index("This quarter at a glance") < therapist.index(
+        "Your episodes this quarter")
+
+
 def test_pngs_in_reports_carry_no_text_chunks(rendered):
     for path in rendered.folder.rglob("*.html"):
         for b64 in re.findall(rb"data:image/png;base64,([A-Za-z0-9+/=]+)", path.read_bytes()):
@@ -392,11 +432,15 @@ def test_suppression_hides_small_groups_and_their_complement():
     rows = [_ep(i, arm="pri") for i in range(30)] + [_ep(50 + i, arm="mixed") for i in range(5)]
     rows += [_ep(80 + i, arm="traditional") for i in range(20)]
     table = rp.summary_table(_frame(rows), "arm")
-    assert table.loc["mixed", "episodes ended"] == "<11"
-    assert (table.loc["mixed"] == "<11").all()
-    # one hidden group next to a shown total would be recoverable: a second cell is hidden too
-    assert (table["episodes ended"] == "<11").sum() >= 2
-    assert table.loc["all", "episodes ended"] in (55, "<11")
+    assert table.index.tolist() == ["Mixed (PRI + traditional)", "PRI-style", "Traditional PT",
+                                    "All episodes"]
+    mixed = table.loc["Mixed (PRI + traditional)"]
+    assert mixed["episodes ended"] == "<11"
+    assert (mixed == "<11").all()
+    # one hidden group next to a shown total would be recoverable: a second cell is withheld
+    # too, and it reads "*" (its own count is not 1-10)
+    assert (table["episodes ended"] == "*").sum() >= 1
+    assert table.loc["All episodes", "episodes ended"] in (55, "<11")
 
 
 def test_quarter_volumes_counts_and_hides_derivable_missing():
@@ -414,7 +458,8 @@ def test_quarter_volumes_counts_and_hides_derivable_missing():
     assert table.loc["attended visits", "2026Q2"] == "<11"
     eps2 = _frame(rows[:5] + rows[14:])  # 5 with a score: 17 - 12 would reveal them
     table2 = rp.quarter_volumes(eps2, visits, "2026Q3")
-    assert table2.loc["ended without a discharge score", "2026Q3"] == "<11"
+    # withheld, not "<11": its own count (12) is not small, the 5 with a score are
+    assert table2.loc["ended without a discharge score", "2026Q3"] == "*"
 
 
 def test_therapist_sections_hold_only_the_therapists_episodes():
@@ -460,7 +505,8 @@ def test_quarter_trend_blanks_small_quarters():
     q3 = rp.quarter_trend(_frame(rows), QUARTER, 4).iloc[-1]
     assert q3["pct_suppressed"] and pd.isna(q3["pct_mcid"]) and not pd.isna(q3["change"])
     table = rp.format_trend(rp.quarter_trend(_frame(rows), QUARTER, 4))
-    assert table.loc[QUARTER, "% reaching MCID (95% CI)"] == "<11"
+    # 1 non-responder of 20: withheld as a safe band (it rests on 20 episodes, not 1-10)
+    assert table.loc[QUARTER, "% reaching MCID (95% CI)"] == "over 50%"
     assert table.loc[QUARTER, "mean change (95% CI)"].startswith("-3.8")
     assert table.loc["2026Q2", "episodes ended"] == "<11"
 
@@ -683,13 +729,14 @@ def test_missing_discharge_counts_shares_and_complement():
              for i in range(4)]
     rows += [_ep(95, arm="traditional", status="open")]
     table = rp.missing_discharge(_frame(rows), "arm")
-    assert table.loc["pri", "ended"] == 32 and table.loc["all", "missing"] == 16
-    assert table.loc["traditional", "missing"] == "<11"
-    # 16 - 12 would give the 4 away: a second cell of the column is hidden too
-    assert table.loc["pri", "missing"] == "<11"
-    assert table.loc["traditional", "% without discharge score (95% CI)"] == "<11"
+    assert table.loc["PRI-style", "ended"] == 32 and table.loc["All episodes", "missing"] == 16
+    assert table.loc["Traditional PT", "missing"] == "<11"
+    # 16 - 12 would give the 4 away: a second cell of the column is withheld too ("*": 12 is
+    # not a small count), and the share of 19 episodes is withheld, not "<11"
+    assert table.loc["PRI-style", "missing"] == "*"
+    assert table.loc["Traditional PT", "% without discharge score (95% CI)"] == "*"
     shown = rp.missing_discharge(_frame(rows[:32]), "arm")  # pri only: nothing to hide
-    assert shown.loc["pri", "% without discharge score (95% CI)"].startswith("38% (")
+    assert shown.loc["PRI-style", "% without discharge score (95% CI)"].startswith("38% (")
     shares = rp.missing_discharge(_frame(rows), "arm", counts=False)
     assert list(shares.columns) == ["% without discharge score (95% CI)"]
 
@@ -889,7 +936,7 @@ def test_missing_discharge_never_shows_ended_and_missing_around_a_small_complete
     for arm, r in table.iterrows():
         ended, missing = (pd.to_numeric(r[c], errors="coerce") for c in ("ended", "missing"))
         assert pd.isna(ended) or pd.isna(missing) or not 1 <= ended - missing <= 10, (arm, table)
-    assert table.loc["traditional", "ended"] == 35
+    assert table.loc["Traditional PT", "ended"] == 35
 
 
 def test_love_plot_balance_hides_the_unweighted_difference_of_hidden_table_one_cells():

@@ -163,6 +163,52 @@ def test_report_opens_cleanly_in_chromium(kind, browser, rendered, tmp_path):  #
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
 
 
+_FOLD = """JSON.stringify((() => {
+  const box = document.getElementById('glance');
+  if (!box) return null;
+  const r = box.getBoundingClientRect(), t = box.querySelector('table').getBoundingClientRect();
+  const h = box.querySelector('h2').getBoundingClientRect();
+  return {top: r.top, heading: h.bottom, table: t.bottom, shown: box.offsetHeight > 0,
+          height: window.innerHeight, width: window.innerWidth};
+})())"""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["quarterly", "therapist"])
+def test_glance_box_is_above_the_fold_at_1280x800(kind, browser, rendered):  # noqa: F811
+    """At 1280x800, without scrolling, the box's heading and its whole table of headline
+    figures are on screen."""
+    browser.call("Emulation.setDeviceMetricsOverride", session=True, width=1280, height=800,
+                 deviceScaleFactor=1, mobile=False)
+    browser.open(rendered.folder / PAGES[kind][0])
+    box = json.loads(browser.call("Runtime.evaluate", session=True, expression=_FOLD,
+                                  returnByValue=True)["result"]["value"])
+    assert box is not None, "no glance box"
+    assert (box["width"], box["height"]) == (1280, 800)
+    assert box["shown"] and 0 <= box["top"] < box["heading"] < box["table"] <= 800, box
+
+
+@pytest.mark.browser
+def test_pdf_first_page_is_the_directors_summary(rendered, tmp_path):  # noqa: F811
+    """--pdf prints with the report's own CSS: page one holds the title and the whole glance
+    box (figures, items needing action, the rule and the markers), and nothing after it."""
+    import pypdf
+
+    from outcomes.reports.render import print_pdf
+
+    for name in ("quarterly_outcomes.html", "therapists/T001.html"):
+        pdf = tmp_path / "report.pdf"
+        print_pdf(rendered.folder / name, pdf)
+        pages = pypdf.PdfReader(pdf).pages
+        first = " ".join(pages[0].extract_text().split())
+        for text in ("This quarter at a glance", "this quarter last quarter", "Needs action",
+                     "An arrow marks a change beyond chance", "a safe range shown instead"):
+            assert text in first, (name, text)
+        assert len(pages) > 1
+        for later in ("How to read this report", "Your episodes this quarter", "Volumes"):
+            assert later not in first, (name, later)
+
+
 @pytest.mark.browser
 def test_csp_blocks_an_injected_remote_image(browser, tmp_path):
     """The check can fail: a page pulling a remote image logs a CSP error in Chromium."""

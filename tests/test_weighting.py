@@ -67,21 +67,40 @@ def test_lalonde_balance_matches_cobalt(lalonde_fit):
     assert bal.loc["re74", "smd_before"] == pytest.approx(-0.5958, abs=5e-5)
     assert bal.loc["re74", "smd_after"] == pytest.approx(-0.2740, abs=5e-5)
     assert bal.loc["re74", "type"] == "continuous"
+    assert bal.loc["re74", "smd_scale"] == "pooled SD"
     assert bal.loc["nodegree", "type"] == "binary"
-    # every race level is reported, as differences in proportions summing to zero
-    races = bal.loc[["race[black]", "race[hispan]", "race[white]"], "smd_after"]
+    assert bal.loc["nodegree", "smd_scale"] == "pooled binomial SD"
+    # every race level is reported; the raw differences in proportions sum to zero
+    races = bal.loc[["race[black]", "race[hispan]", "race[white]"], "diff_raw_after"]
     assert races.sum() == pytest.approx(0, abs=1e-12)
+    np.testing.assert_allclose(bal["smd_after"], bal["diff_raw_after"] / bal["sd_pooled"])
 
 
-def test_binary_balance_is_difference_in_proportions(lalonde, lalonde_fit):
+def test_binary_balance_raw_and_standardized(lalonde, lalonde_fit):
+    """Raw column: difference in (weighted) proportions, cobalt's default (WeightIt README).
+    Standardized column: over sqrt((p1(1-p1) + p0(1-p0)) / 2) of the unweighted groups, as
+    OHDSI CohortMethod and cobalt ``binary = "std"``."""
     t = lalonde["treat"] == 1
     w = lalonde_fit.weights
-    expected = (np.average(lalonde.loc[t, "married"], weights=w[t])
-                - np.average(lalonde.loc[~t, "married"], weights=w[~t]))
+    raw_after = (np.average(lalonde.loc[t, "married"], weights=w[t])
+                 - np.average(lalonde.loc[~t, "married"], weights=w[~t]))
+    p1, p0 = lalonde.loc[t, "married"].mean(), lalonde.loc[~t, "married"].mean()
+    sd = np.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / 2)
     bal = lalonde_fit.balance.set_index("covariate")
-    assert bal.loc["married", "smd_after"] == pytest.approx(expected)
-    assert bal.loc["married", "smd_before"] == pytest.approx(
-        lalonde.loc[t, "married"].mean() - lalonde.loc[~t, "married"].mean())
+    assert bal.loc["married", "diff_raw_after"] == pytest.approx(raw_after)
+    assert bal.loc["married", "diff_raw_before"] == pytest.approx(p1 - p0)
+    assert bal.loc["married", "smd_after"] == pytest.approx(raw_after / sd)
+    assert bal.loc["married", "smd_before"] == pytest.approx((p1 - p0) / sd)
+    # the unweighted standardized difference is tableone's (test_tables: married -0.720755)
+    assert bal.loc["married", "smd_before"] == pytest.approx(-0.720755, abs=1e-6)
+
+
+def test_constant_binary_covariate_has_zero_smd():
+    from outcomes.models.weighting import balance_table
+
+    d = pd.DataFrame({"t": [0.0, 1.0] * 20, "x": np.linspace(0, 1, 40), "flag": 0.0})
+    bal = balance_table(d, d["t"], np.linspace(1, 2, 40), ["x", "flag"]).set_index("covariate")
+    assert bal.loc["flag", "smd_after"] == 0 and bal.loc["flag", "smd_before"] == 0
 
 
 def test_nhefs_ip_weighted_effect_matches_hernan_robins(nhefs):
@@ -185,7 +204,7 @@ def synthetic_episodes():
 
 @pytest.mark.slow
 def test_primary_analysis_structure(synthetic_episodes):
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, truth = synthetic_episodes
     before = ep.copy()
@@ -210,7 +229,7 @@ def test_primary_analysis_recovers_effect_where_naive_fails(synthetic_episodes):
     """One seeded export (truth -1.0 NPRS points). Coverage over many replicates is in
     benchmarks/recovery.py; here the primary interval must contain the truth and sit closer to
     it than the naive completers' difference, which confounding by indication pulls toward 0."""
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, truth = synthetic_episodes
     eff = primary_analysis(ep, visits, "nprs").effects.set_index("method")
@@ -222,7 +241,7 @@ def test_primary_analysis_recovers_effect_where_naive_fails(synthetic_episodes):
 
 @pytest.mark.slow
 def test_primary_analysis_options(synthetic_episodes):
-    from outcomes.models.weighting import primary_analysis
+    from outcomes.models.primary import primary_analysis
 
     ep, visits, _ = synthetic_episodes
     with pytest.raises(ModelError, match="therapist_effects"):
@@ -236,7 +255,7 @@ def test_cv3_jackknife_matches_refits_by_statsmodels():
     data without cluster g (its fixed-effect column dropped) - an independent computation."""
     import statsmodels.formula.api as smf
 
-    from outcomes.models.weighting import _clustered_fit
+    from outcomes.models._estimator import _clustered_fit
 
     rng = np.random.default_rng(4)
     n = 240
@@ -260,7 +279,7 @@ def test_cv3_jackknife_matches_refits_by_statsmodels():
 def test_cv3_refuses_an_arm_held_by_one_cluster():
     """Only therapist 0 treats with the index arm: leaving it out leaves no treated patient, so
     the jackknife coefficient is undefined. It must raise, not return another column's value."""
-    from outcomes.models.weighting import _clustered_fit
+    from outcomes.models._estimator import _clustered_fit
 
     rng = np.random.default_rng(5)
     d = pd.DataFrame({"g": np.repeat(np.arange(6), 20), "x": rng.normal(size=120)})

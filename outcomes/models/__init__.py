@@ -28,9 +28,17 @@ _LAZY: dict[str, str] = {
     "missing_data_sensitivity": "outcomes.models.missing",
     "diagnostics_gate": "outcomes.models.diagnostics",
     "logrank_test": "outcomes.models.survival",
-    "primary_analysis": "outcomes.models.weighting",
+    "primary_analysis": "outcomes.models.primary",
+    "PrimaryResult": "outcomes.models.primary",
     "therapist_estimates": "outcomes.models.therapist",
     "funnel_limits": "outcomes.models.therapist",
+    "MODIFIERS": "outcomes.models.modification",
+    "evalue": "outcomes.models.evalue",
+    "EValueResult": "outcomes.models.evalue",
+    "evalue_sentence": "outcomes.models.evalue",
+    "negative_control": "outcomes.models.sensitivity",
+    "dose_response": "outcomes.models.dose",
+    "analysis_protocol": "outcomes.models.protocol",
 }
 
 __all__ = list(_LAZY)

@@ -66,6 +66,10 @@ def diagnostics_gate(
 
     Notes
     -----
+    Balance uses ``balance["smd_after"]``: standardized for every covariate type, binary ones
+    over ``sqrt((p1(1-p1) + p0(1-p0)) / 2)`` as OHDSI CohortMethod (a raw difference in
+    proportions of 0.05 at p near 0.05 is a standardized difference of about 0.2).
+
     Example label: ``"not interpretable: balance after weighting fails for
     symptom_duration_weeks (|SMD| 0.14 > 0.1); equipoise 0.12 < 0.2"``. Missing values (an SMD
     that could not be computed) fail their check.

@@ -85,10 +85,21 @@ def completion_weights(
     treatment, covariates and :data:`DROPOUT_TERMS`. Valid when dropout is missing at random
     given these observed quantities (Robins, Rotnitzky & Zhao 1995).
     """
+    return completion_weights_from_hazard_data(
+        dropout_hazard_data(episodes, visits, score), episodes, treatment, covariates)
+
+
+def completion_weights_from_hazard_data(long: pd.DataFrame, episodes: pd.DataFrame,
+                                        treatment: str,
+                                        covariates: Sequence[str] = ()) -> pd.Series:
+    """:func:`completion_weights` from precomputed :func:`dropout_hazard_data` rows.
+
+    The cluster bootstrap refits the dropout model on resampled person-visit rows without
+    rebuilding them from the visit table each time.
+    """
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
 
-    long = dropout_hazard_data(episodes, visits, score)
     terms = [treatment, *covariates, *DROPOUT_TERMS]
     long = model_frame(long, ["stop", treatment], terms)
     fit = smf.glm("stop ~ " + " + ".join(terms), long, family=sm.families.Binomial()).fit()

@@ -19,7 +19,7 @@ from outcomes.models._results import pooled_sd, tidy
 from outcomes.models.regression import model_frame
 
 __all__ = ["iptw", "IPTWResult", "balance_table", "preference_score", "weighted_effect",
-           "effective_sample_size"]
+           "effective_sample_size", "PRIMARY_CONFOUNDERS"]
 
 
 @dataclass
@@ -37,7 +37,8 @@ class IPTWResult:
     ess : dict
         Effective sample size ``(sum w)^2 / sum w^2`` keyed by treatment value.
     balance : DataFrame
-        ``covariate, type, smd_before, smd_after`` (see :func:`balance_table`).
+        ``covariate, type, smd_before, smd_after`` (standardized for every type), raw
+        differences ``diff_raw_before, diff_raw_after`` (see :func:`balance_table`).
     equipoise : float
         Share of patients whose preference score lies in [0.3, 0.7].
     estimand : str
@@ -232,10 +233,19 @@ def balance_table(df: pd.DataFrame, t: pd.Series, w: pd.Series,
     Returns
     -------
     DataFrame
-        ``covariate, type, smd_before, smd_after``. Continuous: difference in (weighted) means
-        over ``sqrt((s1^2 + s0^2) / 2)``, the unweighted SDs of the two groups, in both columns.
-        Binary (0/1 columns and each level of a categorical): the raw difference in
-        (weighted) proportions. cobalt's ``bal.tab`` defaults for the ATE.
+        ``covariate, type, smd_before, smd_after, diff_raw_before, diff_raw_after, sd_pooled,
+        smd_scale``. ``diff_raw_*`` is the difference in (weighted) means: for binary columns
+        (0/1 columns and each level of a categorical) the raw difference in proportions,
+        cobalt's default display. ``smd_* = diff_raw_* / sd_pooled`` for every type, with the
+        unweighted pooled SD in both columns: continuous ``sqrt((s1^2 + s0^2) / 2)`` (sample
+        variances; ``smd_scale`` "pooled SD"), binary ``sqrt((p1(1-p1) + p0(1-p0)) / 2)``
+        (``smd_scale`` "pooled binomial SD"). A covariate constant in both groups has SMD 0.
+
+    Notes
+    -----
+    The binary standardization is OHDSI CohortMethod's and cobalt's ``bal.tab(...,
+    binary = "std")``; checked against that formula computed in base R on lalonde
+    (``tests/test_weighting.py``). The raw columns reproduce the WeightIt README.
     """
     x = _balance_columns(df, covariates)
     t = np.asarray(t, dtype=float)
@@ -244,12 +254,22 @@ def balance_table(df: pd.DataFrame, t: pd.Series, w: pd.Series,
     for col in x.columns:
         v = x[col].to_numpy()
         binary = bool(np.isin(v, (0.0, 1.0)).all())
-        scale = 1.0 if binary else pooled_sd(v[t == 1], v[t == 0])
+        scale = _binary_sd(v[t == 1], v[t == 0]) if binary else pooled_sd(v[t == 1], v[t == 0])
         before = v[t == 1].mean() - v[t == 0].mean()
         after = (np.average(v[t == 1], weights=w[t == 1])
                  - np.average(v[t == 0], weights=w[t == 0]))
-        rows.append((col, "binary" if binary else "continuous", before / scale, after / scale))
-    return pd.DataFrame(rows, columns=["covariate", "type", "smd_before", "smd_after"])
+        smd = [d / scale if scale != 0 else 0.0 for d in (before, after)]  # NaN stays NaN
+        rows.append((col, "binary" if binary else "continuous", *smd, before, after, scale,
+                     "pooled binomial SD" if binary else "pooled SD"))
+    return pd.DataFrame(rows, columns=["covariate", "type", "smd_before", "smd_after",
+                                       "diff_raw_before", "diff_raw_after", "sd_pooled",
+                                       "smd_scale"])
+
+
+def _binary_sd(x1, x0) -> float:
+    """``sqrt((p1(1-p1) + p0(1-p0)) / 2)``: the binary SMD denominator (CohortMethod, cobalt)."""
+    p1, p0 = float(np.mean(x1)), float(np.mean(x0))
+    return float(np.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / 2))
 
 
 def weighted_effect(
@@ -317,178 +337,3 @@ def weighted_effect(
 PRIMARY_CONFOUNDERS = ("log_symptom_duration", "prior_pt", "prior_injection",
                        "surgery_recommended", "age")
 
-
-@dataclass
-class PrimaryResult:
-    """Result of :func:`primary_analysis`.
-
-    Attributes
-    ----------
-    effects : DataFrame
-        Tidy rows with a ``method`` column: ``naive`` (completers, unadjusted difference in
-        change) and ``primary`` (the adjusted, weighted analysis).
-    iptw : IPTWResult
-        Propensity model, weights and balance (feed it to ``diagnostics_gate``).
-    completion_weights : Series
-        Inverse probability of completion per episode (NaN for non-completers).
-    data : DataFrame
-        The analysed episodes (two arms, not open), with ``log_symptom_duration``.
-    """
-
-    effects: pd.DataFrame
-    iptw: IPTWResult
-    completion_weights: pd.Series
-    data: pd.DataFrame = field(repr=False)
-
-    def __repr__(self) -> str:
-        """The effect table and the diagnostics verdict: what a reader looks at first."""
-        from outcomes.models.diagnostics import diagnostics_gate
-
-        cols = ["method", "term", "estimate", "se", "ci_low", "ci_high", "p", "n"]
-        table = self.effects[cols].to_string(index=False)
-        return f"{table}\ndiagnostics: {diagnostics_gate(self.iptw).label}"
-
-
-def primary_analysis(
-    episodes: pd.DataFrame,
-    visits: pd.DataFrame,
-    outcome: str = "nprs",
-    *,
-    treatment: str = "arm",
-    arms: tuple[str, str] = ("pri", "traditional"),
-    confounders: Sequence[str] = PRIMARY_CONFOUNDERS,
-    dropout_covariates: Sequence[str] = ("C(payer)",),
-    dropout_score: str = "nprs",
-    cluster: str = "therapist_id",
-    therapist_effects: str = "fixed",
-    estimand: str = "ATE",
-) -> PrimaryResult:
-    """The toolkit's primary comparison of two arms on the change in an outcome.
-
-    Parameters
-    ----------
-    episodes : DataFrame
-        Output of :func:`outcomes.episodes.build_episodes` (open episodes are dropped here).
-    visits : DataFrame
-        The clean visit table the episodes were built from (for the dropout model).
-    outcome : str
-        Instrument code; the analysis is of ``<outcome>_change`` adjusted for
-        ``<outcome>_intake``.
-    treatment, arms : str, (str, str)
-        Arm column and the (treated, comparator) values compared; other arms are excluded.
-    confounders : sequence of str
-        Baseline terms in the propensity, dropout and outcome models.
-    dropout_covariates : sequence of str
-        Extra terms of the dropout model only (payer: self-pay patients stop early).
-    dropout_score : str
-        Instrument whose value at each visit drives dropout (pain).
-    cluster : str
-        Therapist column: fixed effects in the outcome model and the clustering unit of the
-        jackknife standard error (therapists treat many patients, mostly in one style).
-    therapist_effects : {"fixed", "cluster"}
-        ``"fixed"``: therapist fixed effects in the outcome regression (default);
-        ``"cluster"``: no fixed effects, only the clustered standard error.
-    estimand : {"ATE", "ATT"}
-        Weights of the propensity part.
-
-    Returns
-    -------
-    PrimaryResult
-        ``.effects`` (``naive`` and ``primary`` rows), ``.iptw`` (for the diagnostics gate).
-
-    Notes
-    -----
-    Doubly robust and dropout-corrected:
-
-    1. propensity score of ``arms[0]`` vs ``arms[1]`` on the intake score and confounders;
-       ATE weights ``1/ps``, ``1/(1-ps)``;
-    2. discrete-time dropout model (see :func:`outcomes.models.missing.completion_weights`):
-       completers get ``1 / P(completing | arm, baseline, pain at each visit, payer)``;
-    3. weighted least squares of the change on the arm, intake score and confounders among
-       completers with weights (1) x (2) and therapist fixed effects (``therapist_effects=
-       "fixed"``, like centre in a multicentre trial: absorbs therapist quality and any
-       therapist-level confounding); the standard error is the leave-one-therapist-out
-       jackknife (CV3) with t intervals on (therapists - 1) df, reliable with the few
-       therapists of a clinic where the usual CR1 sandwich is too small.
-
-    Unbiased when either the propensity or the outcome model is right and dropout is missing at
-    random given the dropout model's terms. Checked by simulation in ``benchmarks/recovery.py``
-    (bias, RMSE and 95 % coverage over seeded synthetic exports with a known effect).
-    """
-    from outcomes.models.missing import completion_weights
-
-    data = _primary_frame(episodes, treatment, arms, outcome, confounders, cluster)
-    baseline, change = f"{outcome}_intake", f"{outcome}_change"
-    ps = iptw(data, treatment, [baseline, *confounders], estimand=estimand, treated=arms[0])
-    wc = completion_weights(data, visits, treatment, [*confounders, *dropout_covariates],
-                            score=dropout_score)
-    data = data.assign(_t=ps.treated, _w=ps.weights * wc)
-    adjust = [baseline, *confounders]
-    if therapist_effects == "fixed":
-        adjust.append(f"C({cluster})")
-    elif therapist_effects != "cluster":
-        raise ModelError(f"therapist_effects={therapist_effects!r}: use 'fixed' or 'cluster'")
-    n_clusters = data.loc[data["_w"].notna() & data[change].notna(), cluster].nunique()
-    rows = [
-        _clustered_fit(data[data[change].notna() & wc.notna()], change, [], None, cluster,
-                       n_clusters).assign(method="naive"),
-        _clustered_fit(data, change, adjust, "_w", cluster, n_clusters).assign(method="primary"),
-    ]
-    effects = pd.concat(rows, ignore_index=True).assign(term=f"{arms[0]} vs {arms[1]}")
-    return PrimaryResult(effects=effects, iptw=ps, completion_weights=wc, data=data)
-
-
-def _primary_frame(episodes, treatment, arms, outcome, confounders, cluster) -> pd.DataFrame:
-    need = [treatment, "status", cluster, f"{outcome}_intake", f"{outcome}_change"]
-    missing = [c for c in need if c not in episodes.columns]
-    if missing:
-        raise ModelError(f"episode table lacks column(s) {', '.join(map(repr, missing))}")
-    data = episodes[episodes[treatment].isin(arms) & episodes["status"].ne("open")].copy()
-    data[treatment] = data[treatment].astype(object)
-    if "symptom_duration_weeks" in data:
-        data["log_symptom_duration"] = np.log(data["symptom_duration_weeks"].astype(float)
-                                              .clip(lower=1))
-    return model_frame(data, [treatment, f"{outcome}_intake", cluster], confounders)
-
-
-def _clustered_fit(data, change, covariates, weights, cluster, n_clusters) -> pd.DataFrame:
-    """(W)LS of ``change`` on ``_t`` (+ covariates); CV3 jackknife SE by cluster, t on G - 1 df."""
-    import statsmodels.formula.api as smf
-
-    cols = [change, "_t", cluster, *([weights] if weights else [])]
-    fit_df = model_frame(data, cols, covariates)
-    formula = " + ".join([f"Q('{change}') ~ _t", *covariates])
-    model = (smf.wls(formula, fit_df, weights=fit_df[weights]) if weights
-             else smf.ols(formula, fit_df))
-    w = fit_df[weights].to_numpy(float) if weights else np.ones(len(fit_df))
-    col = model.exog_names.index("_t")
-    est, se = _cv3(model.exog, model.endog, w, pd.factorize(fit_df[cluster])[0], col)
-    return tidy(["_t"], [est], [se], n=len(fit_df), df=n_clusters - 1)
-
-
-def _wls_coef(x: np.ndarray, y: np.ndarray, w: np.ndarray, col: int) -> float:
-    if np.ptp(x[:, col]) == 0:  # else lstsq returns another column's or a min-norm value
-        raise ModelError("the treatment takes one value in a leave-one-cluster-out fit: each arm "
-                         "needs patients of at least two therapists for the CV3 standard error")
-    keep = np.abs(x).sum(axis=0) > 0  # a left-out cluster's fixed-effect column is all zero
-    sw = np.sqrt(w)
-    beta, *_ = np.linalg.lstsq(x[:, keep] * sw[:, None], y * sw, rcond=None)
-    return float(beta[int(keep[:col].sum())])
-
-
-def _cv3(x, y, w, groups, col) -> tuple[float, float]:
-    """Coefficient ``col`` and its CV3 (leave-one-cluster-out jackknife) standard error.
-
-    ``V = (G - 1) / G * sum_g (b_(g) - b)^2`` (MacKinnon, Nielsen & Webb 2023, "Cluster-robust
-    inference: a guide to empirical practice", J Econometrics
-    232:272): reliable with few clusters, where CR1 is too small. Weights are held fixed.
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    full = _wls_coef(x, y, w, col)
-    labels = np.unique(groups)
-    if len(labels) < 2:
-        raise ModelError("a cluster-robust standard error needs at least two clusters")
-    loo = np.array([_wls_coef(x[groups != g], y[groups != g], w[groups != g], col)
-                    for g in labels])
-    g = len(labels)
-    return full, float(np.sqrt((g - 1) / g * np.sum((loo - full) ** 2)))

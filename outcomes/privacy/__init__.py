@@ -14,7 +14,14 @@ from __future__ import annotations
 from outcomes.privacy.escaping import FORMULA_PREFIXES, escape_text, neutralize_formulas
 from outcomes.privacy.phi import PHI_KINDS, redact_phi, scan_phi
 from outcomes.privacy.regimes import REGIMES, check_regime
-from outcomes.privacy.suppression import SUPPRESSED, is_suppressed, suppress_small_cells
+from outcomes.privacy.suppression import (
+    SUPPRESSED,
+    WITHHELD,
+    WITHHELD_NOTE,
+    is_suppressed,
+    share_band,
+    suppress_small_cells,
+)
 
 __all__ = [
     "PHI_KINDS",
@@ -25,6 +32,9 @@ __all__ = [
     "suppress_small_cells",
     "is_suppressed",
     "SUPPRESSED",
+    "WITHHELD",
+    "WITHHELD_NOTE",
+    "share_band",
     "neutralize_formulas",
     "escape_text",
     "FORMULA_PREFIXES",

@@ -79,13 +79,65 @@ def complementary(values: pd.DataFrame, hidden: pd.DataFrame, total_row, total_c
 # Small-cell suppression
 # --------------------------------------------------------------------------------------------
 
-#: The label a suppressed cell shows.
+#: The label a suppressed cell shows: a count of 1-10, or a statistic resting on 1-10 episodes.
 SUPPRESSED = "<11"
+#: The label of a cell withheld for another reason than its own size: hidden as a complement,
+#: or a share whose complement (e.g. the non-responders) numbers 1-10.
+WITHHELD = "*"
+#: The footnote that explains :data:`WITHHELD` wherever it is shown.
+WITHHELD_NOTE = ("* withheld so that a small count (1-10) cannot be worked out from it "
+                 "and the figures shown beside it")
 
 
 def is_suppressed(value: Any, label: str = SUPPRESSED) -> bool:
-    """True when a display cell was suppressed by :func:`suppress_small_cells`."""
-    return isinstance(value, str) and value == label
+    """True when a display cell was suppressed by :func:`suppress_small_cells` (``label``),
+    withheld (:data:`WITHHELD`) or replaced by a :func:`share_band`."""
+    return isinstance(value, str) and (value in (label, WITHHELD) or value.startswith(
+        (BAND_OVER, BAND_UNDER)))
+
+
+#: Prefixes of a published band (see :func:`share_band`).
+BAND_OVER, BAND_UNDER = "over ", "under "
+
+
+def share_band(part: int, whole: int, threshold: int = 11, step: int = 10) -> str | None:
+    """A safe band for the share ``part / whole`` withheld because ``part`` or ``whole - part``
+    numbers 1 to ``threshold - 1``; None when no informative safe band exists.
+
+    Parameters
+    ----------
+    part, whole : int
+        The withheld share's numerator and denominator (e.g. responders and eligible).
+    threshold : int, default 11
+        Counts from 1 to ``threshold - 1`` are small.
+    step : int, default 10
+        Bands are whole multiples of ``step`` percentage points.
+
+    Returns
+    -------
+    str or None
+        ``"over X%"`` when the complement ``whole - part`` is small, ``"under X%"`` when
+        ``part`` is; None when ``whole`` is itself small, when neither or both counts are
+        small, or when the band would be ``over 0%`` / ``under 100%``.
+
+    Notes
+    -----
+    With ``c = whole - part`` small, ``share >= (whole - (threshold - 1)) / whole``; the band
+    publishes ``X = step * floor(100 (whole - threshold + 1) / (whole step))``. It is true for
+    every ``c`` of 1 to ``threshold - 1`` and, read back, ``c <= whole (1 - X/100)`` allows every
+    one of them: the band says no more than the ``<11`` it replaces, so no count of 1-10 can be
+    derived from it even when ``whole`` is known.
+    """
+    small = threshold - 1
+    if whole < threshold or (1 <= part <= small) == (1 <= whole - part <= small):
+        return None  # the whole is small, or neither (or both) of the parts: no one-sided band
+    bound = 100 * (whole - small) / whole
+    x = int(step * np.floor(bound / step + 1e-9))
+    if x <= 0:
+        return None
+    if whole - part <= small:
+        return f"{BAND_OVER}{x}%"
+    return f"{BAND_UNDER}{100 - x}%"
 
 
 def _as_list(columns: str | Iterable[Hashable]) -> list[Hashable]:
@@ -101,6 +153,7 @@ def suppress_small_cells(
     label: str = SUPPRESSED,
     total_row: Hashable | None = None,
     total_column: Hashable | None = None,
+    complement_label: str | None = None,
 ) -> pd.DataFrame:
     """Apply the CMS cell-size rule to a table about to be published.
 
@@ -150,9 +203,20 @@ def suppress_small_cells(
     values = count_matrix(table, counts)
     hidden = (values >= 1) & (values < threshold)
     hidden = complementary(values, hidden, total_row, total_column)
+    small = ((values >= 1) & (values < threshold)).to_numpy()
     out = table.copy()
+    other = label if complement_label is None else complement_label
+    base: dict[Hashable, Hashable] = {}
     for column in counts:
-        for target in [column, *derived.get(column, [])]:
-            shown = out[target].astype(object)
-            out[target] = shown.mask(hidden[column].to_numpy(), label)
+        for target in derived.get(column, []):
+            base.setdefault(target, column)
+    # withheld first, so a cell whose own base count is small ends up reading `label`
+    for own in (False, True):
+        for column in counts:
+            for target in [column, *derived.get(column, [])]:
+                is_own = base.get(target, target) == column
+                mask = hidden[column].to_numpy() & (small[:, counts.index(column)] if own
+                                                    and is_own else not own)
+                shown = out[target].astype(object)
+                out[target] = shown.mask(mask, label if own else other)
     return out

@@ -6,6 +6,8 @@ Owns, from data to published file:
   the small-cell threshold every report shares;
 - :mod:`.quarterly`, :mod:`.therapist`, :mod:`.comparative` - the sections of each report
   (DataFrame in, suppressed DataFrame out);
+- :mod:`.glance` - the "This quarter at a glance" box: headline figures against last quarter,
+  changes judged against chance, items needing action;
 - :mod:`.display` - turning section frames into what a reader sees (HTML tables, notes, charts);
 - :mod:`.render` - executing notebooks in warm kernels and exporting inert, self-contained HTML;
 - :mod:`.publish` - planning report jobs and publishing a set atomically (:func:`render_reports`);
@@ -24,6 +26,8 @@ from outcomes.reports.data import *  # noqa: F403
 from outcomes.reports.data import __all__ as _data
 from outcomes.reports.display import *  # noqa: F403
 from outcomes.reports.display import __all__ as _display
+from outcomes.reports.glance import *  # noqa: F403
+from outcomes.reports.glance import __all__ as _glance
 from outcomes.reports.publish import *  # noqa: F403
 from outcomes.reports.publish import __all__ as _publish
 from outcomes.reports.quarterly import *  # noqa: F403
@@ -31,4 +35,4 @@ from outcomes.reports.quarterly import __all__ as _quarterly
 from outcomes.reports.therapist import *  # noqa: F403
 from outcomes.reports.therapist import __all__ as _therapist
 
-__all__ = [*_data, *_quarterly, *_therapist, *_comparative, *_display, *_publish]
+__all__ = [*_data, *_quarterly, *_therapist, *_glance, *_comparative, *_display, *_publish]

@@ -98,10 +98,11 @@ def protocol_table(condition: str, period: str, outcome: str, exposure_rule: str
                    estimand: str) -> pd.DataFrame:
     """The target-trial protocol the comparative analysis emulates, as a two-column table."""
     from outcomes.instruments import INSTRUMENTS
+    from outcomes.schema import label_of
 
     inst = INSTRUMENTS[outcome]
     rows = {
-        "eligibility": f"episodes of care for {condition} starting with an initial evaluation "
+        "eligibility": f"episodes of care for {label_of('condition', condition)} starting with an initial evaluation "
                        f"(CPT 97161-97163) with an intake {inst.name} score; evaluation in "
                        f"{'any quarter' if period == 'all' else period}",
         "time zero": "the initial evaluation (start of the episode)",

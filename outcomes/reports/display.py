@@ -15,7 +15,8 @@ from outcomes.reports.quarterly import format_interval
 
 __all__ = [
     "funnel_chart", "run_chart", "Notes", "setup_display", "frame_html", "parameter_table",
-    "format_therapists", "therapist_notes", "format_oe", "format_trend",
+    "format_therapists", "therapist_notes", "format_oe", "format_trend", "glance_table",
+    "GlanceBox", "glance_box",
 ]
 
 
@@ -164,14 +165,94 @@ def format_oe(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_trend(trend: pd.DataFrame) -> pd.DataFrame:
-    """Readable :func:`quarter_trend` table; blanked cells read ``<11``."""
+    """Readable :func:`quarter_trend` table; cells of 1-10 episodes read ``<11``, a share
+    withheld because its responders or non-responders number 1-10 shows its safe band, else
+    ``*``."""
+    from outcomes.privacy import SUPPRESSED, WITHHELD
+
     rows = {}
     for _, r in trend.iterrows():
         rows[r["quarter"]] = {
-            "episodes ended": "<11" if pd.isna(r["episodes"]) else int(r["episodes"]),
-            "mean change (95% CI)": "<11" if r["suppressed"] else format_interval(
+            "episodes ended": SUPPRESSED if pd.isna(r["episodes"]) else int(r["episodes"]),
+            "mean change (95% CI)": SUPPRESSED if r["suppressed"] else format_interval(
                 r["change"], r["change_low"], r["change_high"]),
-            "% reaching MCID (95% CI)": "<11" if r["suppressed"] or r["pct_suppressed"]
+            "% reaching MCID (95% CI)": SUPPRESSED if r["suppressed"] else
+            (r.get("pct_band") or WITHHELD) if r["pct_suppressed"]
             else format_interval(r["pct_mcid"], r["pct_low"], r["pct_high"], 0, "%"),
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("quarter")
+
+
+# --------------------------------------------------------------------------------------------
+# This quarter at a glance
+# --------------------------------------------------------------------------------------------
+_ARROWS = {"better": "better", "worse": "worse", "up": "more", "down": "fewer"}
+
+
+def _glance_value(value: Any, unit: str) -> str:
+    if isinstance(value, str):
+        return value  # a marker (<11, *) or a safe band, as the tables show it
+    if pd.isna(value):
+        return "-"
+    if unit == "episodes":
+        return f"{int(value)}"
+    return f"{value:.0f}%" if unit == "% points" else f"{value:+.1f}"
+
+
+def _glance_change(row: pd.Series) -> str:
+    if pd.isna(row["difference"]):
+        return "not compared (a value is withheld or missing)"
+    digits = 0 if row["unit"] in ("episodes", "% points") else 1
+    unit = "percentage points" if row["unit"] == "% points" else row["unit"]
+    text = f"{row['difference']:+.{digits}f} {unit}"
+    if not row["beyond_chance"]:
+        return f"{text}, within chance"
+    arrow = "\u25b2" if row["difference"] > 0 else "\u25bc"
+    return f"{arrow} {text}, {_ARROWS[row['direction']]}"
+
+
+def glance_table(figures: pd.DataFrame) -> pd.DataFrame:
+    """Readable :func:`glance_figures`: ``this quarter, last quarter, change`` per figure; an
+    arrow (and ``better``/``worse``) only for a change beyond chance."""
+    return pd.DataFrame({
+        "this quarter": [_glance_value(v, u) for v, u in
+                         zip(figures["this_text"], figures["unit"], strict=True)],
+        "last quarter": [_glance_value(v, u) for v, u in
+                         zip(figures["last_text"], figures["unit"], strict=True)],
+        "change": [_glance_change(r) for _, r in figures.iterrows()],
+    }, index=pd.Index(figures["measure"], name=""))
+
+
+class GlanceBox:
+    """The "This quarter at a glance" box: headline table, items needing action, footnotes.
+
+    Every string is escaped; the box carries the class ``glance`` (boxed on screen, and the
+    end of the first page when printed, so page one stands alone)."""
+
+    def __init__(self, figures: pd.DataFrame, actions: list[str], title: str) -> None:
+        self.table = glance_table(figures)
+        self.actions = [str(a) for a in actions]
+        self.title = title
+
+    def _repr_html_(self) -> str:
+        from outcomes.privacy import WITHHELD_NOTE, escape_text
+        from outcomes.reports.glance import CHANGE_RULE
+
+        items = "".join(f"<li>{escape_text(a)}</li>" for a in self.actions)
+        notes = " ".join(escape_text(n) for n in (
+            CHANGE_RULE, "<11: a count of 1-10 episodes, or a figure resting on one.",
+            WITHHELD_NOTE + "; \u201cover/under X%\u201d: a safe range shown instead."))
+        return (f'<section class="glance" id="glance"><h2>{escape_text(self.title)}</h2>'
+                f"{frame_html(self.table)}<p><strong>Needs action</strong></p>"
+                f'<ul class="actions">{items}</ul><p class="glance-notes">{notes}</p>'
+                "</section>")
+
+    def __repr__(self) -> str:
+        return f"{self.title}\n{self.table.to_string()}\n" + "\n".join(self.actions)
+
+
+def glance_box(figures: pd.DataFrame, actions: list[str],
+               title: str = "This quarter at a glance") -> GlanceBox:
+    """:class:`GlanceBox` of :func:`glance_figures` and :func:`glance_actions` (or their
+    therapist versions)."""
+    return GlanceBox(figures, actions, title)

@@ -434,7 +434,7 @@ def _footer(job: ReportJob) -> str:
 
     shown = {k: v for k, v in _public_parameters(job.parameters).items() if k != "database"}
     text = ", ".join(f"{k}={v}" for k, v in shown.items())
-    return f"outcomes {__version__} - {job.notebook} ({text}). Counts of 1-10 are shown as <11."
+    return f"outcomes {__version__} - {job.notebook} ({text}). Counts of 1-10 are shown as <11; * marks a figure withheld so that one cannot be worked out."
 
 
 class _NoBar:

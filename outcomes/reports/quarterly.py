@@ -25,7 +25,7 @@ from outcomes.reports.data import (
 
 __all__ = [
     "mean_ci", "wilson_ci", "instrument_row", "outcome_summary", "suppress_summary",
-    "format_interval", "format_summary", "summary_table", "quarter_volumes", "quarter_trend",
+    "format_interval", "format_summary", "summary_table", "with_labels", "quarter_volumes", "quarter_trend",
     "therapist_comparison", "RISK_COVARIATES", "observed_minus_expected", "quarantine_table",
     "missing_discharge", "unmapped_table",
 ]
@@ -124,12 +124,15 @@ def suppress_summary(summary: pd.DataFrame,
                      instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
     """Apply the cell-size rule to an :func:`outcome_summary` table.
 
-    A mean is hidden when it rests on 1-10 episodes; a share reaching the MCID is hidden when
-    either the responders or the non-responders number 1-10 (either would be recoverable from
-    the share and the shown denominator). The ``all`` row is the total row of complementary
-    suppression: a single hidden group count is never recoverable as total minus the others.
+    A mean is hidden when it rests on 1-10 episodes (``<11``); a share reaching the MCID is
+    ``<11`` when it rests on 1-10 episodes, and withheld when either the responders or the
+    non-responders number 1-10 (either would be recoverable from the share and the
+    denominator): it then shows a safe band (:func:`outcomes.privacy.share_band`, e.g. ``over
+    50%``) or, when none exists, ``*`` (:data:`outcomes.privacy.WITHHELD`). The ``all`` row is
+    the total row of complementary suppression: a single hidden group count is never
+    recoverable as total minus the others; cells hidden that way show ``*``.
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, share_band, suppress_small_cells
 
     counts = ["episodes"]
     derived: dict[str, list[str]] = {}
@@ -142,8 +145,16 @@ def suppress_summary(summary: pd.DataFrame,
         derived[f"{code}_responders"] = pct
         derived[f"{code}_nonresponders"] = pct
     total = "all" if "all" in summary.index and len(summary) > 1 else None
-    return suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL,
-                                total_row=total)
+    out = suppress_small_cells(summary, counts, derived=derived, threshold=MIN_CELL,
+                               total_row=total, complement_label=WITHHELD)
+    for code in instruments:
+        pct = f"{code}_pct_mcid"
+        for key in out.index[out[pct].eq(WITHHELD) & ~out[f"{code}_eligible"].eq(WITHHELD)]:
+            band = share_band(int(summary.at[key, f"{code}_responders"]),
+                              int(summary.at[key, f"{code}_eligible"]), MIN_CELL)
+            if band is not None:
+                out.at[key, pct] = band
+    return out
 
 
 def format_interval(est: Any, lo: Any, hi: Any, digits: int = 1, unit: str = "") -> str:
@@ -181,9 +192,21 @@ def format_summary(summary: pd.DataFrame,
 
 def summary_table(episodes: pd.DataFrame, by: str | None = None,
                   instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> pd.DataFrame:
-    """:func:`outcome_summary` -> :func:`suppress_summary` -> :func:`format_summary`."""
+    """:func:`outcome_summary` -> :func:`suppress_summary` -> :func:`format_summary`, rows and
+    header in words (:func:`outcomes.schema.label_values`)."""
     summary = outcome_summary(episodes, by, instruments)
-    return format_summary(suppress_summary(summary, instruments), instruments)
+    return with_labels(format_summary(suppress_summary(summary, instruments), instruments), by)
+
+
+def with_labels(table: pd.DataFrame, by: str | None) -> pd.DataFrame:
+    """``table`` (indexed by the codes of column ``by``) with the index in words and named
+    after ``by`` as a person reads it (``condition`` -> ``diagnosis``)."""
+    from outcomes.schema import label_of, label_values
+
+    out = table.copy()
+    out.index = label_values(out.index, by or "total")
+    out.index.name = label_of("column", by) if by else table.index.name
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,10 +221,10 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
     DataFrame
         Index: ``new episodes``, ``episodes ended``, ``ended without a discharge score``,
         ``attended visits``, ``patients seen``; one column per quarter (oldest first),
-        suppressed (1-10 -> ``<11``; episodes without a discharge score also when those *with*
-        one number 1-10, since ended minus without would give them away).
+        suppressed (1-10 -> ``<11``; episodes without a discharge score withheld, ``*``, when
+        those *with* one number 1-10, since ended minus without would give them away).
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, suppress_small_cells
 
     ep = select_clinic(episodes, clinic)
     vis = select_clinic(visits, clinic)
@@ -219,9 +242,11 @@ def quarter_volumes(episodes: pd.DataFrame, visits: pd.DataFrame, quarter: str,
     table = pd.DataFrame(cols)
     table.index.name = "measure"
     out = suppress_small_cells(table, list(table.columns), threshold=MIN_CELL)
-    # ended = with a score + without: hide "without" when the other part is a small cell
+    # ended = with a score + without: withhold "without" when the other part is a small cell
     gap = table.loc["episodes ended"] - table.loc["ended without a discharge score"]
-    out.loc["ended without a discharge score", gap.between(1, MIN_CELL - 1)] = "<11"
+    without = table.loc["ended without a discharge score"]
+    out.loc["ended without a discharge score",
+            gap.between(1, MIN_CELL - 1) & ~without.between(1, MIN_CELL - 1)] = WITHHELD
     return out
 
 
@@ -238,15 +263,19 @@ def quarter_trend(episodes: pd.DataFrame, quarter: str, n_quarters: int = 8,
         quarters before the first ended episode are dropped). Small cells are blanked (NaN, so
         a chart of the table carries none): ``suppressed`` marks a mean resting on 1-10
         episodes (everything blanked), ``pct_suppressed`` a share whose responders or
-        non-responders number 1-10 (the share blanked).
+        non-responders number 1-10 (the share blanked; ``pct_band`` holds its safe band from
+        :func:`outcomes.privacy.share_band`, or None).
     """
+    from outcomes.privacy import share_band
+
     rows = []
     for q in previous_quarters(quarter, n_quarters):
         ended = ended_in(episodes, q)
         row = {k.removeprefix(f"{code}_"): v for k, v in instrument_row(ended, code).items()}
         rows.append({"quarter": q, "episodes": len(ended), **row,
                      "suppressed": is_small(row["n"], row["eligible"]),
-                     "pct_suppressed": is_small(row["responders"], row["nonresponders"])})
+                     "pct_suppressed": is_small(row["responders"], row["nonresponders"]),
+                     "pct_band": share_band(row["responders"], row["eligible"], MIN_CELL)})
     out = pd.DataFrame(rows)
     pct = ["eligible", "responders", "nonresponders", "pct_mcid", "pct_low", "pct_high"]
     out.loc[out["suppressed"], ["n", "change", "change_low", "change_high", *pct]] = float("nan")
@@ -377,9 +406,11 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
         discharge score (95% CI)`` (Wilson interval, as text), suppressed with the total row
         and ``ended`` (= missing + with a score, per row) used for complementary suppression. ``counts=False`` keeps only the percentage, for
         tables whose rows also appear elsewhere with other counts (e.g. per therapist, next to
-        the caseloads of the therapist comparison: the difference would be a count).
+        the caseloads of the therapist comparison: the difference would be a count). A cell
+        of 1-10 episodes reads ``<11``; one withheld so that such a cell cannot be worked out
+        reads ``*``.
     """
-    from outcomes.privacy import suppress_small_cells
+    from outcomes.privacy import WITHHELD, suppress_small_cells
 
     ended = episodes[episodes["status"] != "open"]
     missing = (ended["status"] == "no_discharge_score").astype(int)
@@ -391,11 +422,12 @@ def missing_discharge(episodes: pd.DataFrame, by: str, counts: bool = True) -> p
         format_interval(100 * m / n, *(100 * x for x in wilson_ci(m, n)), 0, "%") if n else "-"
         for m, n in zip(table["missing"], table["ended"], strict=True)]
     out = suppress_small_cells(table, ["ended", "missing", "complete"], threshold=MIN_CELL,
-                               derived={"missing": ["pct_missing"],
+                               derived={"ended": ["pct_missing"], "missing": ["pct_missing"],
                                         "complete": ["pct_missing"]}, total_row="all",
-                               total_column="ended")
+                               total_column="ended", complement_label=WITHHELD)
     out = out.drop(columns=["complete"] if counts else ["complete", "ended", "missing"])
-    return out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
+    out = out.rename(columns={"pct_missing": "% without discharge score (95% CI)"})
+    return with_labels(out, by)
 
 
 def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:

@@ -307,6 +307,23 @@ blockquote { margin: 1em 0; padding: .6em 1em; background: #f3f7fb; border-left:
 .output_html, .jp-RenderedHTMLCommon { overflow-x: auto; max-width: 100%; }
 .jp-Cell { margin: 0; }
 footer { margin-top: 3em; font-size: .8em; color: #59636e; }
+/* "This quarter at a glance": boxed on screen; printed, it ends page one (a page that stands
+   alone for the director) */
+.glance { border: 2px solid #2f6690; border-radius: 6px; padding: 2px 18px 8px;
+          margin: .8em 0 1.4em; background: #f7fafd; }
+.glance h2 { margin-top: .5em; border-bottom: none; }
+.glance table { font-size: .9em; }
+.glance ul.actions { margin: .2em 0 .6em; padding-left: 1.3em; }
+.glance-notes { font-size: .76em; color: #59636e; margin: .3em 0; }
+@media print {
+  body { font-size: 10pt; }
+  main { padding: 0 8px; }
+  h1 { font-size: 1.5em; margin: 0 0 .3em; }
+  table { margin: .3em 0 .6em; }
+  .glance { padding: 0 12px 4px; margin: .4em 0 0; break-inside: avoid; break-after: page;
+            page-break-after: always; }
+  .glance h2 { margin: .3em 0; }
+}
 """
 
 _ACTIVE = re.compile(r"<\s*(script|iframe|object|embed|link|base|form|svg)\b"

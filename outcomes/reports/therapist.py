@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from outcomes.reports.data import (
+    MIN_CELL,
     REPORT_INSTRUMENTS,
     active_in,
     ended_in,
@@ -42,16 +43,20 @@ def caseload_table(episodes: pd.DataFrame, quarter: str, therapist: str) -> pd.D
     -------
     DataFrame
         Indexed by ``episode`` (the pseudonymous episode id, which starts with the patient's
-        pseudonym): ``condition, arm, start, last visit, status, visits`` and per report
+        pseudonym): ``diagnosis, arm, start, last visit, status, visits`` (in words) and per report
         instrument ``intake -> discharge``, ``change`` and ``MCID`` (``yes``/``no``/``ceiling``
         /``-``), as text.
     """
     own = own_episodes(episodes, therapist)
     own = own[active_in(own, quarter)].sort_values(["start_date", "episode_id"])
+    from outcomes.schema import label_values
+
     out = pd.DataFrame({
-        "episode": own["episode_id"], "condition": own["condition"], "arm": own["arm"],
+        "episode": own["episode_id"], "diagnosis": label_values(own["condition"], "condition"),
+        "arm": label_values(own["arm"], "arm"),
         "start": own["start_date"].dt.strftime("%Y-%m-%d"),
-        "last visit": own["end_date"].dt.strftime("%Y-%m-%d"), "status": own["status"],
+        "last visit": own["end_date"].dt.strftime("%Y-%m-%d"),
+        "status": label_values(own["status"], "status"),
         "visits": own["n_visits"]})
     for code in REPORT_INSTRUMENTS:
         name = code.upper()
@@ -157,16 +162,23 @@ def therapist_vs_clinic(episodes: pd.DataFrame, quarters: list[str], therapist: 
 
 
 def _benchmark_cells(r: dict[str, Any], code: str, suppress: bool) -> dict[str, str]:
-    hide = "<11"
-    ended = hide if suppress and is_small(r["ended"]) else str(r["ended"])
-    missing = (hide if suppress and is_small(r["missing"], r["ended"] - r["missing"])
-               else format_interval(r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
-    change = (hide if suppress and is_small(r[f"{code}_n"]) else
+    from outcomes.privacy import SUPPRESSED, WITHHELD, share_band
+
+    def withheld(part: int, whole: int, shown: str) -> str:
+        if not suppress or not is_small(part, whole - part):
+            return shown
+        if is_small(whole):
+            return SUPPRESSED
+        return share_band(part, whole, MIN_CELL) or WITHHELD
+
+    ended = SUPPRESSED if suppress and is_small(r["ended"]) else str(r["ended"])
+    missing = withheld(r["missing"], r["ended"], format_interval(
+        r["pct_missing"], r["missing_low"], r["missing_high"], 0, "%"))
+    change = (SUPPRESSED if suppress and is_small(r[f"{code}_n"]) else
               format_interval(r[f"{code}_change"], r[f"{code}_change_low"],
-                            r[f"{code}_change_high"]))
-    pct = (hide if suppress and is_small(r[f"{code}_responders"], r[f"{code}_nonresponders"])
-           else format_interval(r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"],
-                              0, "%"))
+                              r[f"{code}_change_high"]))
+    pct = withheld(r[f"{code}_responders"], r[f"{code}_eligible"], format_interval(
+        r[f"{code}_pct_mcid"], r[f"{code}_pct_low"], r[f"{code}_pct_high"], 0, "%"))
     name = code.upper()
     return {"episodes ended": ended, "without discharge score (95% CI)": missing,
             f"{name} mean change (95% CI)": change, f"{name} % reaching MCID (95% CI)": pct}
