@@ -167,7 +167,7 @@ def check_episodes(episodes: pd.DataFrame) -> pd.DataFrame:
     """
     if episodes.empty:
         return EpisodeSchema.validate(episodes)
-    return _value_schema().validate(episodes)
+    return _value_schema().validate(episodes, inplace=True)  # nothing to coerce: no copy
 
 
 def _value_schema():
