@@ -67,13 +67,14 @@ def refresh_episodes(con: Any, visits: pd.DataFrame, techniques: pd.DataFrame, *
     if stored and (before is None or (before != "" and as_of is not None
                                       and as_of < pd.Timestamp(before))):
         return rebuild_episodes(con)
-    patients = _touched(con, visits["patient_id"], withdrawn, before, as_of)
+    patients = None  # no earlier ingest: the loaded visits are all there is
     if stored:
+        patients = _touched(con, visits["patient_id"], withdrawn, before, as_of)
         old_v, old_t = _stored_visits(con, patients, ingest_id)
         visits = pd.concat([old_v, visits[old_v.columns]], ignore_index=True)
         techniques = pd.concat([old_t, techniques[list(old_t.columns)]], ignore_index=True)
     episodes = check_episodes(build_episodes(visits, techniques, as_of=as_of, validate=False))
-    _write_episodes(con, episodes, patients if stored else None)
+    _write_episodes(con, episodes, patients)
     _record_as_of(con, as_of)
     return int(_one(con, "SELECT count(*) FROM episodes")[0])
 
