@@ -35,6 +35,11 @@ the floor that does the same work (``read``: the floor's read; the inserts of ``
 
 Each measurement is the fastest of ``--repeat`` runs (peak memory: the largest).
 
+Multi-file: the largest export is split into a visit list, a long measures file (one row per
+patient, date, measure and score, under EMR-style measure names) and a patients file, and
+ingested as one export (:func:`outcomes.ingest.ingest_multifile`); its time is printed beside the
+single-file ingest of the same visits (``multi/single``) and the bare read (``multi/bare``).
+
 Usage: ``python benchmarks/ingest_scale.py [--rows 1000000] [--small 100000] [--repeat 3]``
 """
 
@@ -74,6 +79,16 @@ def child(mode: str, path: str, db: str) -> None:
         details["rows"] = table.num_rows
         if mode == "floor":
             details["stages"] = _floor_write(table, db, start)
+    elif mode == "multi":
+        from outcomes.ingest import ingest_multifile
+
+        folder = Path(path)
+        result = ingest_multifile([folder / f for f in MULTI_FILES], db=db,
+                                  profile=folder / "profile.toml", today="2026-10-31")
+        files = {f["role"]: f for f in result.files}
+        details = {"rows": result.rows_in, "loaded": result.rows_loaded,
+                   "measure_rows": files["measures"]["rows_in"],
+                   "measures_loaded": files["measures"]["rows_loaded"], "stages": result.timings}
     else:
         result = ingest_file(path, db=db, today="2026-10-31")
         details = {"rows": result.rows_in, "loaded": result.rows_loaded,
@@ -123,6 +138,51 @@ def make_export(rows: int, folder: Path) -> Path:
     return path
 
 
+MULTI_FILES = ("visits.csv", "measures.csv", "patients.csv")
+_MULTI_PROFILE = """[files]
+visits = "visits.csv"
+measures = "measures.csv"
+patients = "patients.csv"
+[measures]
+patient = "patient_id"
+date = "visit_date"
+name = "measure"
+score = "score"
+"""
+#: Names the long measures file uses (as an EMR flowsheet would), one per score column.
+MEASURE_NAMES = {"nprs": "Numeric Pain Rating Scale", "lefs": "LEFS Total",
+                 "psfs": "PSFS Average", "groc": "Global Rating of Change"}
+
+
+def split_export(path: Path, folder: Path) -> Path:
+    """The same export as a multi-file one: visits, long measures, patients (one row each)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from outcomes.schema import COVARIATE_COLUMNS, SCORE_COLUMNS, VISIT_COLUMNS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(path, encoding="utf-8-sig") as fh:
+        names = fh.readline().rstrip("\n").split(",")
+    table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                           convert_options=pacsv.ConvertOptions(
+                               column_types={n: pa.string() for n in names}))
+    frame = table.to_pandas()
+    visit_cols = [c for c in VISIT_COLUMNS if c not in (*SCORE_COLUMNS, *COVARIATE_COLUMNS)]
+    pacsv.write_csv(pa.Table.from_pandas(frame[visit_cols], preserve_index=False),
+                    folder / "visits.csv")
+    long = frame.melt(id_vars=["patient_id", "visit_date"], value_vars=list(SCORE_COLUMNS),
+                      var_name="measure", value_name="score")
+    long = long[long["score"].fillna("") != ""]
+    long["measure"] = long["measure"].map(MEASURE_NAMES)
+    pacsv.write_csv(pa.Table.from_pandas(long, preserve_index=False), folder / "measures.csv")
+    patients = frame[["patient_id", *COVARIATE_COLUMNS]].drop_duplicates("patient_id")
+    pacsv.write_csv(pa.Table.from_pandas(patients, preserve_index=False),
+                    folder / "patients.csv")
+    (folder / "profile.toml").write_text(_MULTI_PROFILE)
+    return folder
+
+
 def best_of(repeat: int, mode: str, path: Path, db: Path) -> dict:
     """Fastest of ``repeat`` child runs (this machine is shared; the minimum is least noisy)."""
     runs = []
@@ -145,6 +205,7 @@ def run(sizes: list[int], folder: Path, repeat: int = 3) -> None:
         floor = best_of(repeat, "floor", path, folder / f"floor_{size}.duckdb")
         n = ing["rows"]
         per_row[size] = ing["seconds"] / n
+        single = {"seconds": ing["seconds"], "bare": bare["seconds"]}
         stages = " ".join(f"{k}={v:.2f}" for k, v in ing["stages"].items())
         print(f"{n:>9} {path.stat().st_size / 2**20:>6.0f} {bare['seconds']:>7.2f} "
               f"{ing['seconds']:>8.2f} {ing['seconds'] / bare['seconds']:>6.2f} "
@@ -159,6 +220,23 @@ def run(sizes: list[int], folder: Path, repeat: int = 3) -> None:
         small, big = sizes
         print(f"linearity: time per row at {big} / at {small} = "
               f"{per_row[big] / per_row[small]:.2f} (1.00 = linear)")
+    run_multi(sizes[-1], folder, repeat, single)
+
+
+def run_multi(size: int, folder: Path, repeat: int, single: dict) -> None:
+    """The largest export again as visits + long measures + patients, beside the single file."""
+    multi_dir = split_export(folder / f"export_{size}.csv", folder / f"multi_{size}")
+    multi = best_of(repeat, "multi", multi_dir, folder / f"multi_{size}.duckdb")
+    print(f"\nmulti-file export (visits + long measures + patients) of the {size}-row export, "
+          "beside the single-file ingest of the same visits:")
+    print(f"{'visits':>9} {'measures':>9} {'single s':>8} {'multi s':>8} {'multi/single':>12} "
+          f"{'multi/bare':>10} {'peak MB':>8}  multi-file stages (s)")
+    stages = " ".join(f"{k}={v:.2f}" for k, v in multi["stages"].items())
+    print(f"{multi['rows']:>9} {multi['measure_rows']:>9} {single['seconds']:>8.2f} "
+          f"{multi['seconds']:>8.2f} {multi['seconds'] / single['seconds']:>12.2f} "
+          f"{multi['seconds'] / single['bare']:>10.2f} {multi['peak_mb']:>8.0f}  {stages}")
+    print(f"loaded: {multi['loaded']} visits, {multi['measures_loaded']} of "
+          f"{multi['measure_rows']} measure rows (the rest quarantined with a reason)")
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "write_export": "outcomes.synthetic",
     # ingest, cleaning, techniques, store
     "ingest_file": "outcomes.ingest",
+    "ingest_export": "outcomes.ingest",
     "read_export": "outcomes.ingest",
     "load_profile": "outcomes.ingest",
     "clean_visits": "outcomes.ingest",

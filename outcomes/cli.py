@@ -69,20 +69,53 @@ def synth(out: str, n_episodes: int, seed: int, messy: bool,
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 @db_option
 @click.option("--profile", type=click.Path(dir_okay=False), default=None,
               help="EMR profile (YAML or TOML) mapping the export to the canonical schema.")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would load and what would be quarantined; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a summary.")
-def ingest(path: str, db: str, profile: str | None, as_json: bool) -> None:
-    """Validate an export, quarantine bad rows, and load the rest into the store."""
-    from outcomes.ingest import ingest_file
+def ingest(paths: tuple[str, ...], db: str, profile: str | None, dry_run: bool,
+           as_json: bool) -> None:
+    """Validate an export, quarantine bad rows, and load the rest into the store.
 
-    result = ingest_file(path, db=db, profile=profile, progress=not as_json)
+    PATHS is one export file, the files of a multi-file export (the profile's [files] table
+    says which is which), a folder or .zip holding them, or a FHIR Bulk Data folder (NDJSON).
+    """
+    from outcomes.ingest import ingest_export
+
+    result = ingest_export(list(paths), db=db, profile=profile, dry_run=dry_run,
+                           progress=not as_json)
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
     else:
         click.echo(result.summary())
+
+
+@cli.group()
+def profile() -> None:
+    """EMR profiles: draft one from an export."""
+
+
+@profile.command("draft")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Where to write the drafted TOML profile (must not exist yet).")
+def profile_draft(paths: tuple[str, ...], out: str) -> None:
+    """Guess a commented profile from an export's headers and a sample (every guess marked)."""
+    from pathlib import Path
+
+    from outcomes.ingest import draft_profile, expand_inputs
+
+    target = Path(out)
+    if target.exists():
+        fail(f"{target} exists; choose another --out (a draft never overwrites a profile)")
+    with expand_inputs([Path(p) for p in paths]) as files:
+        text = draft_profile(files)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}: review every line marked REVIEW, then "
+               f"`outcomes ingest ... --profile {target} --dry-run`")
 
 
 @cli.command()

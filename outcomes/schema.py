@@ -153,7 +153,11 @@ LABELS: dict[str, dict[str, str]] = {
     "status": {"completed": "discharged with a score",
                "no_discharge_score": "ended without a discharge score", "open": "open"},
     "instrument": {"nprs": "NPRS pain", "lefs": "LEFS function", "psfs": "PSFS", "odi": "ODI",
-                   "groc": "GROC", "promis_pf": "PROMIS Physical Function"},
+                   "groc": "GROC", "promis_pf": "PROMIS Physical Function",
+                   "ndi": "NDI neck disability (raw 0-50)", "quickdash": "QuickDASH",
+                   "koos_jr": "KOOS JR", "hoos_jr": "HOOS JR",
+                   "promis_pi": "PROMIS Pain Interference",
+                   "functional_status": "Functional status (FOTO-style, 0-100)"},
     # the total row of the report tables, and the grouping columns as table headers
     "total": {"all": "All episodes"},
     "column": {"condition": "diagnosis", "arm": "arm", "therapist_id": "therapist",

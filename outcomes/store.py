@@ -19,6 +19,7 @@ Tables
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from outcomes.errors import StoreBusyError, StoreError
-from outcomes.schema import VISIT_COLUMNS
+from outcomes.schema import SCORE_COLUMNS, VISIT_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -39,6 +40,7 @@ __all__ = [
     "load_episodes",
     "load_quarantine_summary",
     "load_unmapped",
+    "load_instrument_counts",
     "store_status",
     "export_episodes",
 ]
@@ -76,6 +78,9 @@ _DDL = [
         ingest_id INTEGER, row_number BIGINT, visit_id VARCHAR, raw_row VARCHAR,
         reason_code VARCHAR, reason_text VARCHAR)""",
     "CREATE TABLE IF NOT EXISTS episodes (episode_id VARCHAR)",
+    # scores of instruments without a visits column (ODI, NDI, profile-added ...), long format
+    """CREATE TABLE IF NOT EXISTS visit_measures (
+        visit_id VARCHAR, instrument VARCHAR, score DOUBLE, ingest_id INTEGER)""",
 ]
 
 
@@ -296,6 +301,37 @@ def load_unmapped(db: str | os.PathLike | None = None) -> pd.DataFrame:
         return _frame(con, "SELECT source_text AS text, count(*)::BIGINT AS n "
                            "FROM visit_techniques WHERE technique_code IS NULL "
                            "GROUP BY source_text ORDER BY n DESC, text")
+
+
+def load_instrument_counts(db: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Instruments the store has scores for (visit columns and ``visit_measures``).
+
+    Returns
+    -------
+    DataFrame
+        ``instrument, scores, patients, spec``: stored scores and distinct patients with one;
+        ``spec`` is the JSON definition of an instrument a profile added (else None), from the
+        ingest log. Instruments without a score are left out.
+    """
+    per_column = " UNION ALL ".join(
+        f"SELECT '{c}' AS instrument, count({c}) AS scores, "
+        f"count(DISTINCT CASE WHEN {c} IS NOT NULL THEN patient_id END) AS patients FROM visits"
+        for c in SCORE_COLUMNS)
+    long = ("SELECT m.instrument, count(*), count(DISTINCT v.patient_id) "
+            "FROM visit_measures m JOIN visits v USING (visit_id) GROUP BY 1")
+    with open_store(db) as con:
+        # a store written before visit_measures existed gets the table on its next write
+        has_long = _one(con, "SELECT count(*) FROM information_schema.tables "
+                             "WHERE table_name = 'visit_measures'")[0]
+        counts = _frame(con, f"SELECT * FROM ({per_column})"
+                             + (f" UNION ALL {long}" if has_long else ""))
+        logs = _frame(con, "SELECT summary FROM ingest_log ORDER BY ingest_id")
+    specs: dict[str, str] = {}
+    for text in logs["summary"].dropna():
+        added = json.loads(text).get("profile", {}).get("instruments") or {}
+        specs.update({k: json.dumps(v, sort_keys=True) for k, v in added.items()})
+    counts = counts[counts["scores"] > 0].astype({"scores": "int64", "patients": "int64"})
+    return counts.assign(spec=counts["instrument"].map(specs)).reset_index(drop=True)
 
 
 def store_status(db: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -549,7 +585,7 @@ def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
     """Delete stored visits (and their techniques) that a later file contradicts."""
     if len(visit_ids) == 0:
         return
-    for table in ("visits", "visit_techniques"):
+    for table in ("visits", "visit_techniques", "visit_measures"):
         _with_keys(con, "_wids", visit_ids,
                    f"DELETE FROM {table} WHERE visit_id IN (SELECT k FROM _wids)")
 

@@ -718,3 +718,19 @@ def test_packaged_profile_examples_work(tmp_path, db_path, example):
     assert visits.loc["V0003", "psfs"] == 6.5
     assert visits.loc["V0000", "visit_type"] == "evaluation"
     assert visits.loc["V0000", "visit_date"] == pd.Timestamp("2024-01-08")
+
+
+def test_dry_run_of_a_single_file_shows_counts_and_writes_nothing(clean_csv, db_path, tmp_path):
+    rows = make_visit_rows(2, prefix="N")
+    rows[0]["nprs"] = "11"
+    other = write_rows(tmp_path / "other.csv", rows)
+    ingest(clean_csv, db=db_path, today=TODAY)
+    before = store_snapshot(db_path)
+    dry = ingest_file(other, db=db_path, today=TODAY, dry_run=True)
+    assert dry.dry_run and (dry.rows_loaded, dry.rows_quarantined) == (9, 1)
+    assert dry.quarantine_by_reason == {"score_out_of_range": 1}
+    assert store_snapshot(db_path) == before
+    res = CliRunner().invoke(cli, ["ingest", str(other), "--db", str(tmp_path / "new.duckdb"),
+                                   "--dry-run"])
+    assert res.exit_code == 0 and res.output.startswith("dry run: nothing was written")
+    assert not (tmp_path / "new.duckdb").exists()

@@ -51,6 +51,27 @@ def make_visits(
                          "week2": week**2, "arm": arm, "age": age, "score": score})
 
 
+def small_slope_visits(
+    n_episodes: int, slope_sd: float, rho: float, *, seed: int = 14
+) -> pd.DataFrame:
+    """Issue #14's clinic-like design: visits at weeks 0, 2, ..., 10, about 8 % of them missing.
+
+    Random intercept SD 1.2 and slope SD ``slope_sd`` (correlation ``rho``), slope mean -0.35,
+    arm effect on the slope -0.1 (``pri`` = 1 in the arm), residual SD 1. Small slope SDs put
+    the optimum near the boundary of the relative covariance factor.
+    """
+    rng = np.random.default_rng(seed)
+    cov = np.array([[1.44, rho * 1.2 * slope_sd], [rho * 1.2 * slope_sd, slope_sd**2]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, n_episodes)
+    pri = rng.integers(0, 2, n_episodes).astype(float)
+    pid = np.repeat(np.arange(n_episodes), 6)
+    week = np.tile(np.arange(0.0, 12.0, 2.0), n_episodes)
+    pain = (6.0 + b[pid, 0] + (-0.35 - 0.1 * pri[pid] + b[pid, 1]) * week
+            + rng.normal(0.0, 1.0, len(week)))
+    data = pd.DataFrame({"pid": pid, "week": week, "pri": pri[pid], "pain": pain})
+    return data[rng.random(len(data)) >= 0.08].reset_index(drop=True)
+
+
 def assert_same_fit(fast: MixedResult, ref: MixedResult, se_rtol: float = 2e-2) -> None:
     """Fixed effects and loglik 1e-5 relative, variance components 1e-3 relative, SEs ``se_rtol``.
 

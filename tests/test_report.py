@@ -1015,3 +1015,27 @@ def test_cohort_flow_shows_a_zero_exclusion_and_hides_both_counts_around_it():
         assert len(known) != 2, (i, flow)
     assert flow.loc["episode has ended (not open)", "excluded"] == "<11"
     assert flow["remaining"].iloc[-2] == 60
+
+
+# --------------------------------------------------------------------------- instruments (issue 11)
+def test_instruments_table_lists_stored_instruments_with_their_facts_and_hides_small_counts():
+    berg = json.dumps({"name": "Berg Balance Scale", "low": 0, "high": 56,
+                       "higher_is_better": True, "mcid": 5, "source": "clinic"})
+    counts = pd.DataFrame({"instrument": ["nprs", "ndi", "berg", "womac"],
+                           "scores": [500, 40, 12, 30], "patients": [120, 4, 12, 20],
+                           "spec": [None, None, berg, None]})
+    table = rp.instruments_table(counts)
+    assert list(table.index) == ["NPRS pain", "NDI neck disability (raw 0-50)",
+                                 "Berg Balance Scale", "womac"]
+    assert table.loc["NPRS pain", ["range", "better", "MCID"]].tolist() == ["0-10", "lower", "2"]
+    assert table.loc["Berg Balance Scale", ["range", "better", "source"]].tolist() == [
+        "0-56", "higher", "clinic"]
+    assert table.loc["NDI neck disability (raw 0-50)", ["scores", "patients"]].tolist() == [
+        "<11", "<11"]  # 4 patients: hidden, and the scores computed over them too
+    assert "not logged" in table.loc["womac", "source"]
+
+
+def test_reported_instruments_are_those_with_intake_scores():
+    episodes = pd.DataFrame({"nprs_intake": [5.0, 6.0], "lefs_intake": [float("nan")] * 2})
+    assert rp.reported_instruments(episodes) == ("nprs",)
+    assert rp.reported_instruments(episodes.assign(lefs_intake=[40.0, None])) == ("nprs", "lefs")

@@ -344,3 +344,28 @@ def test_check_visits_in_sql_rejects_what_pandera_rejects(tmp_path, db_path, col
     bad = load_visits(db_path)
     with pytest.raises(pandera.errors.SchemaError):
         VisitSchema.validate(bad)
+
+
+def test_instrument_counts_list_only_instruments_with_scores(tmp_path):
+    """Visit columns and visit_measures; a store from before visit_measures still reads."""
+    from conftest import make_visit_rows, write_rows
+
+    from outcomes.ingest import ingest_file
+    from outcomes.store import load_instrument_counts
+
+    db = tmp_path / "s.duckdb"
+    rows = make_visit_rows(3)
+    for row in rows:
+        row["psfs"] = row["groc"] = ""  # never recorded: not listed
+    ingest_file(write_rows(tmp_path / "e.csv", rows), db=db, today="2025-06-30")
+    counts = load_instrument_counts(db).set_index("instrument")
+    assert list(counts.index) == ["nprs", "lefs"] and counts.loc["nprs", "patients"] == 3
+    assert counts.loc["nprs", "scores"] == sum(r["nprs"] != "" for r in rows)
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO visit_measures VALUES ('V0000', 'ndi', 20, 1), "
+                    "('V0001', 'ndi', 18, 1)")
+    counts = load_instrument_counts(db).set_index("instrument")
+    assert counts.loc["ndi", "scores"] == 2 and counts.loc["ndi", "patients"] == 1
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE visit_measures")  # as a store written by an older outcomes
+    assert list(load_instrument_counts(db)["instrument"]) == ["nprs", "lefs"]

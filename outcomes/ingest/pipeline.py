@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from outcomes.ingest.codes import normalize_codes
 from outcomes.ingest.profile import Profile, load_profile
 from outcomes.ingest.readers import (
     detect_delimiter,
@@ -95,6 +98,7 @@ def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *
     reader = {"csv": read_csv_text, "xlsx": read_xlsx_text, "parquet": read_parquet_text}[kind]
     frame, bad, delim, detected = reader(path, prof)
     frame, ignored = _map_columns(path, frame, prof)
+    frame = normalize_codes(frame)
     if len(frame) + len(bad) == 0:
         raise reject(path, "has a header but no data rows")
     return RawExport(path, frame, digest, kind, bad, delim, detected, ignored)
@@ -158,6 +162,10 @@ class IngestResult:
     phi_counts: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, Any] = field(default_factory=dict)
     episodes: int | None = None
+    #: Multi-file exports: per file ``{file, role, rows_in, rows_loaded, ...}`` (conserved).
+    files: list[dict[str, Any]] = field(default_factory=list)
+    unmapped_measures: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -174,6 +182,14 @@ class IngestResult:
             f"{self.rows_quarantined} quarantined, {self.rows_duplicate} duplicates, "
             f"{self.rows_blank} blank",
         ]
+        if self.dry_run:
+            lines.insert(0, "dry run: nothing was written; this is what would load")
+        lines += [_file_line(f) for f in self.files]
+        if self.unmapped_measures:
+            top = sorted(self.unmapped_measures.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"unknown measure names ({len(top)} distinct, "
+                         f"{sum(self.unmapped_measures.values())} rows, quarantined): "
+                         + "; ".join(f"{k!r} {v}" for k, v in top[:10]))
         if self.delimiter_detected:
             lines.append(f"delimiter detected: {self.delimiter!r}")
         if self.quarantine_by_reason:
@@ -196,6 +212,14 @@ class IngestResult:
         if self.episodes is not None:
             lines.append(f"episodes in store: {self.episodes}")
         return "\n".join(lines)
+
+
+def _file_line(f: dict[str, Any]) -> str:
+    """One line of a multi-file summary: a file's own conservation."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(f["quarantine_by_reason"].items()))
+    return (f"  {f['role']} {f['file']}: {f['rows_in']} rows read -> {f['rows_loaded']} loaded, "
+            f"{f['rows_quarantined']} quarantined, {f['rows_duplicate']} duplicates, "
+            f"{f['rows_blank']} blank" + (f" ({reasons})" if reasons else ""))
 
 
 class _Stages:
@@ -228,7 +252,7 @@ class _Stages:
 
 def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
                 profile: Profile | str | os.PathLike | None = None, progress: bool = False,
-                today: pd.Timestamp | str | None = None) -> IngestResult:
+                today: pd.Timestamp | str | None = None, dry_run: bool = False) -> IngestResult:
     """Validate an export, quarantine bad rows and load the rest into the store, atomically.
 
     Parameters
@@ -243,6 +267,9 @@ def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
         Show a stage progress bar on stderr for big files.
     today : date, optional
         Ingest date for the future-visit check (default: today, UTC).
+    dry_run : bool
+        Do everything, report what would load and be quarantined, then roll back: the store
+        is unchanged (and not created when it does not exist).
 
     Returns
     -------
@@ -276,12 +303,27 @@ def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
             return _already(path, previous)
         raw = read_export(path, prof, sha256=sha)
         stages.step("read")
-        result = _load_in_transaction(raw, prof, db, today, stages)
+        with dry_run_store(db, dry_run) as target:
+            result = _load_in_transaction(raw, prof, target, today, stages, dry_run=dry_run)
     finally:
         stages.close()
     result.seconds = round(time.perf_counter() - started, 3)
     result.timings = stages.timings
     return result
+
+
+@contextmanager
+def dry_run_store(db, dry_run: bool):
+    """The store to load into: ``db``, or for a dry run of a store that does not exist yet a
+    throw-away store in a temporary folder (a rolled-back transaction leaves an existing
+    store's rows as they were, but would still create a missing file)."""
+    from outcomes.store import resolve_db
+
+    if not dry_run or resolve_db(db).exists():
+        yield db
+        return
+    with tempfile.TemporaryDirectory(prefix="outcomes-dry-run-") as tmp:
+        yield Path(tmp) / "dry_run.duckdb"
 
 
 def _peek_previous(db, sha: str) -> dict | None:
@@ -309,11 +351,13 @@ def _already(path: Path, log: dict) -> IngestResult:
                                     "rows_duplicate", "rows_blank", "rows_withdrawn")},
         file_format=log["file_format"], regime=log["regime"],
         **{k: summary.get(k, {}) for k in ("quarantine_by_reason", "unmapped_techniques",
-                                           "phi_counts")},
+                                           "phi_counts", "unmapped_measures")},
+        files=summary.get("files", []),
     )
 
 
-def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> IngestResult:
+def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages, *,
+                         after_load=None, dry_run: bool = False) -> IngestResult:
     from outcomes.store import find_ingest, open_store
 
     phi = _redact(raw)
@@ -327,9 +371,12 @@ def _load_in_transaction(raw: RawExport, prof: Profile, db, today, stages) -> In
                 return _already(raw.path, previous)
             result = _load(con, raw, prof, today, stages)
             result.phi_counts = phi
+            if after_load is not None:  # multi-file exports: measures and patients files
+                after_load(con, result)
             _log(con, result, raw, prof)
             _hold_for_fault_tests()
-            con.execute("COMMIT")
+            result.dry_run = dry_run
+            con.execute("ROLLBACK" if dry_run else "COMMIT")
             stages.step("commit")
         except BaseException:
             con.execute("ROLLBACK")
@@ -535,7 +582,7 @@ def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:
         from outcomes import __version__ as pkg
     summary = {k: getattr(result, k) for k in (
         "quarantine_by_reason", "unmapped_techniques", "phi_counts", "warnings", "delimiter",
-        "delimiter_detected")}
+        "delimiter_detected", "files", "unmapped_measures")}
     summary["profile"] = asdict(prof)
     log_ingest(con, {
         "ingest_id": result.ingest_id, "file_name": raw.path.name,

@@ -13,7 +13,7 @@ from pathlib import Path
 from outcomes.errors import ProfileError
 from outcomes.schema import VISIT_COLUMNS
 
-__all__ = ["Profile", "load_profile"]
+__all__ = ["Profile", "load_profile", "FILE_ROLES"]
 
 _REGIMES = ("limited_data_set", "safe_harbor")
 
@@ -44,6 +44,19 @@ class Profile:
         ``limited_data_set`` (day-level dates; default) or ``safe_harbor``.
     sheet : str or None
         XLSX sheet name (default: the first sheet).
+    files : dict
+        Multi-file exports: role (``visits``, ``measures``, ``patients``) -> file-name
+        pattern (``fnmatch``, e.g. ``"*flowsheet*.csv"``). Empty = one wide visit file.
+    measures : dict
+        Long-format measures file: ``patient``, ``date``, ``name``, ``score`` column names,
+        optional ``code`` column, ``tolerance_days`` (0 = same day), ``keep`` (``first``,
+        ``last``, ``min`` or ``max``: which of several scores on one visit to keep; default:
+        quarantine them all) and ``names`` (EMR measure name or code -> instrument code, on
+        top of ``outcomes/data/measures.toml``).
+    instruments : dict
+        Instruments the clinic adds: code -> ``name, low, high, higher_is_better, mcid,
+        source`` (and optional ``mdc``, ``mcid_pct``, ``integer``); see
+        :func:`outcomes.instruments.make_instrument`.
     """
 
     columns: dict[str, str] = field(default_factory=dict)
@@ -56,6 +69,9 @@ class Profile:
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     regime: str = "limited_data_set"
     sheet: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    measures: dict = field(default_factory=dict)
+    instruments: dict[str, dict] = field(default_factory=dict)
 
 
 def load_profile(profile: str | os.PathLike | Profile | dict | None = None) -> Profile:
@@ -122,7 +138,44 @@ def _check_profile(p: Profile, name: str) -> None:
     for ok, message in checks:
         if not ok:
             raise ProfileError(f"{name}: {message}")
+    _check_multifile(p, name)
     try:
         "".encode(p.encoding)
     except LookupError:
         raise ProfileError(f"{name}: unknown encoding {p.encoding!r}") from None
+
+
+#: File roles of a multi-file export.
+FILE_ROLES = ("visits", "measures", "patients")
+_MEASURE_KEYS = ("patient", "date", "name", "score", "code", "tolerance_days", "keep", "names")
+_KEEP = ("first", "last", "min", "max")
+
+
+def _check_multifile(p: Profile, name: str) -> None:
+    """Check ``files``, ``measures`` and ``instruments`` (names the bad key)."""
+    from outcomes.instruments import instrument_registry
+
+    if not isinstance(p.instruments, dict):
+        raise ProfileError(f"{name}: instruments must be a table of code -> instrument")
+    try:
+        instrument_registry(p.instruments)
+    except ProfileError as exc:
+        raise ProfileError(f"{name}: {exc}") from None
+    bad_roles = set(p.files) - set(FILE_ROLES)
+    if bad_roles or (p.files and "visits" not in p.files):
+        raise ProfileError(f"{name}: files must name a visits file and may name "
+                           f"{', '.join(FILE_ROLES[1:])} files (got {', '.join(sorted(p.files))})")
+    m = p.measures
+    unknown = set(m) - set(_MEASURE_KEYS)
+    if unknown:
+        raise ProfileError(f"{name}: measures: unknown key(s) {', '.join(sorted(unknown))}; "
+                           f"known: {', '.join(_MEASURE_KEYS)}")
+    if "measures" in p.files:
+        missing = [k for k in ("patient", "date", "name", "score") if k not in m]
+        if missing:
+            raise ProfileError(f"{name}: measures: missing column key(s) {', '.join(missing)}")
+    if m.get("keep") not in (None, *_KEEP):
+        raise ProfileError(f"{name}: measures.keep must be one of {', '.join(_KEEP)}")
+    tol = m.get("tolerance_days", 0)
+    if not (isinstance(tol, int) and 0 <= tol <= 30):
+        raise ProfileError(f"{name}: measures.tolerance_days must be a whole number 0-30")

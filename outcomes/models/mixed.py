@@ -217,7 +217,8 @@ def fit_mixed(
     use the normal distribution. A variance at its boundary (0) is reported as lme4's
     "boundary (singular) fit" warning. Checked against lme4 1.1-31 on sleepstudy (Bates et al.
     2015: fixed 251.41 (6.82), 10.47 (1.55), REML criterion 1743.6), on synthetic unbalanced and
-    nested designs through Rscript, and against statsmodels on several designs
+    nested designs and on small random-slope SDs near the boundary (0 to 0.3, correlations
+    -0.9 to 0.9) through Rscript, and against statsmodels on several designs
     (``tests/test_mixed.py``, ``tests/test_mixed_r.py``).
 
     References

@@ -110,8 +110,8 @@ def load_report_data(database: str | Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``episodes``, ``visits``, ``quarantine``, ``unmapped`` (DataFrames). Callers must not
-        mutate them (every function of this module returns new frames).
+        ``episodes``, ``visits``, ``quarantine``, ``unmapped``, ``instruments`` (DataFrames).
+        Callers must not mutate them (every function of this module returns new frames).
 
     Notes
     -----
@@ -136,6 +136,7 @@ def _load(path: str, size: int, mtime: int) -> dict[str, Any]:
         "visits": store.load_visits(path),
         "quarantine": store.load_quarantine_summary(path),
         "unmapped": store.load_unmapped(path),
+        "instruments": store.load_instrument_counts(path),
     }
 
 

@@ -27,7 +27,7 @@ __all__ = [
     "mean_ci", "wilson_ci", "instrument_row", "outcome_summary", "suppress_summary",
     "format_interval", "format_summary", "summary_table", "with_labels", "quarter_volumes", "quarter_trend",
     "therapist_comparison", "RISK_COVARIATES", "observed_minus_expected", "quarantine_table",
-    "missing_discharge", "unmapped_table",
+    "missing_discharge", "unmapped_table", "reported_instruments", "instruments_table",
 ]
 
 
@@ -446,3 +446,52 @@ def unmapped_table(unmapped: pd.DataFrame, top: int = 15) -> pd.DataFrame:
         rows.append((f"(other texts: {len(rest)} distinct)", int(rest["n"].sum())))
     table = pd.DataFrame(rows, columns=["technique text", "mentions"]).set_index("technique text")
     return suppress_small_cells(table, ["mentions"], threshold=MIN_CELL)
+
+
+# --------------------------------------------------------------------------------------------
+# Instruments
+# --------------------------------------------------------------------------------------------
+def reported_instruments(episodes: pd.DataFrame,
+                         instruments: tuple[str, ...] = REPORT_INSTRUMENTS) -> tuple[str, ...]:
+    """Of ``instruments``, those with at least one intake score in ``episodes`` (a store that
+    never recorded the LEFS gets no LEFS columns)."""
+    return tuple(c for c in instruments if f"{c}_intake" in episodes
+                 and episodes[f"{c}_intake"].notna().any())
+
+
+def instruments_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """The instruments the store holds scores for, with what a reader needs to weigh them.
+
+    Parameters
+    ----------
+    counts : DataFrame
+        :func:`outcomes.store.load_instrument_counts`: ``instrument, scores, patients, spec``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by instrument name: ``range``, ``better``, ``MCID``, ``MDC``, ``source``,
+        ``scores`` and ``patients`` (1-10 shown as ``<11``). Instruments a profile added are
+        described from their definition in the ingest log.
+    """
+    import json
+
+    from outcomes.instruments import INSTRUMENTS, make_instrument
+    from outcomes.privacy import suppress_small_cells
+
+    rows = []
+    for r in counts.itertuples(index=False):
+        if r.instrument not in INSTRUMENTS and not isinstance(r.spec, str):
+            rows.append({"instrument": r.instrument, "source": "added by a profile; "
+                         "definition not logged", "scores": r.scores, "patients": r.patients})
+            continue
+        inst = INSTRUMENTS.get(r.instrument) or make_instrument(r.instrument, json.loads(r.spec))
+        rows.append({"instrument": inst.name, "range": inst.range_text,
+                     "better": "higher" if inst.higher_is_better else "lower",
+                     "MCID": f"{inst.mcid:g}", "MDC": "-" if inst.mdc is None else
+                     f"{inst.mdc:g}", "source": inst.source, "scores": r.scores,
+                     "patients": r.patients})
+    table = pd.DataFrame(rows, columns=["instrument", "range", "better", "MCID", "MDC", "source",
+                                        "scores", "patients"]).set_index("instrument")
+    return suppress_small_cells(table, ["scores", "patients"], threshold=MIN_CELL,
+                                derived={"patients": ["scores"]})
