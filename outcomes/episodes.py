@@ -27,7 +27,8 @@ from outcomes.errors import InputError
 from outcomes.instruments import INSTRUMENTS
 from outcomes.schema import COVARIATE_COLUMNS, EVAL_CPT, EpisodeSchema, condition_of
 
-__all__ = ["build_episodes", "orphan_visits", "visit_scores", "EPISODE_INSTRUMENTS"]
+__all__ = ["build_episodes", "check_episodes", "orphan_visits", "visit_scores",
+           "EPISODE_INSTRUMENTS"]
 
 #: Instruments summarised per episode (intake, discharge, change, responder, ceiling).
 EPISODE_INSTRUMENTS = ("nprs", "lefs", "psfs")
@@ -76,8 +77,8 @@ def build_episodes(
         last visit date in ``visits``.
     validate : bool
         Check the result against :class:`outcomes.schema.EpisodeSchema` (pandera). False is
-        for :func:`outcomes.store.rebuild_episodes`, which builds per partition of patients and
-        validates the concatenation once (pandera's cost is per call as well as per value).
+        for :mod:`outcomes.episode_table`, which checks what it stores with
+        :func:`check_episodes` (once per table: pandera's cost is per call and per value).
 
     Returns
     -------
@@ -153,6 +154,28 @@ def build_episodes(
     out = EpisodeSchema.validate(ep)
     out.attrs = dict(ep.attrs)
     return out
+
+
+def check_episodes(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Run :class:`outcomes.schema.EpisodeSchema`'s checks without coercing (for the store).
+
+    Every check runs (unique ``episode_id``, ``status`` and ``arm`` values, ``n_visits >= 1``),
+    but Arrow-backed text is not turned into Python strings (which cost more than the build),
+    so text columns are not dtype-checked (the store holds them as VARCHAR). An empty table is
+    coerced, so its columns get the schema's dtypes. Returns ``episodes`` (coerced when empty);
+    raises ``pandera.errors.SchemaError`` when a check fails.
+    """
+    if episodes.empty:
+        return EpisodeSchema.validate(episodes)
+    return _value_schema().validate(episodes, inplace=True)  # nothing to coerce: no copy
+
+
+def _value_schema():
+    schema = EpisodeSchema.to_schema()
+    schema = schema.update_columns({name: {"dtype": None} for name, col in schema.columns.items()
+                                    if str(col.dtype) == "str"})
+    schema.coerce = False
+    return schema
 
 
 def orphan_visits(

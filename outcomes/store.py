@@ -13,8 +13,8 @@ Tables
 ``visit_techniques`` visit_id, technique_code (NULL when the note was not mapped), family,
                      source_text (redacted), ingest_id.
 ``quarantine``       ingest_id, row_number, visit_id, raw_row (JSON), reason_code, reason_text.
-``episodes``         the table :func:`outcomes.episodes.build_episodes` returns, rebuilt after
-                     every ingest from all stored visits.
+``episodes``         the table :func:`outcomes.episodes.build_episodes` returns, kept up to date
+                     by every ingest (:mod:`outcomes.episode_table`).
 """
 
 from __future__ import annotations
@@ -253,8 +253,9 @@ def load_techniques(db: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def _techniques(con: Any) -> pd.DataFrame:
+    # rows are stored in any order (ingest inserts them in parallel): sort for the same output
     return _frame(con, "SELECT visit_id, technique_code, family FROM visit_techniques "
-                       "WHERE technique_code IS NOT NULL")
+                       "WHERE technique_code IS NOT NULL ORDER BY visit_id, technique_code")
 
 
 def load_episodes(db: str | os.PathLike | None = None, *, clinic_id: str | None = None,
@@ -479,7 +480,8 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
     ``constants`` are columns with one value for every row (e.g. ``ingest_id=3``), added in SQL
     so the frame is not copied to hold them. ``ordered=False`` lets DuckDB store the rows in
     any order (``preserve_insertion_order = false``: it then writes with every thread, about
-    twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``).
+    twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``,
+    ``visit_techniques``).
     """
     if data.empty:
         return
@@ -496,6 +498,67 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
         if not ordered:
             con.execute("RESET preserve_insertion_order")
         con.unregister("_new_rows")
+
+
+def insert_visits(con: Any, visits: pd.DataFrame, *, ingest_id: int) -> None:
+    """Insert clean visits (any row order) and check them with :func:`check_visits`."""
+    insert_frame(con, "visits", visits, ordered=False, ingest_id=ingest_id)
+    check_visits(con, ingest_id)
+
+
+def check_visits(con: Any, ingest_id: int) -> None:
+    """Check one ingest's stored visits against :class:`outcomes.schema.VisitSchema`, in SQL.
+
+    The schema's checks (not null, unique, value sets, ranges) become one DuckDB query over the
+    ingest's rows (``visit_id`` unique across the store); column types are the table's. A
+    failure means a row check of :func:`outcomes.ingest.clean.clean_visits` let a bad row
+    through: a bug, raised as AssertionError (the caller rolls the ingest back).
+
+    Notes
+    -----
+    Same checks as pandera's ``VisitSchema.validate`` on the clean frame, which cost more than
+    the insert itself at 1M rows (pandas switches ``isin`` to numpy's sorting one there);
+    tested against it in ``tests/test_store.py``.
+    """
+    from outcomes.schema import VisitSchema
+
+    checks = _sql_checks(VisitSchema.to_schema())
+    counts = _one(con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {sql})" for _, sql in checks)
+                  + f" FROM visits WHERE ingest_id = {int(ingest_id)}")
+    failed = [name for (name, _), n in zip(checks, counts, strict=True) if n]
+    for col in (c for c, spec in VisitSchema.to_schema().columns.items() if spec.unique):
+        extra = _one(con, f"WITH mine AS (SELECT {col} FROM visits WHERE ingest_id = "
+                          f"{int(ingest_id)}) SELECT (SELECT count(*) FROM visits JOIN mine "
+                          f"USING ({col})) - (SELECT count(*) FROM mine)")[0]
+        failed += [f"{col}: unique"] if extra else []
+    if failed:
+        raise AssertionError(f"clean rows fail VisitSchema: {failed[:5]}")
+
+
+def _sql_checks(schema: Any) -> list[tuple[str, str]]:
+    """(check name, SQL condition that is true on a failing row) per pandera column check."""
+    out = []
+    for col, spec in schema.columns.items():
+        if not spec.nullable:
+            out.append((f"{col}: not null", f"{col} IS NULL"))
+        for check in spec.checks:
+            stats = check.statistics
+            if check.name == "greater_than_or_equal_to":
+                sql = f"{col} < {float(stats['min_value'])!r}"
+            elif check.name == "less_than_or_equal_to":
+                sql = f"{col} > {float(stats['max_value'])!r}"
+            elif check.name == "isin":
+                sql = f"{col} NOT IN ({', '.join(map(_sql_literal, stats['allowed_values']))})"
+            else:
+                raise NotImplementedError(f"VisitSchema check {check.name} has no SQL form")
+            out.append((f"{col}: {check.name}", sql))
+    return out
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(float(value))
 
 
 def _batch_reader(data: pd.DataFrame, rows: int = 100_000):
@@ -525,109 +588,6 @@ def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
     for table in ("visits", "visit_techniques", "visit_measures"):
         _with_keys(con, "_wids", visit_ids,
                    f"DELETE FROM {table} WHERE visit_id IN (SELECT k FROM _wids)")
-
-
-#: Visits per call of build_episodes when rebuilding: bounds memory on big stores.
-EPISODE_PARTITION_ROWS = 250_000
-
-
-def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> int:
-    """Replace ``episodes`` with :func:`outcomes.episodes.build_episodes` of all stored visits.
-
-    Returns the number of episodes.
-
-    Notes
-    -----
-    Episodes never span patients and their ids depend only on the patient's own visits
-    (``"<patient_id>-<evaluation date>"``), so the build runs per partition of patients (a hash
-    of ``patient_id``) with one ``as_of`` for all, the last stored visit date. The table is the
-    same as one call over all visits (tested in ``tests/test_store.py``), with memory bounded by
-    the partition size instead of the store size (plus the arm-deciding technique rows: visit
-    id and family, read once). Partitions are built without the schema check and the whole
-    table, sorted by ``episode_id``, is validated once with
-    :class:`outcomes.schema.EpisodeSchema` (pandera costs per call as well as per value).
-    """
-    import pyarrow as pa
-
-    from outcomes.schema import EpisodeSchema
-
-    n_visits, last = _one(con, "SELECT count(*), max(visit_date) FROM visits")
-    k = max(1, -(-int(n_visits) // partition_rows))
-    as_of = None if last is None else pd.Timestamp(last)
-    parts = _build_partitions(con, k, as_of)
-    parts = [p for p in parts if len(p)] or parts[:1]  # empty parts would blur the dtypes
-    episodes = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    if not episodes["episode_id"].is_monotonic_increasing:
-        episodes = episodes.sort_values("episode_id", kind="stable", ignore_index=True)
-    episodes.attrs = {}  # build metadata (as_of...) is not table data
-    episodes = EpisodeSchema.validate(episodes)  # once for all partitions (cost is per call)
-    con.execute("DROP TABLE IF EXISTS episodes")
-    con.register("_episodes", pa.Table.from_pandas(episodes, preserve_index=False))
-    try:
-        con.execute("CREATE TABLE episodes AS SELECT * FROM _episodes")
-    finally:
-        con.unregister("_episodes")
-    return len(episodes)
-
-
-def _build_partitions(con: Any, k: int, as_of: pd.Timestamp | None) -> list[pd.DataFrame]:
-    """build_episodes per partition; the next partition is read while this one is built.
-
-    DuckDB releases the GIL while it runs a query, so reading overlaps the pandas work on a
-    second core. Only the worker thread uses the connection while a read is pending; the
-    ``with`` block waits for it before an error propagates (and the caller rolls back).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from outcomes.episodes import build_episodes
-
-    parts = []
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        techniques = pool.submit(_read_techniques, con, k)
-        pending = pool.submit(_read_partition, con, 0, k, techniques)
-        for i in range(k):
-            visits, mine = pending.result()
-            if i + 1 < k:
-                pending = pool.submit(_read_partition, con, i + 1, k, techniques)
-            parts.append(build_episodes(visits, mine, as_of=as_of, validate=False))
-            del visits, mine
-    return parts
-
-
-def _read_techniques(con: Any, k: int) -> tuple[pd.DataFrame, list[Any]]:
-    """The technique rows that decide an arm, and their row positions per partition of patients.
-
-    Only ``pri`` and ``traditional`` (build_episodes ignores "other" and unmapped text); one
-    join labels each row with its visit's partition (a join per partition cost more).
-    """
-    import numpy as np
-
-    if k == 1:
-        return _frame(con, "SELECT visit_id, family FROM visit_techniques "
-                           "WHERE family IN ('pri', 'traditional')"), []
-    rows = _frame(con, f"SELECT t.visit_id, t.family, hash(v.patient_id) % {k} AS _part "
-                       "FROM visit_techniques t JOIN visits v USING (visit_id) "
-                       "WHERE t.family IN ('pri', 'traditional')")
-    part = rows.pop("_part").to_numpy()
-    return rows, [np.flatnonzero(part == i) for i in range(k)]
-
-
-def _read_partition(con: Any, i: int, k: int, techniques: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Visits and arm-deciding technique rows of the patients with ``hash(patient_id) % k == i``.
-
-    ``techniques`` is the future of :func:`_read_techniques` (done: the pool has one worker).
-    """
-    where = f"WHERE hash(patient_id) % {k} = {i}" if k > 1 else ""
-    # free-text notes are the widest column and build_episodes does not read them
-    # dates as timestamps: Arrow date32 would reach pandas as Python date objects (slow)
-    cols = ", ".join("visit_date::TIMESTAMP AS visit_date" if c == "visit_date" else c
-                     for c in VISIT_COLUMNS if c != "technique_notes")
-    # unordered: build_episodes sorts the visits itself, and an ORDER BY here took longer
-    # than the whole episode build
-    visits = _frame(con, f"SELECT {cols} FROM visits {where}")
-    visits["visit_date"] = visits["visit_date"].astype("datetime64[ns]")
-    rows, positions = techniques.result()
-    return visits, rows if k == 1 else rows.take(positions[i])
 
 
 def log_ingest(con: Any, record: dict[str, Any]) -> None:

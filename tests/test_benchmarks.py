@@ -23,13 +23,17 @@ def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
         capture_output=True, text=True, timeout=300, check=True).stdout
     lines = out.splitlines()
     assert lines[0].split()[:7] == ["rows", "MB", "bare", "s", "ingest", "s", "ratio"]
-    rows = [line.split() for line in lines[1:3]]
+    assert "ingest/floor" in lines[0]
+    rows = [line.split() for line in (lines[1], lines[3])]
     assert [int(r[0]) > 1000 for r in rows] == [True, True]
-    # ingest stages are reported, and the floor is below the full ingest
-    assert all("episodes=" in line and "redact=" in line for line in lines[1:3])
+    # ingest stages are reported, each size with its stage floors, and the floor is below
+    # the full ingest (ingest/floor is their ratio)
+    assert all("episodes=" in line and "redact=" in line for line in (lines[1], lines[3]))
+    assert all("stage floors: read" in line for line in (lines[2], lines[4]))
     for r in rows:
         ingest_s, floor_s = float(r[3]), float(r[5])
         assert 0 < floor_s < ingest_s
+        assert float(r[7]) == pytest.approx(ingest_s / floor_s, rel=0.1)  # shown rounded
     assert any(line.startswith("linearity:") for line in lines)
 
 

@@ -445,3 +445,30 @@ def test_unvalidated_build_is_the_validated_table():
     unchecked = build_episodes(v, no_techniques(), validate=False)
     pd.testing.assert_frame_equal(unchecked, checked, check_dtype=False)
     assert unchecked.attrs == checked.attrs
+
+
+def test_check_episodes_runs_the_schema_checks_without_coercing():
+    """check_episodes (what the store writes) keeps the builder's dtypes, fails on what
+    EpisodeSchema fails on, and gives an empty table the schema's dtypes."""
+    import pandera.errors
+
+    from outcomes.episodes import check_episodes
+    from outcomes.schema import EpisodeSchema
+
+    v = make_visits([("p1", "2026-01-05", "evaluation", 7, 30), ("p1", "2026-01-08", "treatment", 6),
+                     ("p2", "2026-01-06", "evaluation", 5), ("p2", "2026-01-20", "discharge", 1)])
+    v["patient_id"] = v["patient_id"].astype("string[pyarrow]")
+    built = build_episodes(v, no_techniques(), validate=False)
+    checked = check_episodes(built)
+    assert checked is built and checked["patient_id"].dtype == "string[pyarrow]"
+    pd.testing.assert_frame_equal(checked, build_episodes(v, no_techniques()), check_dtype=False)
+    for column, value in [("status", "lost"), ("arm", "other"), ("n_visits", 0),
+                          ("episode_id", built["episode_id"].iloc[0])]:
+        bad = built.copy()
+        bad.loc[1, column] = value
+        with pytest.raises(pandera.errors.SchemaError):
+            check_episodes(bad)
+        with pytest.raises(pandera.errors.SchemaError):
+            EpisodeSchema.validate(bad)
+    empty = check_episodes(built.iloc[:0])
+    assert empty.dtypes["n_visits"] == "int64" and empty.dtypes["start_date"] == "datetime64[ns]"

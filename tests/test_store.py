@@ -214,8 +214,9 @@ def test_two_ingests_at_once_wait_or_are_refused(tmp_path, seeded):
 def test_partitioned_episode_rebuild_equals_one_build(tmp_path, db_path):
     """Building per partition of patients (with one as_of) gives the same table as one call of
     build_episodes over all visits (the reference, run directly here)."""
+    from outcomes.episode_table import rebuild_episodes
     from outcomes.episodes import build_episodes
-    from outcomes.store import load_techniques, rebuild_episodes
+    from outcomes.store import load_techniques
 
     rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
     rows[7]["technique_notes"] = "hiking poles"
@@ -256,7 +257,7 @@ def test_same_input_same_store_whatever_the_time_zone_and_locale(tmp_path):
 def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
     """Partitions are built unvalidated and the whole table is validated once: column types,
     values and row order (by episode_id) do not depend on the number of partitions."""
-    from outcomes.store import rebuild_episodes
+    from outcomes.episode_table import rebuild_episodes
 
     rows = make_visit_rows(12) + make_visit_rows(5, "2024-02-05", prefix="X")
     ingest_file(write_rows(tmp_path / "e.csv", rows), db=db_path, today=TODAY)
@@ -272,6 +273,77 @@ def test_episode_table_is_the_same_for_any_partition_count(tmp_path, db_path):
     assert tables[0][0] == tables[1][0]
     pd.testing.assert_frame_equal(tables[0][1], tables[1][1])
     assert tables[0][1]["episode_id"].is_monotonic_increasing
+
+
+def _episodes_then_full_rebuild(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored episode table, and the one a full rebuild of the same store gives."""
+    from outcomes.episode_table import rebuild_episodes
+
+    kept = load_episodes(db)
+    con = duckdb.connect(str(db))
+    try:
+        rebuild_episodes(con)
+    finally:
+        con.close()
+    return kept, load_episodes(db)
+
+
+def test_refreshed_episodes_equal_a_full_rebuild(tmp_path):
+    """Ingest rebuilds only the touched patients (and open episodes when as_of moves); the
+    table equals a full rebuild after each step: later visits of stored patients, a later
+    as_of that ends open episodes, a withdrawal that moves as_of earlier, an old store
+    without a recorded as_of."""
+    db = tmp_path / "s.duckdb"
+    first = make_visit_rows(6)
+    for row in first[-5:]:  # the last patient's episode stays open (no discharge yet)
+        row["visit_type"] = "treatment" if row["visit_type"] == "discharge" else row["visit_type"]
+    later = [dict(r, visit_id="L" + r["visit_id"]) for r in make_visit_rows(2, "2025-03-03")]
+    late = dict(later[-1], visit_id="LATE", visit_date="2025-06-20")
+    steps = [first, later, [late], [dict(late, nprs="0")]]  # the last one withdraws LATE
+    status = []
+    for i, rows in enumerate(steps):
+        ingest_file(write_rows(tmp_path / f"f{i}.csv", rows), db=db, today=TODAY)
+        kept, full = _episodes_then_full_rebuild(db)
+        pd.testing.assert_frame_equal(kept, full)
+        status.append(sorted(kept["status"]))
+    assert status[0] != status[1] and "open" in status[0]  # as_of moved: open -> ended
+    with open_store(db, read_only=False) as con:  # a store written before as_of was recorded
+        con.execute("DELETE FROM meta WHERE key = 'episodes_as_of'")
+        con.execute("DELETE FROM episodes")
+    ingest_file(write_rows(tmp_path / "g.csv", make_visit_rows(1, prefix="G")), db=db, today=TODAY)
+    kept, full = _episodes_then_full_rebuild(db)
+    pd.testing.assert_frame_equal(kept, full)
+    assert len(kept) == 6 + 2 + 1  # first file, the later episodes of P000 and P001, G
+
+
+@pytest.mark.parametrize("column, value, check", [
+    ("nprs", 11.0, "nprs: less_than_or_equal_to"), ("groc", -8.0, "groc: greater_than_or_equal_to"),
+    ("visit_type", "consult", "visit_type: isin"), ("prior_pt", 0.5, "prior_pt: isin"),
+    ("patient_id", None, "patient_id: not null"), ("visit_id", None, "visit_id: unique"),
+])
+def test_check_visits_in_sql_rejects_what_pandera_rejects(tmp_path, db_path, column, value,
+                                                          check):
+    """store.check_visits (SQL, used by ingest) and VisitSchema.validate (pandera) agree: a clean
+    ingest passes both; one bad stored row fails both, named by column and check."""
+    import pandera.errors
+
+    from outcomes.schema import VisitSchema
+    from outcomes.store import check_visits
+
+    ingest_file(write_rows(tmp_path / "e.csv", make_visit_rows(2)), db=db_path, today=TODAY)
+    with open_store(db_path, read_only=False) as con:
+        check_visits(con, 1)
+        con.execute("INSERT INTO visits SELECT * REPLACE (2 AS ingest_id) FROM visits "
+                    "WHERE visit_id = 'V0001'")
+        if column != "visit_id":  # else the copy itself is the duplicate
+            con.execute(f"UPDATE visits SET {column} = ?, visit_id = 'NEW' "
+                        "WHERE ingest_id = 2", [value])
+            check_visits(con, 1)  # the other ingest's rows are not this one's problem
+        with pytest.raises(AssertionError, match=check):
+            check_visits(con, 2)
+    bad = load_visits(db_path)
+    with pytest.raises(pandera.errors.SchemaError):
+        VisitSchema.validate(bad)
 
 
 def test_instrument_counts_list_only_instruments_with_scores(tmp_path):

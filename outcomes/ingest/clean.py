@@ -171,6 +171,7 @@ def clean_visits(
     today: pd.Timestamp | str | None = None,
     known_evaluations: pd.Series | None = None,
     gap_days: int = 60,
+    validate: bool = True,
 ) -> CleanResult:
     """Parse and validate export rows; split them into clean, quarantined, duplicate, blank.
 
@@ -195,11 +196,15 @@ def clean_visits(
     gap_days : int
         A non-evaluation visit up to this many days before the patient's first evaluation is
         ``before_intake`` (it would fall inside that episode but precede its start).
+    validate : bool
+        Check the clean rows against :class:`outcomes.schema.VisitSchema` with pandera. False is
+        for ingest, which checks the same schema in SQL once the rows are stored
+        (:func:`outcomes.store.check_visits`: cheaper than pandera at a million rows).
 
     Returns
     -------
     CleanResult
-        ``visits`` pass :class:`outcomes.schema.VisitSchema` (checked with pandera).
+        ``visits`` pass :class:`outcomes.schema.VisitSchema`.
 
     Notes
     -----
@@ -222,7 +227,9 @@ def clean_visits(
               "visit_id also appears on a quarantined row of this file")
     dup &= flags.ok
     keep = flags.ok & ~dup
-    visits = validate_visits(typed if keep.all() else typed[keep])
+    visits = typed if keep.all() else typed[keep]
+    if validate:
+        visits = validate_visits(visits)
     bad = np.flatnonzero(~flags.ok & ~blank)
     return CleanResult(
         visits=visits,
@@ -488,6 +495,8 @@ def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
 def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicates to drop, conflicting copies) among rows that passed the checks."""
     vid = typed["visit_id"].where(ok)
+    if _all_distinct(vid):  # the usual export: one Arrow hash pass proves there is nothing to do
+        return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
     codes, _ = pd.factorize(vid, use_na_sentinel=True)  # one hash pass; then integer counts
     multi = np.zeros(len(typed), dtype=bool)
     present = codes >= 0
@@ -500,6 +509,14 @@ def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.nda
     conflict = multi & vid.isin(n_versions.index[n_versions > 1]).fillna(False).to_numpy(bool)
     dup = multi & ~conflict & vid.duplicated(keep="first").to_numpy(dtype=bool)
     return dup, conflict
+
+
+def _all_distinct(values: pd.Series) -> bool:
+    """True when the non-missing values are all different (counted in Arrow)."""
+    import pyarrow.compute as pc
+
+    arr = _arrow(values)
+    return pc.count_distinct(arr).as_py() == len(arr) - arr.null_count
 
 
 @dataclass

@@ -424,6 +424,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     so the rows are not held twice (memory target of the scale benchmark).
     """
     from outcomes import store
+    from outcomes.episode_table import refresh_episodes
     from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
 
     frame, bad, raw.frame = raw.frame, raw.bad_rows, None
@@ -431,7 +432,8 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     known = store.first_evaluations(con, normalize_ids(frame["patient_id"]))
     cleaned = clean_visits(frame, date_format=prof.date_format, decimal=prof.decimal,
                            missing_values=prof.missing_values, value_map=prof.values,
-                           today=today, known_evaluations=known)
+                           today=today, known_evaluations=known,
+                           validate=False)  # checked in SQL once stored (store.check_visits)
     stages.step("clean")
     visits = cleaned.visits
     rec = reconcile_visits(visits, store.existing_visits(con, visits["visit_id"]),
@@ -444,16 +446,16 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     n_loaded = len(loaded)
     techniques, unmapped = _techniques_while_inserting(con, loaded, ingest_id)
     stages.step("techniques")
-    del loaded
-    store.insert_frame(con, "visit_techniques", techniques, ingest_id=ingest_id)
-    del techniques
+    # any row order: only build_episodes reads these rows in bulk, and it does not depend on it
+    store.insert_frame(con, "visit_techniques", techniques, ordered=False, ingest_id=ingest_id)
     store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
     stages.step("store")
     result = _summarise(raw, prof, ingest_id, n_loaded, quarantine, cleaned, rec, bad)
     result.unmapped_techniques = unmapped
     check_conservation(result)
-    del cleaned
-    result.episodes = store.rebuild_episodes(con)
+    del cleaned, quarantine
+    result.episodes = refresh_episodes(con, loaded, techniques, ingest_id=ingest_id,
+                                       withdrawn=rec.withdraw["patient_id"])
     stages.step("episodes")
     return result
 
@@ -471,8 +473,7 @@ def _techniques_while_inserting(con, loaded: pd.DataFrame,
     from outcomes import store
 
     with ThreadPoolExecutor(max_workers=1) as pool:
-        insert = pool.submit(store.insert_frame, con, "visits", loaded, ordered=False,
-                             ingest_id=ingest_id)
+        insert = pool.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
         try:
             result = _techniques(loaded)
         finally:
