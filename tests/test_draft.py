@@ -98,3 +98,14 @@ def test_unreadable_inputs_are_rejected(tmp_path):
     nd.write_text("{nope\n")
     with pytest.raises(InputError, match="line 1 is not valid JSON"):
         draft_profile([nd])
+
+
+@pytest.mark.parametrize("name, message", [
+    ("export.pdf", r"export\.pdf: unsupported file type \.pdf"),
+    ("export.parquet", r"a draft reads \.csv, \.xlsx or FHIR \.ndjson files"),
+])
+def test_draft_of_an_unsupported_file_type_is_a_one_line_error(tmp_path, name, message):
+    path = tmp_path / name
+    path.write_bytes(b"%PDF-1.4 not a table")
+    with pytest.raises(InputError, match=message):
+        draft_profile([path])

@@ -270,3 +270,29 @@ def test_ambiguous_or_unsupported_file_sets_are_rejected(export, db_path, setup,
                   export / "profile.toml")
     assert res.exit_code == 2 and res.output.startswith("error: ") and message in res.output
     assert not db_path.exists()
+
+
+def test_zip_that_expands_past_the_cap_or_repeats_a_name_is_rejected(export, tmp_path,
+                                                                     monkeypatch):
+    """A zip bomb is refused before anything is extracted; two members of one base name (from
+    different folders) would overwrite each other, so that zip is refused too."""
+    import outcomes.ingest.sources as sources
+
+    db = tmp_path / "z.duckdb"
+    zipped = tmp_path / "export.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for f in files(export):
+            zf.write(f, f.name)
+    monkeypatch.setattr(sources, "MAX_UNZIPPED_BYTES", 100)
+    with pytest.raises(InputError, match="expands to more than 8 GiB"):
+        ingest_export(zipped, db=db, profile=export / "profile.toml", today=TODAY)
+    assert not db.exists()
+    monkeypatch.undo()
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(twice, "w") as zf:
+        for f in files(export):
+            zf.write(f, f"a/{f.name}")
+        zf.write(files(export)[0], f"b/{files(export)[0].name}")
+    res = run_cli("ingest", twice, "--db", db, "--profile", export / "profile.toml")
+    assert res.exit_code == 2 and "two files with the same name" in res.output
+    assert res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
