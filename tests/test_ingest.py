@@ -660,6 +660,23 @@ def test_fuzz_flipped_bytes_in_xlsx_and_parquet(suffix, flips):
     _fuzz_once(bytes(data), suffix)
 
 
+def test_xlsx_whose_sheet_list_is_gone_is_rejected_in_one_line(tmp_path):
+    """A flipped byte left a workbook that opens with no worksheets (IndexError before)."""
+    import re
+    import zipfile
+
+    src, bad = tmp_path / "ok.xlsx", tmp_path / "nosheets.xlsx"
+    src.write_bytes(BINARY[".xlsx"])
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            body = zin.read(item)
+            if item.filename == "xl/workbook.xml":
+                body = re.sub(rb"<sheets>.*</sheets>", b"<sheets/>", body, flags=re.S)
+            zout.writestr(item, body)
+    with pytest.raises(InputError, match="workbook has no worksheets"):
+        read_export(bad)
+
+
 def test_xlsx_serial_numbers_are_dates_only_when_declared(tmp_path, db_path, visit_rows):
     """Excel 1900 system: serial 45299 is 2024-01-08 (Microsoft, "Date systems in Excel")."""
     rows = []

@@ -260,6 +260,9 @@ def _open_workbook(path: Path, prof: Profile):
         raise reject(path, f"workbook is corrupt or unreadable ({name})") from None
     if prof.sheet is not None and prof.sheet not in wb.sheetnames:
         raise reject(path, f"has no sheet named {prof.sheet!r}")
+    if not wb.worksheets:
+        # a damaged workbook can open with its sheet list gone (found by the byte-flip fuzz)
+        raise reject(path, "workbook has no worksheets (corrupt?); save it again as .xlsx or CSV")
     return wb, wb[prof.sheet] if prof.sheet else wb.worksheets[0]
 
 
