@@ -201,21 +201,12 @@ def test_bom_invisible_characters_and_ragged_rows_in_the_other_files(export, db_
 
 @pytest.mark.slow
 def test_killed_multi_file_ingest_leaves_the_store_unchanged(export, db_path):
-    import signal
-    import subprocess
     import sys
 
-    from test_store import env, wait_for_line
+    from test_store import kill_before_commit
 
-    cmd = [sys.executable, "-m", "outcomes.cli", "ingest", *map(str, files(export)), "--db",
-           str(db_path), "--profile", str(export / "profile.toml")]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL,
-                            env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
-    try:
-        wait_for_line(proc, "holding before commit")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_before_commit([sys.executable, "-m", "outcomes.cli", "ingest", *map(str, files(export)),
+                        "--db", str(db_path), "--profile", str(export / "profile.toml")])
     snap = store_snapshot(db_path)
     assert snap is None or not any(snap.values())
     again = ingest_export(files(export), db=db_path, profile=export / "profile.toml",

@@ -605,19 +605,10 @@ def test_killing_the_very_first_ingest_leaves_no_data_and_the_next_run_completes
                                                                                  db_path):
     """The kill tests of test_store.py start from a seeded store; this one kills the ingest that
     creates the store, after every row is written and before COMMIT."""
-    import signal
-    import subprocess
-
-    from test_store import env, ingest_cmd, wait_for_line
+    from test_store import ingest_cmd, kill_before_commit
 
     export = write_rows(tmp_path / "a.csv", make_visit_rows(3))
-    proc = subprocess.Popen(ingest_cmd(export, db_path), stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL, env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
-    try:
-        wait_for_line(proc, "holding before commit")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_before_commit(ingest_cmd(export, db_path))
     snap = store_snapshot(db_path)
     assert snap is None or not any(snap.values()), {k: len(v) for k, v in snap.items()}
     result = ingest(export, db=db_path, today=TODAY)

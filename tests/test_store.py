@@ -51,6 +51,17 @@ def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> Non
     raise AssertionError(f"child never printed {text!r}: {''.join(seen)[-2000:]}")
 
 
+def kill_before_commit(cmd: list[str]) -> None:
+    """Run an ingest that pauses after writing every row, before COMMIT, and SIGKILL it there."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, stdout=subprocess.DEVNULL,
+                            env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
+    try:
+        wait_for_line(proc, "holding before commit")  # everything written, not committed
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.fixture
 def seeded(tmp_path, db_path):
     """A store holding one export, and a second export not yet ingested."""
@@ -144,14 +155,7 @@ def test_export_episodes_csv_neutralises_formulas(tmp_path, db_path):
 def test_sigkill_before_commit_leaves_the_store_unchanged(seeded):
     db, second = seeded
     before = store_snapshot(db)
-    proc = subprocess.Popen(ingest_cmd(second, db), stderr=subprocess.PIPE, text=True,
-                            stdout=subprocess.DEVNULL,
-                            env=env(OUTCOMES_HOLD_BEFORE_COMMIT="60"))
-    try:
-        wait_for_line(proc, "holding before commit")  # everything written, not committed
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_before_commit(ingest_cmd(second, db))
     assert store_snapshot(db) == before
     result = ingest_file(second, db=db, today=TODAY)  # the next run completes
     assert result.rows_loaded == 20 and not result.already_ingested
