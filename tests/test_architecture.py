@@ -227,3 +227,17 @@ def test_no_public_name_is_shadowed_by_a_submodule():
     shadowed = [f"{p}.{n}" for p in packages for n in importlib.import_module(p).__all__
                 if isinstance(getattr(importlib.import_module(p), n), types.ModuleType)]
     assert shadowed == []
+
+
+def test_reports_gathers_each_public_name_from_one_module_only():
+    """``outcomes.reports`` star-imports its modules: a name in two ``__all__`` lists would let
+    the later module silently replace the earlier one's function in the notebooks."""
+    from collections import Counter
+
+    import outcomes.reports as rp
+
+    names = Counter(n for m in ("data", "quarterly", "therapist", "comparative", "display",
+                                "publish", "glance", "effects")
+                    for n in importlib.import_module(f"outcomes.reports.{m}").__all__)
+    assert [n for n, k in names.items() if k > 1] == []
+    assert set(names) <= set(rp.__all__)

@@ -1042,3 +1042,16 @@ def test_reported_instruments_are_those_with_intake_scores():
     episodes = pd.DataFrame({"nprs_intake": [5.0, 6.0], "lefs_intake": [float("nan")] * 2})
     assert rp.reported_instruments(episodes) == ("nprs",)
     assert rp.reported_instruments(episodes.assign(lefs_intake=[40.0, None])) == ("nprs", "lefs")
+
+
+def test_in_words_shows_codes_as_labels_and_leaves_numbers_and_markers():
+    table = pd.DataFrame({"traditional": ["566", "40 (7.1)"], "pri": ["319", "<11"],
+                          "SMD": ["", "<11"]}, index=["n", "payer = self_pay, n (%)"])
+    out = rp.in_words(table)
+    assert list(out.columns) == ["Traditional PT", "PRI-style", "SMD"]
+    assert list(out.index) == ["n", "payer = Self-pay, n (%)"]
+    assert out.to_numpy().tolist() == table.to_numpy().tolist()
+    km = pd.DataFrame({"arm": ["pri", "traditional", "mixed"], "n": [12, 30, "<11"]})
+    assert rp.in_words(km)["arm"].tolist() == ["PRI-style", "Traditional PT",
+                                               "Mixed (PRI + traditional)"]
+    assert km["arm"].tolist() == ["pri", "traditional", "mixed"]  # the input is not changed

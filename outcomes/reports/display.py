@@ -16,7 +16,7 @@ from outcomes.reports.quarterly import format_interval
 __all__ = [
     "funnel_chart", "run_chart", "Notes", "setup_display", "frame_html", "parameter_table",
     "format_therapists", "therapist_notes", "format_oe", "format_trend", "glance_table",
-    "GlanceBox", "glance_box",
+    "GlanceBox", "glance_box", "in_words",
 ]
 
 
@@ -256,3 +256,36 @@ def glance_box(figures: pd.DataFrame, actions: list[str],
     """:class:`GlanceBox` of :func:`glance_figures` and :func:`glance_actions` (or their
     therapist versions)."""
     return GlanceBox(figures, actions, title)
+
+
+def in_words(table: pd.DataFrame, kinds: tuple[str, ...] = ("arm", "payer", "condition"),
+              ) -> pd.DataFrame:
+    """A copy of ``table`` with codes shown in words (:data:`outcomes.schema.LABELS`).
+
+    Relabels the column headers and the index entries that are codes (``pri`` -> "PRI-style"),
+    the values of a column named after a kind (an ``arm`` column), and the level in Table 1 row
+    labels (``payer = self_pay, n (%)`` -> ``payer = Self-pay, n (%)``). Display only: the
+    numbers and the suppression markers are untouched, so run it last, on a published table.
+    """
+    from outcomes.schema import LABELS, label_of
+
+    def word(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for kind in kinds:
+            if value in LABELS[kind]:
+                return label_of(kind, value)
+        variable, sep, rest = value.partition(" = ")
+        level, comma, stat = rest.partition(", ")
+        if sep and variable in kinds:
+            return f"{variable} = {label_of(variable, level)}{comma}{stat}"
+        return value
+
+    out = table.copy()
+    out.columns = [word(c) for c in out.columns]
+    out.index = out.index.map(word)
+    for kind in kinds:
+        if kind in out.columns:
+            out[kind] = out[kind].map(word)
+    return out
+
