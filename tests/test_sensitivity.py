@@ -55,6 +55,9 @@ def test_or_and_hr_common_outcome_examples():
     assert ev.point == pytest.approx(1.3689529, abs=TOL)
     assert ev.ci == pytest.approx(1.0761939, abs=TOL)
     ev = evalue(0.56, 0.46, 0.69, measure="HR", rare=False)
+    # the risk ratios are EValue's common-outcome conversion of each HR (VanderWeele 2020):
+    # (1 - 0.5^sqrt(HR)) / (1 - 0.5^sqrt(1/HR)) of 0.56, 0.46 and 0.69, worked by hand; the
+    # E-values below are evalues.HR's printed output
     assert (ev.rr, ev.rr_low, ev.rr_high) == pytest.approx((0.670084, 0.585935, 0.7735267),
                                                            abs=TOL)
     assert ev.point == pytest.approx(2.349531, abs=TOL)

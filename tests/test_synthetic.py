@@ -525,6 +525,22 @@ def test_subgroup_names_match_the_models_modifiers():
     assert set(SUBGROUPS) == set(MODIFIERS)
 
 
+@pytest.mark.parametrize("name", ["prior_pt", "prior_injection", "surgery_recommended",
+                                  "chronic", "failed_conservative_care"])
+def test_subgroup_is_the_episodes_the_models_modifier_selects(name):
+    """synthetic may not import models, so it restates each definition: check they agree
+    (``chronic`` is > 12 weeks in both, the composite is any of the three flags)."""
+    from outcomes.models.modification import modifier_indicator
+
+    frame, truth = generate_export(300, seed=1, effect_subgroup=name)
+    ep = truth["episodes"]
+    cols = ["prior_pt", "prior_injection", "surgery_recommended", "symptom_duration_weeks"]
+    rows = frame.set_index("visit_id").loc[ep["first_visit_id"], cols].apply(pd.to_numeric)
+    selected = modifier_indicator(rows.reset_index(drop=True), name)
+    assert selected.notna().all() and 0 < selected.mean() < 1
+    assert (selected.to_numpy() == ep["in_subgroup"].astype(float).to_numpy()).all()
+
+
 def test_therapist_shift_makes_pri_trained_therapists_better():
     _, truth = generate_export(400, seed=3, therapist_shift=-0.8)
     _, base = generate_export(400, seed=3)

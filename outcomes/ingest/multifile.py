@@ -33,6 +33,7 @@ from outcomes.ingest.pipeline import (
     IngestResult,
     RawExport,
     _already,
+    _by_reason,
     _check_regime,
     _load_in_transaction,
     _map_columns,
@@ -276,11 +277,11 @@ def join_parts(parts: dict[str, ExportPart], prof: Profile, today=None) -> Joine
 
 def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
     """Write attached scores of the visit-table instruments into their (empty) text cells."""
-    out = visits.copy()
+    out = visits.copy(deep=False)  # whole columns are replaced, never written in place
     for col in SCORE_COLUMNS:
         rows = attached[attached["instrument"] == col]
         if len(rows):
-            cells = (out[col].to_numpy(dtype=object, na_value=None) if col in out
+            cells = (out[col].to_numpy(dtype=object, na_value=None, copy=True) if col in out
                      else np.full(len(out), "", dtype=object))
             codes, distinct = pd.factorize(rows["score"])  # few distinct scores: format once
             texts = np.array([f"{v:.15g}" for v in distinct], dtype=object)[codes]
@@ -322,10 +323,6 @@ def _measure_rows(con, match: MeasureMatch, part: ExportPart,
               "rows_blank": match.n_blank + _n_blank(part),
               "quarantine_by_reason": _by_reason(q)}
     return rows, counts
-
-
-def _by_reason(q: pd.DataFrame) -> dict[str, int]:
-    return {str(k): int(v) for k, v in q["reason_code"].value_counts().sort_index().items()}
 
 
 def _n_blank(part: ExportPart) -> int:
@@ -403,7 +400,7 @@ def _add_covariates(visits: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFr
     """Patients' covariates onto their visit rows; a value on the visit row itself wins."""
     from outcomes.ingest.clean import normalize_ids
 
-    out = visits.copy()
+    out = visits.copy(deep=False)  # whole columns are replaced, never written in place
     pid = normalize_ids(out["patient_id"])
     pos = covariates.index.get_indexer(pid)  # one hash lookup for every covariate column
     for col in covariates.columns:

@@ -8,9 +8,12 @@ did not remove.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from outcomes.errors import ModelError
+from outcomes.models._results import renamed_keywords
 from outcomes.models.evalues import EValueResult, evalue, evalue_sentence
 from outcomes.models.primary import primary_analysis
 from outcomes.models.weighting import PRIMARY_CONFOUNDERS
@@ -18,12 +21,14 @@ from outcomes.models.weighting import PRIMARY_CONFOUNDERS
 __all__ = ["evalue", "EValueResult", "evalue_sentence", "negative_control"]
 
 
+@renamed_keywords(confounders="covariates")
 def negative_control(
     episodes: pd.DataFrame,
     visits: pd.DataFrame,
     outcome: str = "nprs",
     *,
     control: str | None = None,
+    covariates: Sequence[str] = PRIMARY_CONFOUNDERS,
     **kwargs,
 ) -> pd.DataFrame:
     """The primary estimator's "effect" on an outcome the treatment cannot have changed.
@@ -37,6 +42,8 @@ def negative_control(
         Episode column measured before treatment and not adjusted for: default the intake
         score of another instrument (``lefs_intake``; ``nprs_intake`` when ``outcome`` is
         ``lefs``). Its true effect is 0.
+    covariates : sequence of str
+        The primary analysis's confounders (the control must not be one of them).
     **kwargs
         Any keyword of :func:`~outcomes.models.primary_analysis` (``se="bootstrap"``,
         ``modifier``, ``therapist_effects`` ...).
@@ -63,8 +70,7 @@ def negative_control(
     """
     change = f"{outcome}_change"
     control = control or ("nprs_intake" if outcome == "lefs" else "lefs_intake")
-    confounders = kwargs.get("covariates", kwargs.get("confounders", PRIMARY_CONFOUNDERS))
-    if control == f"{outcome}_intake" or control in confounders:
+    if control == f"{outcome}_intake" or control in covariates:
         raise ModelError(f"control={control!r} is adjusted for in the primary models, so its "
                          "estimate is 0 by construction; choose a baseline column they omit")
     for col in (control, change):
@@ -72,5 +78,5 @@ def negative_control(
             raise ModelError(f"control: the episode table lacks column {col!r}")
     placebo = episodes.assign(**{change: episodes[control].astype(float)
                                  .where(episodes[change].notna())})
-    res = primary_analysis(placebo, visits, outcome, **kwargs)
+    res = primary_analysis(placebo, visits, outcome, covariates=covariates, **kwargs)
     return res.effects.assign(outcome=control, expected=0.0)

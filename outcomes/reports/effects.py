@@ -19,15 +19,11 @@ from outcomes.privacy import SUPPRESSED
 from outcomes.reports.data import MIN_CELL, is_small
 
 __all__ = [
-    "DEFAULT_MODIFIERS", "parse_modifiers", "headline_question", "headline", "primary_table",
+    "parse_modifiers", "headline_question", "headline", "primary_table",
     "modification_hypothesis", "modification_results", "modification_table", "forest_rows",
     "negative_control_table", "explain_away", "evalue_display", "dose_cohort", "dose_display",
     "dose_table",
 ]
-
-#: Effect modifiers the comparative report shows, the pre-specified one first: the clinic's
-#: claim is about patients whom conservative care (PT, injections) already failed.
-DEFAULT_MODIFIERS = "failed_conservative_care,prior_pt"
 
 
 def parse_modifiers(modifiers: str) -> list[str]:

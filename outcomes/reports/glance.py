@@ -19,6 +19,7 @@ import pandas as pd
 
 from outcomes.reports.data import ended_in, is_small, previous_quarters
 from outcomes.reports.quarterly import (
+    instrument_row,
     missing_discharge,
     outcome_summary,
     suppress_summary,
@@ -136,7 +137,7 @@ def _mean_row(code: str, quarters: tuple[pd.DataFrame, pd.DataFrame],
 
     inst = INSTRUMENTS[code]
     col = f"{code}_change"
-    values = tuple(float(pd.to_numeric(q[col], errors="coerce").mean()) for q in quarters)
+    values = tuple(float(instrument_row(q, code)[col]) for q in quarters)  # as the tables
     hint = "positive = better" if inst.higher_is_better else "negative = better"
     return _row(f"{inst.name}: mean change ({hint})", values, (marks[0][col], marks[1][col]),
                 diff_means_ci(quarters[0][col], quarters[1][col]),
@@ -160,8 +161,8 @@ def _count_row(this: int, last: int, suppress: bool) -> dict[str, Any]:
 
 
 def _responders(ended: pd.DataFrame) -> tuple[int, int]:
-    resp = ended["nprs_responder"].dropna().astype(bool)
-    return int(resp.sum()), len(resp)
+    row = instrument_row(ended, "nprs")  # the same count the tables' "% reaching MCID" rests on
+    return row["nprs_responders"], row["nprs_eligible"]
 
 
 def _missing(ended: pd.DataFrame) -> tuple[int, int]:
@@ -207,8 +208,6 @@ def glance_figures(episodes: pd.DataFrame, quarter: str, suppress: bool = True) 
 
 def _judge(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
-    if "p" not in out:
-        out["p"] = float("nan")
     shown = out["this_text"].map(_is_number) & out["last_text"].map(_is_number)
     by_ci = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     by_p = out["p"] < 0.05
@@ -230,7 +229,9 @@ def _is_number(value: Any) -> bool:
 # --------------------------------------------------------------------------------------------
 # Items needing action
 # --------------------------------------------------------------------------------------------
-def glance_actions(episodes: pd.DataFrame, quarter: str, figures: pd.DataFrame) -> list[str]:
+def glance_actions(episodes: pd.DataFrame, quarter: str, figures: pd.DataFrame, *,
+                   therapists: pd.DataFrame | None = None,
+                   trend: pd.DataFrame | None = None) -> list[str]:
     """One sentence per item needing action this quarter, or one saying there is none.
 
     Items: a therapist whose mean NPRS change over the last four quarters lies outside the
@@ -238,15 +239,22 @@ def glance_actions(episodes: pd.DataFrame, quarter: str, figures: pd.DataFrame) 
     6 or trend of 5, :func:`outcomes.plots.detect_run_signals`) on the mean NPRS change that
     includes this quarter; the share ended without a discharge score worse than last quarter
     beyond chance (``figures`` from :func:`glance_figures`).
+
+    ``therapists`` (:func:`therapist_comparison` of the last four quarters' NPRS change) and
+    ``trend`` (:func:`quarter_trend` over 8 quarters) are computed here unless the report
+    already has them (the quarterly notebook passes its own, so each model is fitted once).
     """
     from outcomes.reports.quarterly import quarter_trend
 
-    window = ended_in(episodes, previous_quarters(quarter, 4))
-    items = _funnel_items(therapist_comparison(window, "nprs_change"), you=None)
-    trend = quarter_trend(episodes, quarter, 8)
+    if therapists is None:
+        window = ended_in(episodes, previous_quarters(quarter, 4))
+        therapists = therapist_comparison(window, "nprs_change")
+    if trend is None:
+        trend = quarter_trend(episodes, quarter, 8)
+    items = _funnel_items(therapists, you=None)
     items += _run_items(trend["change"], trend["quarter"], quarter, "the clinic's mean NPRS "
                         "change", "see Trend")
-    items += _missing_items(figures)
+    items += _missing_items(figures, "see Data quality")
     return items or ["Nothing needs action this quarter: no therapist outside the 99.8% "
                      "funnel limits, no run-chart signal, no jump in missing discharge scores."]
 
@@ -266,7 +274,7 @@ def _funnel_items(estimates: pd.DataFrame, you: str | None) -> list[str]:
                f"Therapist{'s' if len(ids) > 1 else ''} {', '.join(ids)}: mean NPRS change")
         out.append(f"{who} {side} the 99.8% funnel limits over the last four quarters "
                    f"({verdict} than the clinic, beyond chance): worth a conversation "
-                   "(see Therapists).")
+                   f"({'see You and the rest of your clinic' if you else 'see Therapists'}).")
     return out
 
 
@@ -288,13 +296,13 @@ def _run_items(values: pd.Series, quarters: pd.Series, quarter: str, what: str,
             f"(not a single noisy point; {where})."]
 
 
-def _missing_items(figures: pd.DataFrame) -> list[str]:
+def _missing_items(figures: pd.DataFrame, where: str) -> list[str]:
     row = figures.set_index("measure").loc["% ended without a discharge score"]
     if row["direction"] != "worse":
         return []
     this, last = (f"{v:.0f}%" for v in (row["this_text"], row["last_text"]))  # both shown
     return [f"Data quality: {this} of episodes ended without a discharge score, up from {last} "
-            "last quarter, beyond chance (see Data quality)."]
+            f"last quarter, beyond chance ({where})."]
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,15 +311,19 @@ def _missing_items(figures: pd.DataFrame) -> list[str]:
 def therapist_glance_figures(episodes: pd.DataFrame, quarter: str, therapist: str
                              ) -> pd.DataFrame:
     """:func:`glance_figures` of the therapist's own episodes (unsuppressed: their own)."""
-    own = episodes[episodes["therapist_id"] == therapist]
-    return glance_figures(own, quarter, suppress=False)
+    from outcomes.reports.therapist import own_episodes
+
+    return glance_figures(own_episodes(episodes, therapist), quarter, suppress=False)
 
 
 def therapist_glance_actions(episodes: pd.DataFrame, quarter: str, therapist: str,
-                             figures: pd.DataFrame) -> list[str]:
+                             figures: pd.DataFrame, *,
+                             trend: pd.DataFrame | None = None) -> list[str]:
     """The therapist's items needing action: episodes of theirs awaiting a discharge score,
     their own funnel position (against their clinic, last four quarters), a run-chart signal
-    in their share reaching the MCID, a jump in their missing discharge scores."""
+    in their share reaching the MCID, a jump in their missing discharge scores. ``trend``
+    (:func:`therapist_trend` over 8 quarters) is computed here unless the report passes its own.
+    """
     from outcomes.reports.therapist import colleagues, own_episodes, therapist_trend
 
     own = own_episodes(episodes, therapist)
@@ -322,8 +334,9 @@ def therapist_glance_actions(episodes: pd.DataFrame, quarter: str, therapist: st
     clinic = pd.concat([own, colleagues(episodes, therapist)])
     window = ended_in(clinic, previous_quarters(quarter, 4))
     items += _funnel_items(therapist_comparison(window, "nprs_change"), you=therapist)
-    trend = therapist_trend(episodes, quarter, therapist, 8)
+    if trend is None:
+        trend = therapist_trend(episodes, quarter, therapist, 8)
     items += _run_items(trend["you_pct_mcid"], trend["quarter"], quarter,
                         "your % reaching the MCID", "see Your trend")
-    items += _missing_items(figures)
+    items += _missing_items(figures, "see Episodes missing a discharge score")
     return items or ["Nothing needs action this quarter."]
