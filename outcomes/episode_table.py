@@ -1,13 +1,16 @@
 """The stored episode table: brought up to date inside each ingest's transaction.
 
-:func:`refresh_episodes` rebuilds the episodes of the patients an ingest touched, from the
-visits it loaded (still in memory) and their stored ones; :func:`rebuild_episodes` rebuilds the
-whole table from the store, partition by partition. Both write through :mod:`outcomes.store`'s
+An ingest rebuilds the episodes of the patients it touched, from the visits it loaded (still in
+memory) and their stored ones, in three steps: :func:`plan_refresh` reads what it needs from the
+store before the ingest writes, :func:`build_refreshed` builds the rows while the ingest's inserts
+run, :func:`write_refreshed` stores them (:func:`refresh_episodes` does all three).
+:func:`rebuild_episodes` rebuilds the whole table from the store, partition by partition. Both write through :mod:`outcomes.store`'s
 connection helpers; readers use :func:`outcomes.store.load_episodes`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -15,7 +18,8 @@ import pandas as pd
 from outcomes.schema import VISIT_COLUMNS
 from outcomes.store import _frame, _is_empty, _one, _with_keys
 
-__all__ = ["EPISODE_PARTITION_ROWS", "refresh_episodes", "rebuild_episodes"]
+__all__ = ["EPISODE_PARTITION_ROWS", "EpisodeRefresh", "plan_refresh", "build_refreshed",
+           "write_refreshed", "refresh_episodes", "rebuild_episodes"]
 
 #: What episodes are built from: free-text notes are the widest column and are not read.
 _EPISODE_VISIT_COLUMNS = tuple(c for c in VISIT_COLUMNS if c != "technique_notes")
@@ -25,26 +29,53 @@ EPISODE_PARTITION_ROWS = 250_000
 _AS_OF_KEY = "episodes_as_of"
 
 
-def refresh_episodes(con: Any, visits: pd.DataFrame, techniques: pd.DataFrame, *,
-                     ingest_id: int, withdrawn: pd.Series | None = None) -> int:
-    """Bring ``episodes`` up to date after an ingest, rebuilding only the patients it touched.
+@dataclass
+class EpisodeRefresh:
+    """How an ingest updates ``episodes``, read from the store before its rows are written.
+
+    Made by :func:`plan_refresh`; :func:`build_refreshed` builds the new rows (no store
+    access, so it can run while the ingest's inserts are under way) and :func:`write_refreshed`
+    stores them.
+
+    Attributes
+    ----------
+    as_of : Timestamp or None
+        The last visit date of the store once the ingest is written (None: no visit at all).
+    rebuild : bool
+        The stored table cannot be updated in place (no recorded ``as_of``, or it moved
+        earlier): :func:`write_refreshed` rebuilds it from the store with
+        :func:`rebuild_episodes`, and :func:`build_refreshed` builds nothing.
+    patients : Series or None
+        Patients whose episodes are replaced; None when nothing was stored before (the table is
+        replaced whole).
+    old_visits, old_techniques : DataFrame or None
+        Those patients' stored visits and arm-deciding technique rows.
+    """
+
+    as_of: pd.Timestamp | None
+    rebuild: bool = False
+    patients: pd.Series | None = None
+    old_visits: pd.DataFrame | None = None
+    old_techniques: pd.DataFrame | None = None
+
+
+def plan_refresh(con: Any, visits: pd.DataFrame,
+                 withdrawn: pd.Series | None = None) -> EpisodeRefresh:
+    """Read what the episode update of an ingest needs, before the ingest writes its rows.
 
     Parameters
     ----------
     con : duckdb connection
-        Inside the ingest's transaction, after its visits and technique rows were written.
-    visits, techniques : DataFrame
-        The visits this ingest loaded and their technique rows (``visit_id, family``), still in
-        memory: they are not read back from the store.
-    ingest_id : int
-        This ingest (its stored rows are the in-memory ones).
+        Inside the ingest's transaction, after withdrawn visits were deleted and before the
+        loaded visits are inserted.
+    visits : DataFrame
+        The visits this ingest loads (in memory; ``visit_date`` datetime64).
     withdrawn : Series, optional
         Patient ids of stored visits this ingest withdrew.
 
     Returns
     -------
-    int
-        Episodes in the table.
+    EpisodeRefresh
 
     Notes
     -----
@@ -55,28 +86,64 @@ def refresh_episodes(con: Any, visits: pd.DataFrame, techniques: pd.DataFrame, *
     episodes are built by :func:`outcomes.episodes.build_episodes` from the loaded visits and
     their stored ones, and replace their old rows. The table equals a full rebuild (tested in
     ``tests/test_ingest_equivalence.py`` against the implementation that rebuilt everything);
-    a store without a recorded ``as_of``, or whose ``as_of`` moved earlier, is rebuilt in full
-    by :func:`rebuild_episodes`.
+    a store without a recorded ``as_of``, or whose ``as_of`` moved earlier, is rebuilt in full.
+    Everything read here was stored by earlier ingests, so none of it waits for this ingest's
+    inserts.
+    """
+    last, before = _one(con, "SELECT max(visit_date), (SELECT max(value) FROM meta "
+                             f"WHERE key = '{_AS_OF_KEY}') FROM visits")
+    dates = [pd.Timestamp(d) for d in (last, visits["visit_date"].max()) if pd.notna(d)]
+    as_of = max(dates) if dates else None
+    if last is None:  # nothing stored: the loaded visits are all there is
+        return EpisodeRefresh(as_of)
+    if before is None or (before != "" and as_of is not None and as_of < pd.Timestamp(before)):
+        return EpisodeRefresh(as_of, rebuild=True)
+    patients = _touched(con, visits["patient_id"], withdrawn, before, as_of)
+    old_visits, old_techniques = _stored_visits(con, patients)
+    return EpisodeRefresh(as_of, patients=patients, old_visits=old_visits,
+                          old_techniques=old_techniques)
+
+
+def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame,
+                    techniques: pd.DataFrame) -> pd.DataFrame | None:
+    """The new episode rows of ``plan``'s patients, checked (None when the plan rebuilds).
+
+    ``visits`` and ``techniques`` (``visit_id, family``) are the ingest's loaded visits and
+    their technique rows; the store is not touched.
     """
     from outcomes.episodes import build_episodes, check_episodes
 
-    last, before = _one(con, "SELECT max(visit_date), (SELECT max(value) FROM meta "
-                             f"WHERE key = '{_AS_OF_KEY}') FROM visits")
-    as_of = None if last is None else pd.Timestamp(last)
-    stored = not _is_empty(con, f"visits WHERE ingest_id <> {int(ingest_id)}")
-    if stored and (before is None or (before != "" and as_of is not None
-                                      and as_of < pd.Timestamp(before))):
-        return rebuild_episodes(con)
-    patients = None  # no earlier ingest: the loaded visits are all there is
-    if stored:
-        patients = _touched(con, visits["patient_id"], withdrawn, before, as_of)
-        old_v, old_t = _stored_visits(con, patients, ingest_id)
+    if plan.rebuild:
+        return None
+    if plan.old_visits is not None:
+        old_v, old_t = plan.old_visits, plan.old_techniques
         visits = pd.concat([old_v, visits[old_v.columns]], ignore_index=True)
         techniques = pd.concat([old_t, techniques[list(old_t.columns)]], ignore_index=True)
-    episodes = check_episodes(build_episodes(visits, techniques, as_of=as_of, validate=False))
-    _write_episodes(con, episodes, patients)
-    _record_as_of(con, as_of)
+    return check_episodes(build_episodes(visits, techniques, as_of=plan.as_of, validate=False))
+
+
+def write_refreshed(con: Any, plan: EpisodeRefresh, episodes: pd.DataFrame | None) -> int:
+    """Store :func:`build_refreshed`'s rows (or rebuild the table); return the episode count.
+
+    Runs after the ingest's visit and technique rows were inserted (a rebuild reads them).
+    """
+    if plan.rebuild:
+        return rebuild_episodes(con)
+    _write_episodes(con, episodes, plan.patients)
+    _record_as_of(con, plan.as_of)
     return int(_one(con, "SELECT count(*) FROM episodes")[0])
+
+
+def refresh_episodes(con: Any, visits: pd.DataFrame, techniques: pd.DataFrame, *,
+                     withdrawn: pd.Series | None = None) -> int:
+    """Bring ``episodes`` up to date for an ingest, in one call (plan, build, write).
+
+    Takes the same arguments as :func:`plan_refresh` plus the loaded visits' technique rows,
+    and must run where :func:`plan_refresh` does: before the loaded visits are inserted. Ingest
+    calls the three steps itself, so the build overlaps its inserts. Returns the episode count.
+    """
+    plan = plan_refresh(con, visits, withdrawn)
+    return write_refreshed(con, plan, build_refreshed(plan, visits, techniques))
 
 
 def _touched(con: Any, loaded: pd.Series, withdrawn: pd.Series | None, before: str | None,
@@ -95,9 +162,8 @@ def _columns(con: Any, table: str) -> set[str]:
     return {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
 
 
-def _stored_visits(con: Any, patients: pd.Series,
-                   ingest_id: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Visits of ``patients`` stored by earlier ingests, and their arm-deciding technique rows."""
+def _stored_visits(con: Any, patients: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored visits of ``patients`` and their arm-deciding technique rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -107,7 +173,7 @@ def _stored_visits(con: Any, patients: pd.Series,
         cols = ", ".join(f"v.{c}" for c in _EPISODE_VISIT_COLUMNS)
         cols = cols.replace("v.visit_date", "v.visit_date::TIMESTAMP AS visit_date")
         con.execute("CREATE TEMP TABLE _old AS SELECT v.* FROM visits v JOIN _pids "
-                    f"ON v.patient_id = _pids.k WHERE v.ingest_id <> {int(ingest_id)}")
+                    "ON v.patient_id = _pids.k")
         visits = _frame(con, f"SELECT {cols} FROM _old v")
         techniques = _frame(con, "SELECT t.visit_id, t.family FROM visit_techniques t "
                                  "JOIN _old USING (visit_id) "

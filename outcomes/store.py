@@ -510,7 +510,8 @@ def check_visits(con: Any, ingest_id: int) -> None:
     """Check one ingest's stored visits against :class:`outcomes.schema.VisitSchema`, in SQL.
 
     The schema's checks (not null, unique, value sets, ranges) become one DuckDB query over the
-    ingest's rows (``visit_id`` unique across the store); column types are the table's. A
+    ingest's rows, plus, when earlier ingests stored visits, a join showing ``visit_id`` is
+    unique across the store; column types are the table's. A
     failure means a row check of :func:`outcomes.ingest.clean.clean_visits` let a bad row
     through: a bug, raised as AssertionError (the caller rolls the ingest back).
 
@@ -522,15 +523,21 @@ def check_visits(con: Any, ingest_id: int) -> None:
     """
     from outcomes.schema import VisitSchema
 
-    checks = _sql_checks(VisitSchema.to_schema())
-    counts = _one(con, "SELECT " + ", ".join(f"count(*) FILTER (WHERE {sql})" for _, sql in checks)
-                  + f" FROM visits WHERE ingest_id = {int(ingest_id)}")
-    failed = [name for (name, _), n in zip(checks, counts, strict=True) if n]
-    for col in (c for c, spec in VisitSchema.to_schema().columns.items() if spec.unique):
-        extra = _one(con, f"WITH mine AS (SELECT {col} FROM visits WHERE ingest_id = "
-                          f"{int(ingest_id)}) SELECT (SELECT count(*) FROM visits JOIN mine "
-                          f"USING ({col})) - (SELECT count(*) FROM mine)")[0]
-        failed += [f"{col}: unique"] if extra else []
+    schema = VisitSchema.to_schema()
+    checks = _sql_checks(schema)
+    unique = [c for c, spec in schema.columns.items() if spec.unique]
+    # one scan of the ingest's rows: every column check, and uniqueness among these rows
+    mine = f"FROM visits WHERE ingest_id = {int(ingest_id)}"
+    counts = _one(con, "SELECT " + ", ".join(
+        [f"count(*) FILTER (WHERE {sql})" for _, sql in checks]
+        + [f"count({c}) - count(DISTINCT {c})" for c in unique]) + f" {mine}")
+    names = [name for name, _ in checks] + [f"{c}: unique" for c in unique]
+    failed = [name for name, n in zip(names, counts, strict=True) if n]
+    if not _is_empty(con, f"visits WHERE ingest_id <> {int(ingest_id)}"):
+        for col in unique:  # and against the rows of earlier ingests (none on a first load)
+            if f"{col}: unique" not in failed and _one(con, f"SELECT count(*) FROM visits JOIN (SELECT {col} {mine}) USING ({col}) "
+                         f"WHERE ingest_id <> {int(ingest_id)}")[0]:
+                failed.append(f"{col}: unique")
     if failed:
         raise AssertionError(f"clean rows fail VisitSchema: {failed[:5]}")
 

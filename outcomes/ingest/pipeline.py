@@ -421,10 +421,12 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     """Clean, reconcile with the store and insert; runs inside the caller's transaction.
 
     Takes the export's frame out of ``raw`` and drops each intermediate as soon as it is used,
-    so the rows are not held twice (memory target of the scale benchmark).
+    so the rows are not held twice (memory target of the scale benchmark). Once the rows to
+    load are known, the store writes run on a worker thread (:class:`_Writer`) while this
+    thread maps techniques and builds episodes: DuckDB releases the GIL while it writes.
     """
     from outcomes import store
-    from outcomes.episode_table import refresh_episodes
+    from outcomes.episode_table import build_refreshed, plan_refresh, write_refreshed
     from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
 
     frame, bad, raw.frame = raw.frame, raw.bad_rows, None
@@ -443,44 +445,61 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     loaded = visits if rec.load.all() else visits[rec.load]
     cleaned.visits = visits = None
     store.withdraw_visits(con, rec.withdraw["visit_id"])
-    n_loaded = len(loaded)
-    techniques, unmapped = _techniques_while_inserting(con, loaded, ingest_id)
-    stages.step("techniques")
-    # any row order: only build_episodes reads these rows in bulk, and it does not depend on it
-    store.insert_frame(con, "visit_techniques", techniques, ordered=False, ingest_id=ingest_id)
-    store.insert_frame(con, "quarantine", quarantine, ingest_id=ingest_id)
-    stages.step("store")
-    result = _summarise(raw, prof, ingest_id, n_loaded, quarantine, cleaned, rec, bad)
-    result.unmapped_techniques = unmapped
-    check_conservation(result)
-    del cleaned, quarantine
-    result.episodes = refresh_episodes(con, loaded, techniques, ingest_id=ingest_id,
-                                       withdrawn=rec.withdraw["patient_id"])
-    stages.step("episodes")
+    plan = plan_refresh(con, loaded, rec.withdraw["patient_id"])  # reads before the writes
+    with _Writer() as writes:
+        writes.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
+        techniques, unmapped = _techniques(loaded)
+        stages.step("techniques")
+        # any row order: only build_episodes reads these rows in bulk, and it does not
+        # depend on it
+        writes.submit(store.insert_frame, con, "visit_techniques", techniques, ordered=False,
+                      ingest_id=ingest_id)
+        writes.submit(store.insert_frame, con, "quarantine", quarantine, ingest_id=ingest_id)
+        result = _summarise(raw, prof, ingest_id, len(loaded), quarantine, cleaned, rec, bad)
+        result.unmapped_techniques = unmapped
+        check_conservation(result)
+        del cleaned, quarantine
+        episodes = build_refreshed(plan, loaded, techniques)
+        stages.step("episodes")
+        count = writes.submit(write_refreshed, con, plan, episodes)
+    result.episodes = count.result()
+    stages.step("writes")
     return result
 
 
-def _techniques_while_inserting(con, loaded: pd.DataFrame,
-                                ingest_id: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Map techniques (:func:`_techniques`) while DuckDB inserts the visits in a worker thread.
+class _Writer:
+    """Store writes on one worker thread, run in the order submitted, while Python work goes on.
 
-    DuckDB releases the GIL while it writes, so the two overlap on a second core. Only the
-    worker touches the connection until it has finished; an error in either is raised here
-    after both have stopped, and the caller rolls the transaction back.
+    Only the worker uses the connection until the ``with`` block has ended. Leaving it waits for
+    every write (after an error in the block, writes not yet started are cancelled) and raises
+    the first write error; the caller then rolls the transaction back. A write error also
+    surfaces at the next :meth:`submit`, so a failed ingest stops early.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
-    from outcomes import store
+    def __enter__(self) -> _Writer:
+        from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        insert = pool.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
-        try:
-            result = _techniques(loaded)
-        finally:
-            error = insert.exception()  # waits: the connection is ours again after this
-    if error is not None:
-        raise error
-    return result
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes-store")
+        self._futures: list = []
+        return self
+
+    def submit(self, fn, *args, **kwargs):
+        """Queue ``fn(*args, **kwargs)`` after the writes already queued; return its future."""
+        self._raise_failed()
+        future = self._pool.submit(fn, *args, **kwargs)
+        self._futures.append(future)
+        return future
+
+    def _raise_failed(self) -> None:
+        for future in self._futures:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            for future in self._futures:
+                future.result()  # the first write error, in submission order
 
 
 def _summarise(raw: RawExport, prof: Profile, ingest_id: int, n_loaded: int,
