@@ -42,7 +42,13 @@ from outcomes.ingest.pipeline import (
     dry_run_store,
 )
 from outcomes.ingest.profile import FILE_ROLES, Profile, load_profile
-from outcomes.ingest.readers import file_kind, read_csv_text, read_xlsx_text, reject, scan_file
+from outcomes.ingest.readers import (
+    file_kind,
+    read_csv_text,
+    read_scanned,
+    read_xlsx_text,
+    reject,
+)
 from outcomes.schema import COVARIATE_COLUMNS, SCORE_COLUMNS
 
 __all__ = ["ExportPart", "assign_roles", "read_part", "ingest_parts", "ingest_multifile"]
@@ -111,9 +117,9 @@ def read_part(role: str, path: Path, prof: Profile) -> ExportPart:
     kind = file_kind(path)
     if kind not in ("csv", "xlsx"):
         raise reject(path, "multi-file exports are read from .csv or .xlsx files")
-    sha = scan_file(path, prof.encoding if kind == "csv" else None)
     reader = read_csv_text if kind == "csv" else read_xlsx_text
-    frame, bad, _, _ = reader(path, prof)
+    sha, (frame, bad, _, _) = read_scanned(path, prof.encoding if kind == "csv" else None,
+                                           lambda: reader(path, prof))
     if len(frame) + len(bad) == 0:
         raise reject(path, "has a header but no data rows")
     frame = _map_part(role, path, frame, prof)

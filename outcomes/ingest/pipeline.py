@@ -26,6 +26,7 @@ from outcomes.ingest.readers import (
     file_kind,
     read_csv_text,
     read_parquet_text,
+    read_scanned,
     read_xlsx_text,
     reject,
     scan_file,
@@ -88,20 +89,37 @@ def read_export(path: str | os.PathLike, profile: Profile | str | None = None, *
         Messages name the file and column, never a cell value.
     """
     path, prof = Path(path), load_profile(profile)
+    kind = _kind(path)
+    if sha256 is not None:  # the caller scanned the file already
+        return _read(path, prof, kind, sha256)
+    digest, raw = read_scanned(path, _text_encoding(prof, kind), lambda: _read(path, prof, kind))
+    raw.file_sha256 = digest
+    return raw
+
+
+def _kind(path: Path) -> str:
+    """The file's kind (``csv``, ``xlsx``, ``parquet``); a missing or empty file is rejected."""
     if not path.is_file():
         raise reject(path, "file not found")
     if path.stat().st_size == 0:
         raise reject(path, "file is empty")
-    kind = file_kind(path)
-    text_encoding = prof.encoding if kind == "csv" else None
-    digest = sha256 or scan_file(path, text_encoding)  # callers passing sha256 scanned already
+    return file_kind(path)
+
+
+def _text_encoding(prof: Profile, kind: str) -> str | None:
+    """The encoding :func:`scan_file` checks: the profile's for text files, none otherwise."""
+    return prof.encoding if kind == "csv" else None
+
+
+def _read(path: Path, prof: Profile, kind: str, sha256: str = "") -> RawExport:
+    """The file read as text (its hash, from :func:`scan_file`, is the caller's to give)."""
     reader = {"csv": read_csv_text, "xlsx": read_xlsx_text, "parquet": read_parquet_text}[kind]
     frame, bad, delim, detected = reader(path, prof)
     frame, ignored = _map_columns(path, frame, prof)
     frame = normalize_codes(frame)
     if len(frame) + len(bad) == 0:
         raise reject(path, "has a header but no data rows")
-    return RawExport(path, frame, digest, kind, bad, delim, detected, ignored)
+    return RawExport(path, frame, sha256, kind, bad, delim, detected, ignored)
 
 
 def _check_regime(path: Path, frame: pd.DataFrame, prof: Profile) -> None:
@@ -290,18 +308,25 @@ def ingest_file(path: str | os.PathLike, *, db: str | os.PathLike | None = None,
     visits, the rebuilt episode table and the ingest log): a killed process leaves the store as
     it was. A file whose sha256 is already in the log is not loaded again.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     started = time.perf_counter()
     path, prof = Path(path), load_profile(profile)
-    if not path.is_file():
-        raise reject(path, "file not found")
-    kind = file_kind(path)
+    kind = _kind(path)
     stages = _Stages(progress and path.stat().st_size >= PROGRESS_MIN_BYTES)
     try:
-        sha = scan_file(path, prof.encoding if kind == "csv" else None)
-        previous = _peek_previous(db, sha)
-        if previous is not None:
-            return _already(path, previous)
-        raw = read_export(path, prof, sha256=sha)
+        # the read runs on a worker thread while this one hashes the file and checks its
+        # encoding (both mostly outside the GIL); a file already ingested is not read any
+        # further, and the scan's verdict comes before anything the read found
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes-read") as pool:
+            reading = pool.submit(_read, path, prof, kind)
+            sha = scan_file(path, _text_encoding(prof, kind))
+            previous = _peek_previous(db, sha)
+            if previous is not None:
+                reading.cancel()
+                return _already(path, previous)
+            raw = reading.result()
+            raw.file_sha256 = sha
         stages.step("read")
         with dry_run_store(db, dry_run) as target:
             result = _load_in_transaction(raw, prof, target, today, stages, dry_run=dry_run)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from outcomes.ingest.profile import Profile
 
 _STR = pd.StringDtype("pyarrow")
+T = TypeVar("T")
 _CHUNK = 1 << 23
 
 def reject(path: Path, message: str) -> InputError:
@@ -50,6 +52,25 @@ def scan_file(path: Path, encoding: str | None) -> str:
     except OSError as exc:
         raise reject(path, f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     return digest.hexdigest()
+
+
+def read_scanned(path: Path, encoding: str | None, read: Callable[[], T]) -> tuple[str, T]:
+    """``(scan_file(path, encoding), read())``, the scan running on a worker thread meanwhile.
+
+    Hashing releases the GIL, as does the Arrow CSV reader, so the two passes over the file
+    overlap instead of adding up. An encoding problem found by the scan is raised in preference
+    to whatever the reader made of the same bytes (the scan's message names the byte offset).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcomes-scan") as pool:
+        scan = pool.submit(scan_file, path, encoding)
+        try:
+            out = read()
+        except Exception:
+            scan.result()  # the scan's InputError, when there is one, comes first
+            raise
+        return scan.result(), out
 
 
 def _decode(decoder, chunk: bytes, offset: int, path: Path, encoding: str, final: bool) -> None:
