@@ -31,9 +31,11 @@ def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
     assert all("episodes=" in line and "redact=" in line for line in (lines[1], lines[3]))
     assert all("stage floors: read" in line for line in (lines[2], lines[4]))
     for r in rows:
-        ingest_s, floor_s = float(r[3]), float(r[5])
-        assert 0 < floor_s < ingest_s
+        ingest_s, floor_s, tables_s = float(r[3]), float(r[5]), float(r[8])
+        assert 0 < floor_s < ingest_s and tables_s > 0
         assert float(r[7]) == pytest.approx(ingest_s / floor_s, rel=0.1)  # shown rounded
+        # ingest against the floor of every table it writes (visits, techniques, episodes)
+        assert float(r[9]) == pytest.approx(ingest_s / (floor_s + tables_s), rel=0.1)
     assert any(line.startswith("linearity:") for line in lines)
 
 
