@@ -123,20 +123,28 @@ class _Factor:
 
     def __init__(self, values: pd.Series, mapping: dict[str, str] | None) -> None:
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        u = normalize_ids(pd.Series(uniques, dtype=_STR))
+        self.raw_u = pd.Series(uniques, dtype=_STR)
+        u = normalize_ids(self.raw_u)
         if mapping:
             u = u.replace(mapping).astype(_STR)
         self.u = pd.concat([u, pd.Series([pd.NA], dtype=_STR)], ignore_index=True)
         self.idx = np.where(codes < 0, len(uniques), codes)
-        self.index = values.index
+        self.values = values
 
     def rows(self, on_u: pd.Series | np.ndarray) -> np.ndarray:
         return np.asarray(on_u)[self.idx]
 
     def text(self) -> pd.Series:
-        """Row texts (empty -> NA) as ``string[pyarrow]``."""
+        """Row texts (empty -> NA) as ``string[pyarrow]``.
+
+        When normalising changed no distinct text and none is empty, the row texts are the
+        input's: its Arrow data is shared (immutable) instead of rebuilt row by row.
+        """
         u = self.u.mask(self.u == "")
-        return pd.Series(u.array.take(self.idx), index=self.index)
+        if u.iloc[:-1].equals(self.raw_u):
+            return pd.Series(pd.arrays.ArrowStringArray(_arrow(self.values)),
+                             index=self.values.index)
+        return pd.Series(u.array.take(self.idx), index=self.values.index)
 
 
 def _bool(mask) -> np.ndarray:
@@ -226,7 +234,7 @@ def clean_visits(
     """
     cols = _columns(data, value_map or {})
     flags = _Flags(len(data))
-    blank = np.logical_and.reduce([_empty_rows(c) for c in cols.values()])
+    blank = _blank_rows(cols)
     flags.add(blank, "_blank", "")
     typed, warnings = _parse(cols, flags, date_format, decimal, missing_values, today)
     _flag_before_intake(typed, flags, known_evaluations, gap_days)
@@ -302,8 +310,24 @@ def _empty_rows(col: pd.Series | _Factor) -> np.ndarray:
     return col.rows(_is_empty(col.u)) if isinstance(col, _Factor) else _is_empty(col)
 
 
+def _blank_rows(cols: dict[str, pd.Series | _Factor]) -> np.ndarray:
+    """Rows empty in every column; stops at the first column that leaves no candidate."""
+    blank = None
+    for col in cols.values():
+        empty = _empty_rows(col)
+        blank = empty if blank is None else blank & empty
+        if not blank.any():  # the usual export: the first column already rules out every row
+            break
+    return blank
+
+
 def _text(col: pd.Series | _Factor) -> pd.Series:
-    return col.text() if isinstance(col, _Factor) else col.mask(col == "")
+    """Typed text of a column: empty -> NA (an ID/notes column without empties as it is)."""
+    import pyarrow.compute as pc
+
+    if isinstance(col, _Factor):
+        return col.text()
+    return col.mask(col == "") if pc.any(pc.equal(_arrow(col), "")).as_py() else col
 
 
 def _add(flags: _Flags, factor: _Factor, checks: list[tuple[pd.Series, str, str]]) -> None:
@@ -328,14 +352,16 @@ def _parse(cols: dict, flags: _Flags, date_format: str, decimal: str, missing_va
     _add(flags, vt, [(~vt.u.isin(VISIT_TYPES), "bad_visit_type",
                       f"visit_type is not one of {', '.join(VISIT_TYPES)}")])
     missing = {m.strip().lower() for m in missing_values}
-    typed = pd.DataFrame({c: _text(cols[c]) for c in _STRING_COLUMNS}, index=_row_index(cols))
-    typed["visit_date"] = cols["visit_date"].rows(dates.to_numpy())
+    typed = {"visit_date": cols["visit_date"].rows(dates.to_numpy())}
     for col in SCORE_COLUMNS:
         values, checks = _parse_score(cols[col].u, col, decimal, missing)
         _add(flags, cols[col], checks)
         typed[col] = cols[col].rows(values.to_numpy())
     warnings = _parse_covariates(cols, typed, decimal, missing, flags)
-    return typed[list(VISIT_COLUMNS)], warnings
+    typed.update({c: _text(cols[c]) for c in _STRING_COLUMNS})  # after re-casing above
+    # one frame in column order, no copies (inserting then reordering copied every column)
+    return pd.DataFrame({c: typed[c] for c in VISIT_COLUMNS}, index=_row_index(cols),
+                        copy=False), warnings
 
 
 def _row_index(cols: dict) -> pd.Index:
@@ -426,9 +452,9 @@ def _parse_score(values: pd.Series, col: str, decimal: str, missing: set[str]):
     return out, checks
 
 
-def _parse_covariates(cols: dict, typed: pd.DataFrame, decimal: str, missing: set[str],
-                      flags: _Flags) -> dict[str, int]:
-    """Age (top-coded at 90), symptom duration, sex, yes/no flags."""
+def _parse_covariates(cols: dict, typed: dict[str, np.ndarray], decimal: str,
+                      missing: set[str], flags: _Flags) -> dict[str, int]:
+    """Age (top-coded at 90), symptom duration, sex, yes/no flags; numbers go into ``typed``."""
     age_f = cols["age"]
     age, bad_age, _ = _to_number(age_f.u, decimal, missing)
     _add(flags, age_f, [(bad_age | (age < 0), "bad_value", "age is not a non-negative number")])
@@ -443,7 +469,6 @@ def _parse_covariates(cols: dict, typed: pd.DataFrame, decimal: str, missing: se
     sex.u = sex.u.str.upper()
     _add(flags, sex, [(~(sex.u.isna() | (sex.u == "") | sex.u.isin(("F", "M", "X"))),
                        "bad_value", "sex is not F, M or X")])
-    typed["sex"] = sex.text()
     for col in _BOOL_COLUMNS:
         f = cols[col]
         low = f.u.str.lower()
