@@ -490,7 +490,7 @@ def _flag_before_intake(typed: pd.DataFrame, flags: _Flags,
     date = typed["visit_date"].to_numpy("datetime64[ns]")
     first = np.full(len(patients), np.datetime64("NaT"), dtype="datetime64[ns]")
     rows = ok & is_eval & (codes >= 0) & ~np.isnat(date)
-    first[np.unique(codes[rows])] = pd.Series(date[rows]).groupby(codes[rows]).min().to_numpy()
+    np.fmin.at(first, codes[rows], date[rows])  # earliest evaluation per patient (no sort)
     if known is not None and len(known):
         pos = pd.Index(patients).get_indexer(known.index)
         stored = known.astype("datetime64[ns]").to_numpy()[pos >= 0]
