@@ -155,6 +155,21 @@ def test_invisible_characters_and_whitespace_in_ids_are_normalised():
     assert "V0004" in set(result.visits["visit_id"])
 
 
+def test_text_columns_are_the_same_whether_cleaning_rewrites_them_or_keeps_them():
+    """Text already clean is kept as the input's; trimmed, re-cased, mapped or empty text is
+    rebuilt row by row. Both give the same visits."""
+    tidy = make_visit_rows(2)
+    tidy[1]["payer"] = tidy[2]["technique_notes"] = None
+    messy = [{**r, "clinic_id": f" {r['clinic_id']}\u200b", "visit_type": r["visit_type"].upper(),
+              "sex": r["sex"].lower(), "payer": "Comm", "technique_notes": f"{r['technique_notes']} "}
+             for r in tidy]
+    messy[1]["payer"] = messy[2]["technique_notes"] = ""
+    kept = run(tidy)
+    rebuilt = run(messy, value_map={"payer": {"Comm": "commercial"}})
+    assert kept.quarantine.empty and rebuilt.quarantine.empty
+    pd.testing.assert_frame_equal(kept.visits, rebuilt.visits)
+
+
 def test_normalize_ids_keeps_inner_spaces():
     out = normalize_ids(pd.Series(["\u00a0a b\u200b ", None, ""], dtype=STR))
     assert out.tolist()[0] == "a b" and pd.isna(out.iloc[1]) and out.iloc[2] == ""
