@@ -119,6 +119,7 @@ class _Factor:
     """A low-cardinality column: distinct normalised texts ``u`` (last = NA) and row codes.
 
     Parsing runs once per distinct text and is broadcast back to rows with :meth:`rows`.
+    ``raw_u`` keeps the distinct input texts (``u`` without normalising), ``values`` the input.
     """
 
     def __init__(self, values: pd.Series, mapping: dict[str, str] | None) -> None:
@@ -549,7 +550,7 @@ def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _all_distinct(values: pd.Series) -> bool:
-    """True when the non-missing values are all different (counted in Arrow).
+    """True when the non-missing values are all different (checked in Arrow).
 
     Exports usually list visits in ``visit_id`` order, and strictly increasing values cannot
     repeat: one comparison pass settles that case; otherwise the distinct values are hashed.
