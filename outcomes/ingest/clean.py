@@ -129,7 +129,8 @@ class _Factor:
         if mapping:
             u = u.replace(mapping).astype(_STR)
         self.u = pd.concat([u, pd.Series([pd.NA], dtype=_STR)], ignore_index=True)
-        self.idx = np.where(codes < 0, len(uniques), codes)
+        codes[codes < 0] = len(uniques)  # missing -> the NA at the end of u (in place: no copy)
+        self.idx = codes
         self.values = values
 
     def rows(self, on_u: pd.Series | np.ndarray) -> np.ndarray:
@@ -532,35 +533,34 @@ def fingerprint_rows(visits: pd.DataFrame) -> pd.Series:
 
 def _duplicates(typed: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact duplicates to drop, conflicting copies) among rows that passed the checks."""
-    vid = typed["visit_id"].where(ok)
-    if _all_distinct(vid):  # the usual export: one Arrow hash pass proves there is nothing to do
+    ids = typed["visit_id"]
+    if _increasing(ids):  # the usual export lists visits in id order: then no id repeats
         return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
-    codes, _ = pd.factorize(vid, use_na_sentinel=True)  # one hash pass; then integer counts
+    codes, _ = pd.factorize(ids, use_na_sentinel=True)  # one hash pass; then integer counts
+    counted = ok & (codes >= 0)
     multi = np.zeros(len(typed), dtype=bool)
-    present = codes >= 0
-    multi[present] = np.bincount(codes[present])[codes[present]] > 1
-    multi &= ok
+    multi[counted] = np.bincount(codes[counted])[codes[counted]] > 1
     if not multi.any():
         return np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
-    sub = pd.DataFrame({"vid": vid[multi], "fp": fingerprint_rows(typed[multi])})
+    # every passing copy of a repeated id is in ``multi``: compare those few rows only
+    vid = ids[multi]
+    sub = pd.DataFrame({"vid": vid, "fp": fingerprint_rows(typed[multi])})
     n_versions = sub.groupby("vid", observed=True)["fp"].nunique()
-    conflict = multi & vid.isin(n_versions.index[n_versions > 1]).fillna(False).to_numpy(bool)
-    dup = multi & ~conflict & vid.duplicated(keep="first").to_numpy(dtype=bool)
-    return dup, conflict
+    conflict, dup = np.zeros(len(typed), dtype=bool), np.zeros(len(typed), dtype=bool)
+    conflict[multi] = vid.isin(n_versions.index[n_versions > 1]).to_numpy(dtype=bool)
+    dup[multi] = vid.duplicated(keep="first").to_numpy(dtype=bool)
+    return dup & ~conflict, conflict
 
 
-def _all_distinct(values: pd.Series) -> bool:
-    """True when the non-missing values are all different (checked in Arrow).
+def _increasing(values: pd.Series) -> bool:
+    """True when the non-missing values are strictly increasing (so none repeats).
 
-    Exports usually list visits in ``visit_id`` order, and strictly increasing values cannot
-    repeat: one comparison pass settles that case; otherwise the distinct values are hashed.
+    One ordered comparison of neighbours in Arrow: much cheaper than hashing a million ids.
     """
     import pyarrow.compute as pc
 
     arr = pc.drop_null(_arrow(values))
-    if len(arr) < 2 or pc.all(pc.less(arr[:-1], arr[1:])).as_py():
-        return True
-    return len(pc.unique(arr)) == len(arr)
+    return len(arr) < 2 or pc.all(pc.less(arr[:-1], arr[1:])).as_py()
 
 
 @dataclass
