@@ -219,6 +219,17 @@ def test_conflicting_duplicates_quarantine_every_copy():
     assert len(result.visits) == 4
 
 
+def test_repeated_ids_are_found_in_any_row_order():
+    """Ids in increasing order are settled without hashing; any other order is hashed."""
+    rows = make_visit_rows(1)
+    rows += [dict(rows[2]), {**rows[3], "nprs": "2"}]  # an exact copy, a conflicting copy
+    for order in (rows, sorted(rows, key=lambda r: r["visit_id"]), rows[::-1]):
+        result = run(order)
+        assert result.n_duplicate == 1 and len(result.visits) == 4
+        assert result.quarantine["visit_id"].tolist() == ["V0003", "V0003"]
+    assert run(make_visit_rows(1)[::-1]).n_duplicate == 0
+
+
 def test_a_copy_with_a_bad_cell_quarantines_its_twin():
     rows = make_visit_rows(1)
     rows.append({**rows[2], "nprs": "refused"})
