@@ -155,6 +155,21 @@ def test_invisible_characters_and_whitespace_in_ids_are_normalised():
     assert "V0004" in set(result.visits["visit_id"])
 
 
+def test_text_columns_are_the_same_whether_cleaning_rewrites_them_or_keeps_them():
+    """Text already clean is kept as the input's; trimmed, re-cased, mapped or empty text is
+    rebuilt row by row. Both give the same visits."""
+    tidy = make_visit_rows(2)
+    tidy[1]["payer"] = tidy[2]["technique_notes"] = None
+    messy = [{**r, "clinic_id": f" {r['clinic_id']}\u200b", "visit_type": r["visit_type"].upper(),
+              "sex": r["sex"].lower(), "payer": "Comm", "technique_notes": f"{r['technique_notes']} "}
+             for r in tidy]
+    messy[1]["payer"] = messy[2]["technique_notes"] = ""
+    kept = run(tidy)
+    rebuilt = run(messy, value_map={"payer": {"Comm": "commercial"}})
+    assert kept.quarantine.empty and rebuilt.quarantine.empty
+    pd.testing.assert_frame_equal(kept.visits, rebuilt.visits)
+
+
 def test_normalize_ids_keeps_inner_spaces():
     out = normalize_ids(pd.Series(["\u00a0a b\u200b ", None, ""], dtype=STR))
     assert out.tolist()[0] == "a b" and pd.isna(out.iloc[1]) and out.iloc[2] == ""
@@ -202,6 +217,17 @@ def test_conflicting_duplicates_quarantine_every_copy():
     result = run(rows)
     assert reasons(result) == {4: "conflicting_duplicate", 7: "conflicting_duplicate"}
     assert len(result.visits) == 4
+
+
+def test_repeated_ids_are_found_in_any_row_order():
+    """Ids in increasing order are settled without hashing; any other order is hashed."""
+    rows = make_visit_rows(1)
+    rows += [dict(rows[2]), {**rows[3], "nprs": "2"}]  # an exact copy, a conflicting copy
+    for order in (rows, sorted(rows, key=lambda r: r["visit_id"]), rows[::-1]):
+        result = run(order)
+        assert result.n_duplicate == 1 and len(result.visits) == 4
+        assert result.quarantine["visit_id"].tolist() == ["V0003", "V0003"]
+    assert run(make_visit_rows(1)[::-1]).n_duplicate == 0
 
 
 def test_a_copy_with_a_bad_cell_quarantines_its_twin():

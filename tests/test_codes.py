@@ -30,3 +30,12 @@ def test_normalize_codes_keeps_the_index_and_other_columns():
     assert out["cpt_codes"].tolist() == ["97162;97110", pd.NA]
     assert out["icd10"].tolist() == ["M76.31", "M76.31"]
     assert frame["icd10"].tolist() == ["m7631", "M76.31"]  # not modified
+
+
+def test_codes_already_canonical_are_kept_as_arrow_text():
+    frame = pd.DataFrame({"cpt_codes": ["97110", None], "icd10": ["M76.31", "M54.5"]},
+                         dtype=object)
+    out = normalize_codes(frame)
+    assert (out.dtypes == S).all()
+    assert out["cpt_codes"].tolist() == ["97110", pd.NA]
+    assert out["icd10"].tolist() == ["M76.31", "M54.5"]

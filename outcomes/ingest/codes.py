@@ -36,12 +36,18 @@ def normalize_icd10(values: pd.Series) -> pd.Series:
 def normalize_codes(frame: pd.DataFrame) -> pd.DataFrame:
     """``cpt_codes`` and ``icd10`` of a canonical text frame in their canonical spelling.
 
-    Each distinct text is normalised once (a few hundred code lists in a million visits).
+    Each distinct text is normalised once (a few hundred code lists in a million visits); a
+    column already spelled canonically is kept as it is rather than rebuilt row by row.
     """
     out = frame.copy(deep=False)
     for col, func in (("cpt_codes", normalize_cpt), ("icd10", normalize_icd10)):
         if col in out:
             codes, uniques = pd.factorize(out[col], use_na_sentinel=True)
-            fixed = func(pd.Series(uniques, dtype=_STR)).array
-            out[col] = pd.Series(fixed.take(codes, allow_fill=True), index=out.index, dtype=_STR)
+            uniques = pd.Series(uniques, dtype=_STR)
+            fixed = func(uniques)
+            if fixed.equals(uniques):
+                out[col] = out[col].astype(_STR)
+            else:
+                out[col] = pd.Series(fixed.array.take(codes, allow_fill=True), index=out.index,
+                                     dtype=_STR)
     return out
