@@ -52,6 +52,7 @@ def build_episodes(
     primary: str = "nprs",
     as_of: str | pd.Timestamp | None = None,
     validate: bool = True,
+    technique_visits: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Build one row per episode of care.
 
@@ -79,6 +80,12 @@ def build_episodes(
         Check the result against :class:`outcomes.schema.EpisodeSchema` (pandera). False is
         for :mod:`outcomes.episode_table`, which checks what it stores with
         :func:`check_episodes` (once per table: pandera's cost is per call and per value).
+    technique_visits : array of int, optional
+        For each row of ``techniques``, the position of its visit among the rows of ``visits``
+        (0-based, as for ``visits.iloc``; -1 for none). A caller that already knows it (an
+        ingest, which made both tables) saves matching ``visit_id`` text, the costliest step
+        at a million visits. It must agree with ``visit_id``: that is not checked. Default:
+        technique rows are matched to visits by ``visit_id``.
 
     Returns
     -------
@@ -129,6 +136,8 @@ def build_episodes(
     _check_columns(techniques, ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
     kept = (visits["visit_date"] <= as_of_ts).to_numpy()
+    if technique_visits is not None:
+        technique_visits = _renumbered(technique_visits, len(techniques), kept)
     if not kept.all():  # else read the columns in place: nothing below writes to them
         used = [*_NEEDED, *(c for c in ("cpt_codes", "groc", *COVARIATE_COLUMNS) if c in visits)]
         visits = visits.loc[kept, used]
@@ -139,7 +148,7 @@ def build_episodes(
     # columns collected in order and framed once: no join or assign copies the table
     ep = _episode_frame(visits, g)
     ep["arm"] = _arms(visits, g, seg.rank[member], seg.is_eval[member], techniques,
-                      baseline_visits, baseline_includes_evaluation)
+                      technique_visits, baseline_visits, baseline_includes_evaluation)
     dis = _discharge_scores(visits, g, seg.rank[member] == _DISCHARGE)
     inst = _instrument_columns(visits, g, seg.is_eval[member], dis)
     ep.update({c: col for c, col in dis.items() if c not in inst})
@@ -495,10 +504,12 @@ def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
 
 
 def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
-          techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
+          techniques: pd.DataFrame, technique_visits: np.ndarray | None, window: int,
+          with_eval: bool) -> pd.Series:
     """Arm of each episode from the technique families of its baseline window.
 
-    ``rank`` and ``is_eval`` describe the episode visits (``g.rows``), in visit order.
+    ``rank`` and ``is_eval`` describe the episode visits (``g.rows``), in visit order;
+    ``technique_visits`` is :func:`build_episodes`' argument, renumbered for ``v``.
     """
     eligible = rank == _TYPE_ORDER["treatment"]
     if with_eval:
@@ -506,15 +517,21 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     at = np.flatnonzero(eligible)
     sub = _Groups(at, g.group[at])  # the eligible visits, numbered within their episode
     within = np.arange(len(at)) - np.repeat(sub.start, sub.sizes())
-    at = at[within < window]  # only these rows' ids are looked up
+    at = at[within < window]  # the baseline windows' visits (positions into g.rows)
     fam = techniques["family"]
     if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
         fam = fam.astype("string")
     is_pri = _equals(fam, "pri")
     keep = is_pri | _equals(fam, "traditional")
-    pos = _positions(v["visit_id"].iloc[g.rows[at]], techniques["visit_id"][keep])
-    found = pos >= 0
-    hit = g.group[at][pos[found]]
+    if technique_visits is None:  # only the windows' ids are looked up
+        pos = _positions(v["visit_id"].iloc[g.rows[at]], techniques["visit_id"][keep])
+        episode = np.where(pos >= 0, g.group[at][pos], -1)
+    else:
+        window_episode = np.full(len(v) + 1, -1)  # by visit row; the extra last slot is row -1
+        window_episode[g.rows[at]] = g.group[at]
+        episode = window_episode[technique_visits[keep]]
+    found = episode >= 0
+    hit = episode[found]
     hit_pri = is_pri[keep][found]
     pri = np.zeros(g.n, bool)
     trad = np.zeros(g.n, bool)
@@ -522,6 +539,19 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     trad[hit[~hit_pri]] = True
     arm = _ARM_LABELS.take(pri + 2 * trad.astype(np.int64))  # none, pri, traditional, mixed
     return pd.Series(arm)
+
+
+def _renumbered(technique_visits: np.ndarray, n_techniques: int, kept: np.ndarray) -> np.ndarray:
+    """``technique_visits`` checked, and renumbered for the ``kept`` visits (-1 for others)."""
+    rows = np.asarray(technique_visits)
+    if (rows.shape != (n_techniques,) or rows.dtype.kind not in "iu"
+            or (len(rows) and (rows.min() < -1 or rows.max() >= len(kept)))):
+        raise InputError("parameter technique_visits: must hold one visit position (-1 for "
+                         "none) per technique row")
+    if kept.all():
+        return rows
+    new = np.where(kept, np.cumsum(kept) - 1, -1)
+    return np.append(new, -1)[rows]  # the appended slot answers -1
 
 
 def _equals(text: pd.Series, value: str) -> np.ndarray:

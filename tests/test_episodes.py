@@ -423,6 +423,30 @@ def test_episode_values_match_groupby_on_random_visits(seed):
     pd.testing.assert_frame_equal(ep, shuffled)
 
 
+@pytest.mark.parametrize("times", [False, True])
+def test_technique_visits_give_the_text_matched_arms(times):
+    """Technique rows located by position (``technique_visits``) give the table matching
+    ``visit_id`` text gives: same-day ties, a missing patient id, times of day, technique rows
+    of unknown visits and of visits after ``as_of`` (unvalidated: the schema refuses a
+    missing patient id)."""
+    v, tech = random_visits(5, times=times)
+    v.loc[v.index[:7], "patient_id"] = None
+    tech = pd.concat([tech, pd.DataFrame({"visit_id": ["nowhere"], "technique_code": ["x"],
+                                          "family": pd.array(["pri"], "string[pyarrow]")})],
+                     ignore_index=True)
+    rows = pd.Index(v["visit_id"]).get_indexer(tech["visit_id"])
+    for as_of in (None, "2026-03-01"):
+        by_text = build_episodes(v, tech, gap_days=40, as_of=as_of, validate=False)
+        by_row = build_episodes(v, tech, gap_days=40, as_of=as_of, validate=False,
+                                technique_visits=rows)
+        pd.testing.assert_frame_equal(by_row, by_text)
+        assert by_text["arm"].nunique() == 4
+    with pytest.raises(InputError, match="technique_visits"):
+        build_episodes(v, tech, technique_visits=rows[1:])
+    with pytest.raises(InputError, match="technique_visits"):
+        build_episodes(v, tech, technique_visits=np.full(len(tech), len(v)))
+
+
 def test_visit_order_with_and_without_times_of_day():
     """Visits are ordered by patient, date, visit type, visit_id: by one integer key when dates
     are whole days, by a lexsort otherwise (times of day); both match a pandas sort."""
