@@ -18,6 +18,7 @@ treatment, discharge), then by ``visit_id``, so the result does not depend on ro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -238,8 +239,7 @@ def visit_scores(
     v = v[v["_episode"].notna()]
     g = _Groups(np.arange(len(v)), v["_episode"].to_numpy())
     v = v.assign(visit_number=np.arange(len(v)) - g.start[g.group] + 1)
-    ids = _episode_ids(pd.DataFrame({c: g.values(v[c]) for c in
-                                     ("patient_id", "visit_date", "visit_id")}))
+    ids = _episode_ids(pd.DataFrame(g.values(v, ("patient_id", "visit_date", "visit_id"))))
     try:
         row_of = pd.Index(episodes["episode_id"]).get_indexer(ids)
     except pd.errors.InvalidIndexError:
@@ -319,7 +319,7 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
         same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
                      & (np.diff(date[first]) == np.timedelta64(0))]
     else:
-        first = np.argsort(key, kind="stable")
+        first = _stable_argsort(key)
         same = np.r_[False, np.diff(key[first]) == 0]
     # visit_id only breaks the rare remaining ties; factorizing every id would dominate the cost
     if not same.any():
@@ -346,6 +346,22 @@ def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.nda
     if (int(patient.max()) + 1) * span * 10 >= 2**62:
         return None
     return (patient.astype(np.int64) * span + day) * 10 + rank.astype(np.int64)
+
+
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` of non-negative integers, 16 bits at a time.
+
+    numpy sorts 16-bit integers by radix sort, and a stable sort by each 16-bit digit from
+    the lowest (LSD radix) is a stable sort by the whole key: about 3x faster than the
+    merge sort numpy uses for int64 when the key spans two or three digits.
+    """
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    top, shift = int(key.max()) if len(key) else 0, 16
+    while top >> shift:
+        digit = ((key[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
 
 
 class _Segments(NamedTuple):
@@ -416,34 +432,49 @@ class _Groups:
     def sizes(self) -> np.ndarray:
         return (self.end - self.start + 1).astype(np.int64)
 
-    def pick(self, ok: np.ndarray | None, last: bool = False) -> np.ndarray:
-        """Per episode, the first (last) of its rows where ``ok``; -1 when none (positions
-        into ``rows``)."""
-        if ok is None or ok.all():
+    def pick(self, at: np.ndarray | None = None, last: bool = False) -> np.ndarray:
+        """Per episode, the first (last) of the positions ``at`` (ascending, into ``rows``;
+        default all) that falls in it; -1 when none."""
+        if at is None:
             return self.end if last else self.start
-        idx = np.flatnonzero(ok)
         pos = np.full(self.n, -1, dtype=np.int64)
-        if len(idx):
-            g = self.group[idx]
+        if len(at):
+            g = self.group[at]
             change = g[1:] != g[:-1]
             sel = np.r_[change, True] if last else np.r_[True, change]
-            pos[g[sel]] = idx[sel]
+            pos[g[sel]] = at[sel]
         return pos
 
-    def values(self, col: pd.Series, where: np.ndarray | None = None,
-               last: bool = False) -> pd.api.extensions.ExtensionArray:
-        """``groupby().first()`` (``last()``) of ``col`` over the rows ``where`` holds: the
-        first (last) non-missing value, missing when there is none."""
-        ok = col.notna().to_numpy(bool)[self.rows]
-        pos = self.pick(ok if where is None else ok & where, last)
-        take = np.where(pos >= 0, self.rows[pos], -1) if (pos < 0).any() else self.rows[pos]
-        return col.array.take(take, allow_fill=True)
+    def values(self, v: pd.DataFrame, columns: Iterable[str], where: np.ndarray | None = None,
+               last: bool = False) -> dict[str, pd.Series]:
+        """``groupby().first()`` (``last()``) of ``v[columns]`` over the rows ``where`` holds:
+        per column, the first (last) non-missing value, missing when there is none.
+
+        The rows considered (few, when ``where`` marks evaluations or discharges) and each
+        episode's first (last) of them are found once for all columns; a column looks further
+        only when it is blank at one of those rows.
+        """
+        at = None if where is None else np.flatnonzero(where)
+        rows = self.rows if at is None else self.rows[at]
+        pos = self.pick(at, last)
+        found = pos >= 0
+        out = {}
+        for c in columns:
+            col = v[c]
+            missing = col.isna().to_numpy(bool)
+            if missing[self.rows[pos[found]]].any():
+                ok = ~missing[rows]
+                col_pos = self.pick(np.flatnonzero(ok) if at is None else at[ok], last)
+            else:
+                col_pos = pos
+            take = np.where(col_pos >= 0, self.rows[col_pos], -1)
+            out[c] = pd.Series(col.array.take(take, allow_fill=True))
+        return out
 
 
 def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
     """Identity, dates, counts and intake covariates of each episode (columns in order)."""
-    ident = {c: pd.Series(g.values(v[c])) for c in
-             ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id")}
+    ident = g.values(v, ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"))
     dates = v["visit_date"].array
     start = pd.Series(dates.take(g.rows[g.start]))
     # visits are in date order within an episode, and none is NaT after the as_of filter
@@ -455,7 +486,7 @@ def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
             "condition": _conditions(ident["icd10"]), "icd10": ident["icd10"],
             "start_date": start, "end_date": end, "n_visits": pd.Series(g.sizes()),
             "days": ((end - start) / _DAY).astype("int64"),
-            **{c: pd.Series(g.values(v[c])) for c in covs},
+            **g.values(v, covs),
             "start_quarter": _quarters(start), "end_quarter": _quarters(end)}
 
 
@@ -593,8 +624,8 @@ def _discharge_scores(v: pd.DataFrame, g: _Groups, is_dis: np.ndarray) -> dict[s
     ``is_dis`` marks the discharge visits among the episode visits (``g.rows``).
     """
     scores = [*EPISODE_INSTRUMENTS, *(["groc"] if "groc" in v else [])]
-    out = {f"{c}_discharge": pd.Series(g.values(v[c], where=is_dis)) for c in scores}
-    out["has_discharge_visit"] = pd.Series(g.pick(is_dis) >= 0)
+    out = {f"{c}_discharge": col for c, col in g.values(v, scores, where=is_dis).items()}
+    out["has_discharge_visit"] = pd.Series(g.pick(np.flatnonzero(is_dis)) >= 0)
     return out
 
 
@@ -616,11 +647,11 @@ def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,
 
     ``is_eval`` marks the evaluation visits among the episode visits (``g.rows``).
     """
+    intake = g.values(v, EPISODE_INSTRUMENTS, where=is_eval)
+    last = g.values(v, EPISODE_INSTRUMENTS, last=True)
     cols = {}
     for code in EPISODE_INSTRUMENTS:
-        intake = pd.Series(g.values(v[code], where=is_eval))
-        last = pd.Series(g.values(v[code], last=True))
-        cols.update(_instrument_summary(code, intake, dis[f"{code}_discharge"], last))
+        cols.update(_instrument_summary(code, intake[code], dis[f"{code}_discharge"], last[code]))
     return cols
 
 

@@ -461,6 +461,16 @@ def test_visit_order_with_and_without_times_of_day():
         assert list(v.index[order]) == list(ref.index)
 
 
+@pytest.mark.parametrize("high", [1, 2**16, 2**16 + 1, 2**40, 2**62])
+def test_stable_argsort_by_16_bit_digits_is_numpys_stable_argsort(high):
+    from outcomes.episodes import _stable_argsort
+
+    key = np.random.default_rng(high % 97).integers(0, high, 5000)
+    key[::7] = key[0]  # ties keep their input order
+    np.testing.assert_array_equal(_stable_argsort(key), np.argsort(key, kind="stable"))
+    assert len(_stable_argsort(key[:0])) == 0
+
+
 def test_unvalidated_build_is_the_validated_table():
     """validate=False (the store validates all partitions at once) skips only the check."""
     v = make_visits([("p1", "2026-01-05", "evaluation", 7, 30), ("p1", "2026-01-08", "treatment", 6),
