@@ -552,24 +552,24 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     fam = techniques["family"]
     if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
         fam = fam.astype("string")
-    is_pri = _equals(fam, "pri")
-    keep = is_pri | _equals(fam, "traditional")
+    is_pri, is_trad = _equals(fam, "pri"), _equals(fam, "traditional")
+    window_rows = g.rows[at]
     if technique_visits is None:  # only the windows' ids are looked up
-        pos = _positions(v["visit_id"].iloc[g.rows[at]], techniques["visit_id"][keep])
-        episode = np.where(pos >= 0, g.group[at][pos], -1)
-    else:
-        window_episode = np.full(len(v) + 1, -1)  # by visit row; the extra last slot is row -1
-        window_episode[g.rows[at]] = g.group[at]
-        episode = window_episode[technique_visits[keep]]
-    found = episode >= 0
-    hit = episode[found]
-    hit_pri = is_pri[keep][found]
-    pri = np.zeros(g.n, bool)
-    trad = np.zeros(g.n, bool)
-    pri[hit[hit_pri]] = True
-    trad[hit[~hit_pri]] = True
-    arm = _ARM_LABELS.take(pri + 2 * trad.astype(np.int64))  # none, pri, traditional, mixed
-    return pd.Series(arm)
+        keep = is_pri | is_trad
+        pos = _positions(v["visit_id"].iloc[window_rows], techniques["visit_id"][keep])
+        technique_visits = np.full(len(techniques), -1)
+        technique_visits[keep] = np.where(pos >= 0, window_rows[pos], -1)
+    # episode of each window visit, by row of v; g.n (a slot past the episodes) for other
+    # rows and, through the extra last element, for row -1
+    window_episode = np.full(len(v) + 1, g.n)
+    window_episode[window_rows] = g.group[at]
+    episode = window_episode[technique_visits]
+    pri = np.zeros(g.n + 1, bool)
+    pri[episode[is_pri]] = True
+    trad = np.zeros(g.n + 1, bool)
+    trad[episode[is_trad]] = True
+    code = pri[:-1] + 2 * trad[:-1].astype(np.int64)
+    return pd.Series(_ARM_LABELS.take(code))  # none, pri, traditional, mixed
 
 
 def _renumbered(technique_visits: np.ndarray, n_techniques: int, kept: np.ndarray) -> np.ndarray:
