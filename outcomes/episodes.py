@@ -41,6 +41,7 @@ _EVAL_RE = r"(?:^|[;,\s])(?:" + "|".join(EVAL_CPT) + r")(?:$|[;,\s])"
 _DAY = np.timedelta64(1, "D")
 _DISCHARGE = _TYPE_ORDER["discharge"]
 _ARM_LABELS = pd.array(["none", "pri", "traditional", "mixed"], dtype="string")
+_STATUS_LABELS = pd.array(["completed", "no_discharge_score", "open"], dtype="string")
 
 
 def build_episodes(
@@ -505,33 +506,35 @@ def _conditions(icd10: pd.Series) -> pd.Series:
 
 
 def _episode_ids(first: pd.DataFrame) -> pd.Series:
-    """``episode_id`` from each episode's ``patient_id``, evaluation ``visit_date`` and
-    ``visit_id`` (patient + evaluation date, + visit id when that is not unique)."""
+    """``episode_id`` (Python strings) from each episode's ``patient_id``, evaluation
+    ``visit_date`` and ``visit_id`` (patient + evaluation date, + visit id when that is not
+    unique)."""
     base = _patient_day(first["patient_id"], first["visit_date"])
     dup = base.duplicated(keep=False)
+    base = base.astype(object)
     if dup.any():
         base = base.where(~dup, base + "-" + first["visit_id"].astype(str))
     return base.rename("episode_id")
 
 
 def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
-    """``"<patient>-<YYYYMMDD>"`` as Python strings (what ``astype(str)`` and ``strftime`` give).
+    """``patient.astype(str) + "-" + date.dt.strftime("%Y%m%d")``.
 
-    Built in Arrow from integer dates when every patient id is text and every date a 4-digit
-    year (always, for clean visits); otherwise the plain pandas expression.
+    Each distinct day is formatted once, and the text joined in Arrow (``string[pyarrow]``)
+    when every patient id is text and every date set (always, for clean visits); otherwise
+    the plain expression (Python strings).
     """
-    years = date.dt.year
+    codes, days = pd.factorize(date)
     if not (isinstance(patient.dtype, pd.StringDtype) and patient.notna().all()
-            and years.between(1000, 9999).all()):
+            and (codes >= 0).all()):
         return patient.astype(str) + "-" + date.dt.strftime("%Y%m%d")
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ymd = (years * 10000 + date.dt.month * 100 + date.dt.day).to_numpy(np.int64)
-    text = pc.binary_join_element_wise(pa.array(patient.array, pa.large_string()),
-                                       pc.cast(pa.array(ymd), pa.large_string()),
+    day_text = pa.array(days.strftime("%Y%m%d"), pa.large_string()).take(codes)
+    text = pc.binary_join_element_wise(pa.array(patient.array, pa.large_string()), day_text,
                                        pa.scalar("-", pa.large_string()))
-    return pd.Series(text.to_numpy(zero_copy_only=False), index=patient.index, dtype=object)
+    return pd.Series(pd.array(text, pd.StringDtype("pyarrow")), index=patient.index)
 
 
 def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
@@ -636,9 +639,8 @@ def _status(dis: dict[str, pd.Series], end_date: pd.Series, primary: str, gap_da
     if col not in dis:
         raise InputError(f"parameter primary: {primary!r} is not one of {EPISODE_INSTRUMENTS}")
     ended = (as_of - end_date) / _DAY > gap_days
-    status = np.select([has_dis & dis[col].notna(), has_dis | ended],
-                       ["completed", "no_discharge_score"], default="open")
-    return pd.Series(pd.array(status, dtype="string"))
+    code = np.select([has_dis & dis[col].notna(), has_dis | ended], [0, 1], default=2)
+    return pd.Series(_STATUS_LABELS.take(code))
 
 
 def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,

@@ -471,6 +471,21 @@ def test_stable_argsort_by_16_bit_digits_is_numpys_stable_argsort(high):
     assert len(_stable_argsort(key[:0])) == 0
 
 
+def test_episode_ids_joined_in_arrow_equal_the_plain_pandas_text():
+    """Arrow-backed patient ids are joined in Arrow; object ids take the pandas expression."""
+    from outcomes.episodes import _episode_ids
+
+    first = pd.DataFrame({
+        "patient_id": pd.array(["a", "a", "b", "c"], dtype="string[pyarrow]"),
+        "visit_date": pd.to_datetime(["2026-01-05 00:00", "2026-01-05 10:30", "1999-12-31 00:00",
+                                      "2026-01-05 00:00"]),
+        "visit_id": ["v1", "v2", "v3", "v4"]})
+    ids = _episode_ids(first)
+    pd.testing.assert_series_equal(ids, _episode_ids(first.astype({"patient_id": object})))
+    assert list(ids) == ["a-20260105-v1", "a-20260105-v2", "b-19991231", "c-20260105"]
+    assert ids.dtype == object and isinstance(ids.iloc[0], str)
+
+
 def test_unvalidated_build_is_the_validated_table():
     """validate=False (the store validates all partitions at once) skips only the check."""
     v = make_visits([("p1", "2026-01-05", "evaluation", 7, 30), ("p1", "2026-01-08", "treatment", 6),
