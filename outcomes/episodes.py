@@ -457,20 +457,23 @@ class _Groups:
         """
         at = None if where is None else np.flatnonzero(where)
         rows = self.rows if at is None else self.rows[at]
-        pos = self.pick(at, last)
-        found = pos >= 0
+        picked = self._input_rows(self.pick(at, last))
+        chosen = picked[picked >= 0]
         out = {}
         for c in columns:
             col = v[c]
             missing = col.isna().to_numpy(bool)
-            if missing[self.rows[pos[found]]].any():
+            take = picked
+            if missing[chosen].any():
                 ok = ~missing[rows]
-                col_pos = self.pick(np.flatnonzero(ok) if at is None else at[ok], last)
-            else:
-                col_pos = pos
-            take = np.where(col_pos >= 0, self.rows[col_pos], -1)
+                take = self._input_rows(self.pick(np.flatnonzero(ok) if at is None else at[ok],
+                                                  last))
             out[c] = pd.Series(col.array.take(take, allow_fill=True))
         return out
+
+    def _input_rows(self, pos: np.ndarray) -> np.ndarray:
+        """``rows[pos]``, -1 where ``pos`` is -1."""
+        return np.where(pos >= 0, self.rows[pos], -1)
 
 
 def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
