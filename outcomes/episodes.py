@@ -564,7 +564,7 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
         keep = is_pri | is_trad
         pos = _positions(v["visit_id"].iloc[window_rows], techniques["visit_id"][keep])
         technique_visits = np.full(len(techniques), -1)
-        technique_visits[keep] = np.where(pos >= 0, window_rows[pos], -1)
+        technique_visits[keep] = np.append(window_rows, -1)[pos]  # -1: not a window visit
     # episode of each window visit, by row of v; g.n (a slot past the episodes) for other
     # rows and, through the extra last element, for row -1
     window_episode = np.full(len(v) + 1, g.n)

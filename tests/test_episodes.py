@@ -441,6 +441,11 @@ def test_technique_visits_give_the_text_matched_arms(times):
                                 technique_visits=rows)
         pd.testing.assert_frame_equal(by_row, by_text)
         assert by_text["arm"].nunique() == 4
+    evaluation_only = v[v["visit_type"] == "evaluation"]  # no window visit at all
+    rows = pd.Index(evaluation_only["visit_id"]).get_indexer(tech["visit_id"])
+    for located in (None, rows):
+        ep = build_episodes(evaluation_only, tech, validate=False, technique_visits=located)
+        assert (ep["arm"] == "none").all()
     with pytest.raises(InputError, match="technique_visits"):
         build_episodes(v, tech, technique_visits=rows[1:])
     with pytest.raises(InputError, match="technique_visits"):
