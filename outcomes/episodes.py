@@ -328,8 +328,10 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     tied = np.zeros(len(first), bool)
     tied[first[same]] = tied[first[np.r_[same[1:], False]]] = True
     vid = np.zeros(len(first), np.int64)
-    vid[tied] = pd.factorize(visits["visit_id"].to_numpy()[tied].astype(str), sort=True)[0]
-    return np.lexsort([vid, rank, date, patient]), patient, rank
+    vid[tied] = pd.factorize(visits["visit_id"][tied].to_numpy().astype(str), sort=True)[0]
+    # order each run of tied visits by visit_id (``first`` is stable, as the lexsort it saves)
+    run = np.cumsum(~same)
+    return first[_stable_argsort(run * (int(vid.max()) + 1) + vid[first])], patient, rank
 
 
 def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.ndarray | None:

@@ -454,12 +454,15 @@ def test_technique_visits_give_the_text_matched_arms(times):
 
 def test_visit_order_with_and_without_times_of_day():
     """Visits are ordered by patient, date, visit type, visit_id: by one integer key when dates
-    are whole days, by a lexsort otherwise (times of day); both match a pandas sort."""
+    are whole days, by a lexsort otherwise (times of day), then visit_id within ties; both
+    match a pandas sort."""
     from outcomes.episodes import _TYPE_ORDER, _visit_order
 
     for times in (False, True):
         v, _ = random_visits(11, n=300, times=times)
         v.loc[v.sample(5, random_state=1).index, "visit_date"] = v["visit_date"].iloc[0]
+        twins = v.sample(10, random_state=2).assign(visit_id=[f"a{i}" for i in range(10)])
+        v = pd.concat([v, twins], ignore_index=True)  # ties but for visit_id
         order, _, _ = _visit_order(v)
         ref = v.assign(_rank=v["visit_type"].map(_TYPE_ORDER)).sort_values(
             ["patient_id", "visit_date", "_rank", "visit_id"], kind="stable")
