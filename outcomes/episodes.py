@@ -561,17 +561,19 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
         fam = fam.astype("string")
     is_pri, is_trad = _equals(fam, "pri"), _equals(fam, "traditional")
+    # each pri / traditional row's episode when its visit is in a window, else g.n (a slot
+    # past the episodes)
     window_rows = g.rows[at]
-    if technique_visits is None:  # only the windows' ids are looked up
+    if technique_visits is None:  # only these rows' ids are looked up, in the windows' ids
         keep = is_pri | is_trad
         pos = _positions(v["visit_id"].iloc[window_rows], techniques["visit_id"][keep])
-        technique_visits = np.full(len(techniques), -1)
-        technique_visits[keep] = np.append(window_rows, -1)[pos]  # -1: not a window visit
-    # episode of each window visit, by row of v; g.n (a slot past the episodes) for other
-    # rows and, through the extra last element, for row -1
-    window_episode = np.full(len(v) + 1, g.n)
-    window_episode[window_rows] = g.group[at]
-    episode = window_episode[technique_visits]
+        episode = np.append(g.group[at], g.n)[pos]  # pos -1 (not found) -> g.n
+        is_pri = is_pri[keep]
+        is_trad = ~is_pri
+    else:
+        window_episode = np.full(len(v) + 1, g.n)  # by row of v; the extra slot is row -1
+        window_episode[window_rows] = g.group[at]
+        episode = window_episode[technique_visits]
     pri = np.zeros(g.n + 1, bool)
     pri[episode[is_pri]] = True
     trad = np.zeros(g.n + 1, bool)
