@@ -329,7 +329,8 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     tied[first[same]] = tied[first[np.r_[same[1:], False]]] = True
     vid = np.zeros(len(first), np.int64)
     vid[tied] = pd.factorize(visits["visit_id"][tied].to_numpy().astype(str), sort=True)[0]
-    # order each run of tied visits by visit_id (``first`` is stable, as the lexsort it saves)
+    # sort by (run of tied visits, visit_id): ``first`` is stable, so this is the order of a
+    # lexsort by patient, date, type and visit_id
     run = np.cumsum(~same)
     return first[_stable_argsort(run * (int(vid.max()) + 1) + vid[first])], patient, rank
 
@@ -458,7 +459,7 @@ class _Groups:
         only when it is blank at one of those rows.
         """
         at = None if where is None else np.flatnonzero(where)
-        rows = self.rows if at is None else self.rows[at]
+        at_rows = self.rows if at is None else self.rows[at]
         picked = self._input_rows(self.pick(at, last))
         chosen = picked[picked >= 0]
         out = {}
@@ -467,7 +468,7 @@ class _Groups:
             missing = col.isna().to_numpy(bool)
             take = picked
             if missing[chosen].any():
-                ok = ~missing[rows]
+                ok = ~missing[at_rows]
                 take = self._input_rows(self.pick(np.flatnonzero(ok) if at is None else at[ok],
                                                   last))
             out[c] = pd.Series(col.array.take(take, allow_fill=True))
@@ -561,8 +562,8 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
         fam = fam.astype("string")
     is_pri, is_trad = _equals(fam, "pri"), _equals(fam, "traditional")
-    # each pri / traditional row's episode when its visit is in a window, else g.n (a slot
-    # past the episodes)
+    # the episode of each technique row whose visit is in a baseline window; g.n (a slot
+    # past the episodes) for the others
     window_rows = g.rows[at]
     if technique_visits is None:  # only these rows' ids are looked up, in the windows' ids
         keep = is_pri | is_trad
