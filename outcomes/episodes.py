@@ -18,6 +18,7 @@ treatment, discharge), then by ``visit_id``, so the result does not depend on ro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,7 @@ _EVAL_RE = r"(?:^|[;,\s])(?:" + "|".join(EVAL_CPT) + r")(?:$|[;,\s])"
 _DAY = np.timedelta64(1, "D")
 _DISCHARGE = _TYPE_ORDER["discharge"]
 _ARM_LABELS = pd.array(["none", "pri", "traditional", "mixed"], dtype="string")
+_STATUS_LABELS = pd.array(["completed", "no_discharge_score", "open"], dtype="string")
 
 
 def build_episodes(
@@ -52,6 +54,7 @@ def build_episodes(
     primary: str = "nprs",
     as_of: str | pd.Timestamp | None = None,
     validate: bool = True,
+    technique_visits: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Build one row per episode of care.
 
@@ -79,6 +82,12 @@ def build_episodes(
         Check the result against :class:`outcomes.schema.EpisodeSchema` (pandera). False is
         for :mod:`outcomes.episode_table`, which checks what it stores with
         :func:`check_episodes` (once per table: pandera's cost is per call and per value).
+    technique_visits : array of int, optional
+        For each row of ``techniques``, the position of its visit among the rows of ``visits``
+        (0-based, as for ``visits.iloc``; -1 for none). A caller that already knows it (an
+        ingest, which made both tables) saves matching ``visit_id`` text, the costliest step
+        at a million visits. It must agree with ``visit_id``: that is not checked. Default:
+        technique rows are matched to visits by ``visit_id``.
 
     Returns
     -------
@@ -129,6 +138,8 @@ def build_episodes(
     _check_columns(techniques, ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
     kept = (visits["visit_date"] <= as_of_ts).to_numpy()
+    if technique_visits is not None:
+        technique_visits = _renumbered(technique_visits, len(techniques), kept)
     if not kept.all():  # else read the columns in place: nothing below writes to them
         used = [*_NEEDED, *(c for c in ("cpt_codes", "groc", *COVARIATE_COLUMNS) if c in visits)]
         visits = visits.loc[kept, used]
@@ -139,7 +150,7 @@ def build_episodes(
     # columns collected in order and framed once: no join or assign copies the table
     ep = _episode_frame(visits, g)
     ep["arm"] = _arms(visits, g, seg.rank[member], seg.is_eval[member], techniques,
-                      baseline_visits, baseline_includes_evaluation)
+                      technique_visits, baseline_visits, baseline_includes_evaluation)
     dis = _discharge_scores(visits, g, seg.rank[member] == _DISCHARGE)
     inst = _instrument_columns(visits, g, seg.is_eval[member], dis)
     ep.update({c: col for c, col in dis.items() if c not in inst})
@@ -229,8 +240,7 @@ def visit_scores(
     v = v[v["_episode"].notna()]
     g = _Groups(np.arange(len(v)), v["_episode"].to_numpy())
     v = v.assign(visit_number=np.arange(len(v)) - g.start[g.group] + 1)
-    ids = _episode_ids(pd.DataFrame({c: g.values(v[c]) for c in
-                                     ("patient_id", "visit_date", "visit_id")}))
+    ids = _episode_ids(pd.DataFrame(g.values(v, ("patient_id", "visit_date", "visit_id"))))
     try:
         row_of = pd.Index(episodes["episode_id"]).get_indexer(ids)
     except pd.errors.InvalidIndexError:
@@ -310,7 +320,7 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
         same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
                      & (np.diff(date[first]) == np.timedelta64(0))]
     else:
-        first = np.argsort(key, kind="stable")
+        first = _stable_argsort(key)
         same = np.r_[False, np.diff(key[first]) == 0]
     # visit_id only breaks the rare remaining ties; factorizing every id would dominate the cost
     if not same.any():
@@ -318,8 +328,11 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     tied = np.zeros(len(first), bool)
     tied[first[same]] = tied[first[np.r_[same[1:], False]]] = True
     vid = np.zeros(len(first), np.int64)
-    vid[tied] = pd.factorize(visits["visit_id"].to_numpy()[tied].astype(str), sort=True)[0]
-    return np.lexsort([vid, rank, date, patient]), patient, rank
+    vid[tied] = pd.factorize(visits["visit_id"][tied].to_numpy().astype(str), sort=True)[0]
+    # sort by (run of tied visits, visit_id): ``first`` is stable, so this is the order of a
+    # lexsort by patient, date, type and visit_id
+    run = np.cumsum(~same)
+    return first[_stable_argsort(run * (int(vid.max()) + 1) + vid[first])], patient, rank
 
 
 def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
@@ -337,6 +350,22 @@ def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.nda
     if (int(patient.max()) + 1) * span * 10 >= 2**62:
         return None
     return (patient.astype(np.int64) * span + day) * 10 + rank.astype(np.int64)
+
+
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` of non-negative integers, 16 bits at a time.
+
+    numpy sorts 16-bit integers by radix sort, and a stable sort by each 16-bit digit from
+    the lowest (LSD radix) is a stable sort by the whole key: about 3x faster than the
+    merge sort numpy uses for int64 when the key spans two or three digits.
+    """
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    top, shift = int(key.max()) if len(key) else 0, 16
+    while top >> shift:
+        digit = ((key[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
 
 
 class _Segments(NamedTuple):
@@ -407,34 +436,52 @@ class _Groups:
     def sizes(self) -> np.ndarray:
         return (self.end - self.start + 1).astype(np.int64)
 
-    def pick(self, ok: np.ndarray | None, last: bool = False) -> np.ndarray:
-        """Per episode, the first (last) of its rows where ``ok``; -1 when none (positions
-        into ``rows``)."""
-        if ok is None or ok.all():
+    def pick(self, at: np.ndarray | None = None, last: bool = False) -> np.ndarray:
+        """Per episode, the first (last) of the positions ``at`` (ascending, into ``rows``;
+        default all) that falls in it; -1 when none."""
+        if at is None:
             return self.end if last else self.start
-        idx = np.flatnonzero(ok)
         pos = np.full(self.n, -1, dtype=np.int64)
-        if len(idx):
-            g = self.group[idx]
+        if len(at):
+            g = self.group[at]
             change = g[1:] != g[:-1]
             sel = np.r_[change, True] if last else np.r_[True, change]
-            pos[g[sel]] = idx[sel]
+            pos[g[sel]] = at[sel]
         return pos
 
-    def values(self, col: pd.Series, where: np.ndarray | None = None,
-               last: bool = False) -> pd.api.extensions.ExtensionArray:
-        """``groupby().first()`` (``last()``) of ``col`` over the rows ``where`` holds: the
-        first (last) non-missing value, missing when there is none."""
-        ok = col.notna().to_numpy(bool)[self.rows]
-        pos = self.pick(ok if where is None else ok & where, last)
-        take = np.where(pos >= 0, self.rows[pos], -1) if (pos < 0).any() else self.rows[pos]
-        return col.array.take(take, allow_fill=True)
+    def values(self, v: pd.DataFrame, columns: Iterable[str], where: np.ndarray | None = None,
+               last: bool = False) -> dict[str, pd.Series]:
+        """``groupby().first()`` (``last()``) of ``v[columns]`` over the rows ``where`` holds:
+        per column, the first (last) non-missing value, missing when there is none.
+
+        The rows considered (few, when ``where`` marks evaluations or discharges) and each
+        episode's first (last) of them are found once for all columns; a column looks further
+        only when it is blank at one of those rows.
+        """
+        at = None if where is None else np.flatnonzero(where)
+        at_rows = self.rows if at is None else self.rows[at]
+        picked = self._input_rows(self.pick(at, last))
+        chosen = picked[picked >= 0]
+        out = {}
+        for c in columns:
+            col = v[c]
+            missing = col.isna().to_numpy(bool)
+            take = picked
+            if missing[chosen].any():
+                ok = ~missing[at_rows]
+                take = self._input_rows(self.pick(np.flatnonzero(ok) if at is None else at[ok],
+                                                  last))
+            out[c] = pd.Series(col.array.take(take, allow_fill=True))
+        return out
+
+    def _input_rows(self, pos: np.ndarray) -> np.ndarray:
+        """``rows[pos]``, -1 where ``pos`` is -1."""
+        return np.where(pos >= 0, self.rows[pos], -1)
 
 
 def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
     """Identity, dates, counts and intake covariates of each episode (columns in order)."""
-    ident = {c: pd.Series(g.values(v[c])) for c in
-             ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id")}
+    ident = g.values(v, ("patient_id", "clinic_id", "therapist_id", "icd10", "visit_id"))
     dates = v["visit_date"].array
     start = pd.Series(dates.take(g.rows[g.start]))
     # visits are in date order within an episode, and none is NaT after the as_of filter
@@ -446,7 +493,7 @@ def _episode_frame(v: pd.DataFrame, g: _Groups) -> dict[str, pd.Series]:
             "condition": _conditions(ident["icd10"]), "icd10": ident["icd10"],
             "start_date": start, "end_date": end, "n_visits": pd.Series(g.sizes()),
             "days": ((end - start) / _DAY).astype("int64"),
-            **{c: pd.Series(g.values(v[c])) for c in covs},
+            **g.values(v, covs),
             "start_quarter": _quarters(start), "end_quarter": _quarters(end)}
 
 
@@ -465,40 +512,44 @@ def _conditions(icd10: pd.Series) -> pd.Series:
 
 
 def _episode_ids(first: pd.DataFrame) -> pd.Series:
-    """``episode_id`` from each episode's ``patient_id``, evaluation ``visit_date`` and
-    ``visit_id`` (patient + evaluation date, + visit id when that is not unique)."""
+    """``episode_id`` (Python strings) from each episode's ``patient_id``, evaluation
+    ``visit_date`` and ``visit_id`` (patient + evaluation date, + visit id when that is not
+    unique)."""
     base = _patient_day(first["patient_id"], first["visit_date"])
     dup = base.duplicated(keep=False)
+    base = base.astype(object)
     if dup.any():
         base = base.where(~dup, base + "-" + first["visit_id"].astype(str))
     return base.rename("episode_id")
 
 
 def _patient_day(patient: pd.Series, date: pd.Series) -> pd.Series:
-    """``"<patient>-<YYYYMMDD>"`` as Python strings (what ``astype(str)`` and ``strftime`` give).
+    """``patient.astype(str) + "-" + date.dt.strftime("%Y%m%d")``.
 
-    Built in Arrow from integer dates when every patient id is text and every date a 4-digit
-    year (always, for clean visits); otherwise the plain pandas expression.
+    Each distinct day is formatted once, and the text joined in Arrow (``string[pyarrow]``)
+    when every patient id is text and every date set (always, for clean visits); otherwise
+    the plain expression (Python strings).
     """
-    years = date.dt.year
+    codes, days = pd.factorize(date)
     if not (isinstance(patient.dtype, pd.StringDtype) and patient.notna().all()
-            and years.between(1000, 9999).all()):
+            and (codes >= 0).all()):
         return patient.astype(str) + "-" + date.dt.strftime("%Y%m%d")
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ymd = (years * 10000 + date.dt.month * 100 + date.dt.day).to_numpy(np.int64)
-    text = pc.binary_join_element_wise(pa.array(patient.array, pa.large_string()),
-                                       pc.cast(pa.array(ymd), pa.large_string()),
+    day_text = pa.array(days.strftime("%Y%m%d"), pa.large_string()).take(codes)
+    text = pc.binary_join_element_wise(pa.array(patient.array, pa.large_string()), day_text,
                                        pa.scalar("-", pa.large_string()))
-    return pd.Series(text.to_numpy(zero_copy_only=False), index=patient.index, dtype=object)
+    return pd.Series(pd.array(text, pd.StringDtype("pyarrow")), index=patient.index)
 
 
 def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
-          techniques: pd.DataFrame, window: int, with_eval: bool) -> pd.Series:
+          techniques: pd.DataFrame, technique_visits: np.ndarray | None, window: int,
+          with_eval: bool) -> pd.Series:
     """Arm of each episode from the technique families of its baseline window.
 
-    ``rank`` and ``is_eval`` describe the episode visits (``g.rows``), in visit order.
+    ``rank`` and ``is_eval`` describe the episode visits (``g.rows``), in visit order;
+    ``technique_visits`` is :func:`build_episodes`' argument, renumbered for ``v``.
     """
     eligible = rank == _TYPE_ORDER["treatment"]
     if with_eval:
@@ -506,22 +557,43 @@ def _arms(v: pd.DataFrame, g: _Groups, rank: np.ndarray, is_eval: np.ndarray,
     at = np.flatnonzero(eligible)
     sub = _Groups(at, g.group[at])  # the eligible visits, numbered within their episode
     within = np.arange(len(at)) - np.repeat(sub.start, sub.sizes())
-    at = at[within < window]  # only these rows' ids are looked up
+    at = at[within < window]  # the baseline windows' visits (positions into g.rows)
     fam = techniques["family"]
     if not isinstance(fam.dtype, pd.StringDtype):  # keep Arrow-backed text in Arrow
         fam = fam.astype("string")
-    is_pri = _equals(fam, "pri")
-    keep = is_pri | _equals(fam, "traditional")
-    pos = _positions(v["visit_id"].iloc[g.rows[at]], techniques["visit_id"][keep])
-    found = pos >= 0
-    hit = g.group[at][pos[found]]
-    hit_pri = is_pri[keep][found]
-    pri = np.zeros(g.n, bool)
-    trad = np.zeros(g.n, bool)
-    pri[hit[hit_pri]] = True
-    trad[hit[~hit_pri]] = True
-    arm = _ARM_LABELS.take(pri + 2 * trad.astype(np.int64))  # none, pri, traditional, mixed
-    return pd.Series(arm)
+    is_pri, is_trad = _equals(fam, "pri"), _equals(fam, "traditional")
+    # the episode of each technique row whose visit is in a baseline window; g.n (a slot
+    # past the episodes) for the others
+    window_rows = g.rows[at]
+    if technique_visits is None:  # only these rows' ids are looked up, in the windows' ids
+        keep = is_pri | is_trad
+        pos = _positions(v["visit_id"].iloc[window_rows], techniques["visit_id"][keep])
+        episode = np.append(g.group[at], g.n)[pos]  # pos -1 (not found) -> g.n
+        is_pri = is_pri[keep]
+        is_trad = ~is_pri
+    else:
+        window_episode = np.full(len(v) + 1, g.n)  # by row of v; the extra slot is row -1
+        window_episode[window_rows] = g.group[at]
+        episode = window_episode[technique_visits]
+    pri = np.zeros(g.n + 1, bool)
+    pri[episode[is_pri]] = True
+    trad = np.zeros(g.n + 1, bool)
+    trad[episode[is_trad]] = True
+    code = pri[:-1] + 2 * trad[:-1].astype(np.int64)
+    return pd.Series(_ARM_LABELS.take(code))  # none, pri, traditional, mixed
+
+
+def _renumbered(technique_visits: np.ndarray, n_techniques: int, kept: np.ndarray) -> np.ndarray:
+    """``technique_visits`` checked, and renumbered for the ``kept`` visits (-1 for others)."""
+    rows = np.asarray(technique_visits)
+    if (rows.shape != (n_techniques,) or rows.dtype.kind not in "iu"
+            or (len(rows) and (rows.min() < -1 or rows.max() >= len(kept)))):
+        raise InputError("parameter technique_visits: must hold one visit position (-1 for "
+                         "none) per technique row")
+    if kept.all():
+        return rows
+    new = np.where(kept, np.cumsum(kept) - 1, -1)
+    return np.append(new, -1)[rows]  # the appended slot answers -1
 
 
 def _equals(text: pd.Series, value: str) -> np.ndarray:
@@ -563,8 +635,8 @@ def _discharge_scores(v: pd.DataFrame, g: _Groups, is_dis: np.ndarray) -> dict[s
     ``is_dis`` marks the discharge visits among the episode visits (``g.rows``).
     """
     scores = [*EPISODE_INSTRUMENTS, *(["groc"] if "groc" in v else [])]
-    out = {f"{c}_discharge": pd.Series(g.values(v[c], where=is_dis)) for c in scores}
-    out["has_discharge_visit"] = pd.Series(g.pick(is_dis) >= 0)
+    out = {f"{c}_discharge": col for c, col in g.values(v, scores, where=is_dis).items()}
+    out["has_discharge_visit"] = pd.Series(g.pick(np.flatnonzero(is_dis)) >= 0)
     return out
 
 
@@ -575,9 +647,8 @@ def _status(dis: dict[str, pd.Series], end_date: pd.Series, primary: str, gap_da
     if col not in dis:
         raise InputError(f"parameter primary: {primary!r} is not one of {EPISODE_INSTRUMENTS}")
     ended = (as_of - end_date) / _DAY > gap_days
-    status = np.select([has_dis & dis[col].notna(), has_dis | ended],
-                       ["completed", "no_discharge_score"], default="open")
-    return pd.Series(pd.array(status, dtype="string"))
+    code = np.select([has_dis & dis[col].notna(), has_dis | ended], [0, 1], default=2)
+    return pd.Series(_STATUS_LABELS.take(code))
 
 
 def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,
@@ -586,11 +657,11 @@ def _instrument_columns(v: pd.DataFrame, g: _Groups, is_eval: np.ndarray,
 
     ``is_eval`` marks the evaluation visits among the episode visits (``g.rows``).
     """
+    intake = g.values(v, EPISODE_INSTRUMENTS, where=is_eval)
+    last = g.values(v, EPISODE_INSTRUMENTS, last=True)
     cols = {}
     for code in EPISODE_INSTRUMENTS:
-        intake = pd.Series(g.values(v[code], where=is_eval))
-        last = pd.Series(g.values(v[code], last=True))
-        cols.update(_instrument_summary(code, intake, dis[f"{code}_discharge"], last))
+        cols.update(_instrument_summary(code, intake[code], dis[f"{code}_discharge"], last[code]))
     return cols
 
 

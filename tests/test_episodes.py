@@ -423,18 +423,75 @@ def test_episode_values_match_groupby_on_random_visits(seed):
     pd.testing.assert_frame_equal(ep, shuffled)
 
 
+@pytest.mark.parametrize("times", [False, True])
+def test_technique_visits_give_the_text_matched_arms(times):
+    """Technique rows located by position (``technique_visits``) give the table matching
+    ``visit_id`` text gives: same-day ties, a missing patient id, times of day, technique rows
+    of unknown visits and of visits after ``as_of`` (unvalidated: the schema refuses a
+    missing patient id)."""
+    v, tech = random_visits(5, times=times)
+    v.loc[v.index[:7], "patient_id"] = None
+    tech = pd.concat([tech, pd.DataFrame({"visit_id": ["nowhere"], "technique_code": ["x"],
+                                          "family": pd.array(["pri"], "string[pyarrow]")})],
+                     ignore_index=True)
+    rows = pd.Index(v["visit_id"]).get_indexer(tech["visit_id"])
+    for as_of in (None, "2026-03-01"):
+        by_text = build_episodes(v, tech, gap_days=40, as_of=as_of, validate=False)
+        by_row = build_episodes(v, tech, gap_days=40, as_of=as_of, validate=False,
+                                technique_visits=rows)
+        pd.testing.assert_frame_equal(by_row, by_text)
+        assert by_text["arm"].nunique() == 4
+    evaluation_only = v[v["visit_type"] == "evaluation"]  # no window visit at all
+    rows = pd.Index(evaluation_only["visit_id"]).get_indexer(tech["visit_id"])
+    for located in (None, rows):
+        ep = build_episodes(evaluation_only, tech, validate=False, technique_visits=located)
+        assert (ep["arm"] == "none").all()
+    with pytest.raises(InputError, match="technique_visits"):
+        build_episodes(v, tech, technique_visits=rows[1:])
+    with pytest.raises(InputError, match="technique_visits"):
+        build_episodes(v, tech, technique_visits=np.full(len(tech), len(v)))
+
+
 def test_visit_order_with_and_without_times_of_day():
     """Visits are ordered by patient, date, visit type, visit_id: by one integer key when dates
-    are whole days, by a lexsort otherwise (times of day); both match a pandas sort."""
+    are whole days, by a lexsort otherwise (times of day), then visit_id within ties; both
+    match a pandas sort."""
     from outcomes.episodes import _TYPE_ORDER, _visit_order
 
     for times in (False, True):
         v, _ = random_visits(11, n=300, times=times)
         v.loc[v.sample(5, random_state=1).index, "visit_date"] = v["visit_date"].iloc[0]
+        twins = v.sample(10, random_state=2).assign(visit_id=[f"a{i}" for i in range(10)])
+        v = pd.concat([v, twins], ignore_index=True)  # ties but for visit_id
         order, _, _ = _visit_order(v)
         ref = v.assign(_rank=v["visit_type"].map(_TYPE_ORDER)).sort_values(
             ["patient_id", "visit_date", "_rank", "visit_id"], kind="stable")
         assert list(v.index[order]) == list(ref.index)
+
+
+@pytest.mark.parametrize("high", [1, 2**16, 2**16 + 1, 2**40, 2**62])
+def test_stable_argsort_by_16_bit_digits_is_numpys_stable_argsort(high):
+    from outcomes.episodes import _stable_argsort
+
+    key = np.random.default_rng(high % 97).integers(0, high, 5000)
+    key[::7] = key[0]  # ties keep their input order
+    np.testing.assert_array_equal(_stable_argsort(key), np.argsort(key, kind="stable"))
+    assert len(_stable_argsort(key[:0])) == 0
+
+
+def test_episode_ids_joined_in_arrow_equal_the_plain_pandas_text():
+    """Arrow-backed patient ids are joined in Arrow; object ids take the pandas expression."""
+    from outcomes.episodes import _episode_ids
+
+    first = pd.DataFrame({
+        "patient_id": pd.array(["a", "a", "b", "c"], dtype="string[pyarrow]"),
+        "visit_date": pd.to_datetime(["2026-01-05 00:00", "2026-01-05 10:30", "1999-12-31 00:00",
+                                      "2026-01-05 00:00"]),
+        "visit_id": ["v1", "v2", "v3", "v4"]})
+    ids = _episode_ids(first)
+    pd.testing.assert_series_equal(ids, _episode_ids(first.astype({"patient_id": object})))
+    assert list(ids) == ["a-20260105-v1", "a-20260105-v2", "b-19991231", "c-20260105"]
+    assert ids.dtype == object and isinstance(ids.iloc[0], str)
 
 
 def test_unvalidated_build_is_the_validated_table():
