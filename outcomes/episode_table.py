@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from outcomes.schema import VISIT_COLUMNS
@@ -104,12 +105,13 @@ def plan_refresh(con: Any, visits: pd.DataFrame,
                           old_techniques=old_techniques)
 
 
-def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame,
-                    techniques: pd.DataFrame) -> pd.DataFrame | None:
+def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame, techniques: pd.DataFrame,
+                    technique_visits: np.ndarray | None = None) -> pd.DataFrame | None:
     """The new episode rows of ``plan``'s patients, checked (None when the plan rebuilds).
 
     ``visits`` and ``techniques`` (``visit_id, family``) are the ingest's loaded visits and
-    their technique rows; the store is not touched.
+    their technique rows; ``technique_visits``, when given, is each technique row's position in
+    ``visits`` (see :func:`outcomes.episodes.build_episodes`). The store is not touched.
     """
     from outcomes.episodes import build_episodes, check_episodes
 
@@ -117,9 +119,13 @@ def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame,
         return None
     if plan.old_visits is not None:
         old_v, old_t = plan.old_visits, plan.old_techniques
+        if technique_visits is not None:  # the stored rows' visits come first
+            old_pos = pd.Index(old_v["visit_id"]).get_indexer(old_t["visit_id"])
+            technique_visits = np.concatenate([old_pos, technique_visits + len(old_v)])
         visits = pd.concat([old_v, visits[old_v.columns]], ignore_index=True)
         techniques = pd.concat([old_t, techniques[list(old_t.columns)]], ignore_index=True)
-    return check_episodes(build_episodes(visits, techniques, as_of=plan.as_of, validate=False))
+    return check_episodes(build_episodes(visits, techniques, as_of=plan.as_of, validate=False,
+                                         technique_visits=technique_visits))
 
 
 def write_refreshed(con: Any, plan: EpisodeRefresh, episodes: pd.DataFrame | None) -> int:

@@ -39,8 +39,10 @@ def test_techniques_match_a_visit_by_visit_reference():
     _redact(raw)
     visits = raw.frame[["visit_id", "technique_notes"]]
     visits = pd.concat([visits, visits.iloc[::5]], ignore_index=True)  # repeated notes
-    out, unmapped = _techniques(visits)
+    out, unmapped, positions = _techniques(visits)
     expected, expected_unmapped = _reference(visits)
+    # each row's visit position: where its visit_id is (ids repeat here, so compare the text)
+    assert list(visits["visit_id"].iloc[positions]) == list(out["visit_id"])
     got = [tuple(None if pd.isna(v) else v for v in r) for r in out.itertuples(index=False)]
     assert got == expected and len(got) > len(visits)
     assert unmapped == expected_unmapped and unmapped
@@ -51,8 +53,8 @@ def test_techniques_match_a_visit_by_visit_reference():
 def test_techniques_of_no_visits():
     visits = pd.DataFrame({"visit_id": pd.Series([], dtype="string[pyarrow]"),
                            "technique_notes": pd.Series([], dtype="string[pyarrow]")})
-    out, unmapped = _techniques(visits)
-    assert out.empty and unmapped == {}
+    out, unmapped, positions = _techniques(visits)
+    assert out.empty and unmapped == {} and len(positions) == 0
     assert list(out.columns) == ["visit_id", "technique_code", "family", "source_text"]
 
 

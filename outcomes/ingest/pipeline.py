@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from outcomes.ingest.codes import normalize_codes
@@ -473,7 +474,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     plan = plan_refresh(con, loaded, rec.withdraw["patient_id"])  # reads before the writes
     with _Writer() as writes:
         writes.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
-        techniques, unmapped = _techniques(loaded)
+        techniques, unmapped, technique_visits = _techniques(loaded)
         stages.step("techniques")
         # any row order: only build_episodes reads these rows in bulk, and it does not
         # depend on it
@@ -484,7 +485,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
         result.unmapped_techniques = unmapped
         check_conservation(result)
         del cleaned, quarantine
-        episodes = build_refreshed(plan, loaded, techniques)
+        episodes = build_refreshed(plan, loaded, techniques, technique_visits)
         stages.step("episodes")
         count = writes.submit(write_refreshed, con, plan, episodes)
     result.episodes = count.result()
@@ -592,12 +593,15 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     return pd.concat([p.astype({"row_number": "Int64"}) for p in parts], ignore_index=True)
 
 
-def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """visit_techniques rows (unmapped fragments kept with a NULL code) and unmapped counts.
+def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], np.ndarray]:
+    """visit_techniques rows (unmapped fragments kept with a NULL code), unmapped counts, and
+    the position in ``visits`` of each row's visit.
 
     :func:`outcomes.ingest.techniques.map_note_array` dedupes and splits the notes in Arrow and maps
     each distinct fragment once; the rows come back as integer positions (visit, and row of a
     small table of fragments and codes), so the text columns are built by one Arrow ``take``.
+    The visit positions let :func:`outcomes.episodes.build_episodes` place the rows without
+    matching ``visit_id`` text.
     """
     import pyarrow as pa
 
@@ -611,7 +615,7 @@ def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
                         **{c: pd.arrays.ArrowStringArray(mapped.table.column(c).take(mapped.entry))
                            for c in ("technique_code", "family", "source_text")}})
     unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
-    return out, {str(k): int(v) for k, v in unmapped.items()}
+    return out, {str(k): int(v) for k, v in unmapped.items()}, mapped.row
 
 
 def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:
