@@ -485,7 +485,7 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
     """
     if data.empty:
         return
-    con.register("_new_rows", _batch_reader(data))
+    con.register("_new_rows", _arrow_table(data))
     try:
         cols = ", ".join(data.columns)
         extra = "".join(f", {k}" for k in constants)
@@ -568,24 +568,17 @@ def _sql_literal(value: Any) -> str:
     return repr(float(value))
 
 
-def _batch_reader(data: pd.DataFrame, rows: int = 100_000):
-    """Stream ``data`` to DuckDB as Arrow record batches.
+def _arrow_table(data: pd.DataFrame):
+    """``data`` as an Arrow table for DuckDB to scan.
 
-    DuckDB keeps a registered object alive until the transaction ends; a drained stream
-    holds no rows, whereas a registered Table would pin a second copy of the export in memory
-    for the rest of the ingest.
+    A table, not a stream of batches converted on demand: DuckDB's scan threads would need the
+    GIL for every batch and wait on Python work in other threads (ingest maps techniques and
+    builds episodes while the visits are written). Arrow-backed text columns are shared, not
+    copied, so the table costs only the numeric columns' copies.
     """
     import pyarrow as pa
 
-    schema = pa.Schema.from_pandas(data, preserve_index=False)
-
-    def batches(frame=data):
-        for start in range(0, len(frame), rows):
-            part = pa.Table.from_pandas(frame.iloc[start:start + rows], schema=schema,
-                                        preserve_index=False)
-            yield from part.to_batches()
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
+    return pa.Table.from_pandas(data, preserve_index=False)
 
 
 def withdraw_visits(con: Any, visit_ids: pd.Series) -> None:
