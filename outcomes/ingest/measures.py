@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import ProfileError
-from outcomes.ingest.clean import _Flags, _parse_dates, _to_number, normalize_ids
+from outcomes.ingest.clean import _Flags, _is_empty, _parse_dates, _to_number, normalize_ids
 from outcomes.instruments import Instrument
 
 __all__ = ["MEASURE_COLUMNS", "load_measure_vocabulary", "normalize_measure_name",
@@ -140,31 +140,33 @@ def match_measures(measures: pd.DataFrame, visits: pd.DataFrame, *,
     -----
     Invariant: ``len(measures) == len(attached) + len(quarantine) + n_duplicate + n_blank``.
     A score is never attached to a visit of another patient or date (outside the tolerance).
+
+    A flowsheet has a million rows but few distinct names, dates and score texts: each distinct
+    text is parsed once, and rows are matched to visits and to each other by integer codes.
     """
     text = {c: normalize_ids(measures[c]) if c in measures else
             pd.Series("", index=measures.index, dtype="string[pyarrow]") for c in MEASURE_COLUMNS}
     flags = _Flags(len(measures))
-    blank = np.logical_and.reduce([(t.fillna("") == "").to_numpy(bool) for t in text.values()])
+    blank = np.logical_and.reduce([_is_empty(t) for t in text.values()])
     flags.add(blank, "_blank", "")
-    flags.add((text["patient_id"].fillna("") == "").to_numpy(bool), "missing_key",
-              "missing patient_id")
+    flags.add(_is_empty(text["patient_id"]), "missing_key", "missing patient_id")
     dates, checks = _dates(text["measure_date"], date_format, today)
     for mask, code, reason in checks:
         flags.add(mask, code, reason.replace("visit_date", "measure date"))
-    instrument = _instrument_of(text, vocabulary)
-    unknown = flags.ok & instrument.isna().to_numpy(bool)
+    inst, names = _instrument_of(text, vocabulary)
+    unknown = flags.ok & (inst < 0)
     unmapped = _unmapped(text, unknown)
     flags.add(unknown, "unknown_measure", "measure name/code is not in the measure vocabulary "
               "(outcomes/data/measures.toml or the profile's [measures.names])")
-    scores = _check_scores(text["score"], instrument, instruments, flags, decimal, missing_values)
-    frame = pd.DataFrame({"row_number": measures.index, "patient_id": text["patient_id"].array,
-                          "date": dates, "instrument": instrument.array,
-                          "score": scores})
-    visit_row, visit_id = _nearest_visit(frame, visits, flags, date_format, tolerance_days, today)
-    frame["visit_row"], frame["visit_id"] = visit_row, visit_id
-    dup = _resolve_repeats(frame, flags, keep)
-    attached = frame[flags.ok & ~dup][["row_number", "visit_row", "visit_id", "instrument",
-                                       "score"]].reset_index(drop=True)
+    scores = _check_scores(text["score"], inst, names, instruments, flags, decimal,
+                           missing_values)
+    visit, visit_row, visit_id = _nearest_visit(text["patient_id"], dates, visits, flags,
+                                                date_format, tolerance_days, today)
+    instrument = pd.array(names, dtype="string").take(inst, allow_fill=True)
+    frame = pd.DataFrame({"row_number": np.asarray(measures.index), "visit_row": visit_row,
+                          "visit_id": visit_id, "instrument": instrument, "score": scores})
+    dup = _resolve_repeats(frame, visit * len(names) + inst, flags, keep)
+    attached = frame[flags.ok & ~dup].reset_index(drop=True)
     bad = ~flags.ok & ~blank
     quarantine = pd.DataFrame({"row_number": measures.index[bad], "reason_code": flags.code[bad],
                                "reason_text": flags.text[bad]})
@@ -188,30 +190,37 @@ def _dates(values: pd.Series, date_format: str, today) -> tuple[np.ndarray, list
             [(np.asarray(mask.to_numpy(bool))[codes], code, text) for mask, code, text in checks])
 
 
-def _instrument_of(text: dict, vocabulary: dict[str, str]) -> pd.Series:
-    """Instrument per row: by code first (exact), then by normalised name."""
+def _instrument_of(text: dict, vocabulary: dict[str, str]) -> tuple[np.ndarray, list[str]]:
+    """Instrument per row, by code first (exact), then by normalised name.
+
+    Returns row codes into the list of instrument codes found (-1: none) and that list.
+    """
     # a flowsheet repeats a few dozen names a million times: look each distinct text up once
     c_rows, codes = _factorize(text["measure_code"])
-    by_code = np.array([vocabulary.get(f"code:{c}") if isinstance(c, str) else None
-                        for c in codes.astype(object)], dtype=object)[c_rows]
+    by_code = [vocabulary.get(f"code:{c}") if isinstance(c, str) else None
+               for c in codes.astype(object)]
     n_rows, names = _factorize(text["measure_name"])
-    by_name = np.array([vocabulary.get(f"name:{normalize_measure_name(n)}")
-                        if isinstance(n, str) else None for n in names.astype(object)],
-                       dtype=object)[n_rows]
-    return pd.Series(np.where(pd.isna(by_code), by_name, by_code), index=text["score"].index,
-                     dtype="string")
+    by_name = [vocabulary.get(f"name:{normalize_measure_name(n)}") if isinstance(n, str)
+               else None for n in names.astype(object)]
+    found = list(dict.fromkeys(i for i in by_code + by_name if i is not None))
+    number = {code: k for k, code in enumerate(found)}
+    code_inst = np.array([number.get(i, -1) for i in by_code], dtype=np.int64)[c_rows]
+    name_inst = np.array([number.get(i, -1) for i in by_name], dtype=np.int64)[n_rows]
+    return np.where(code_inst >= 0, code_inst, name_inst), found
 
 
 def _unmapped(text: dict, unknown: np.ndarray) -> dict[str, int]:
-    shown = text["measure_name"].where(text["measure_name"].fillna("") != "",
-                                       text["measure_code"])
-    counts = shown[unknown].fillna("(no name)").value_counts()
+    name, code = text["measure_name"][unknown], text["measure_code"][unknown]
+    shown = name.where(name.fillna("") != "", code)
+    counts = shown.fillna("(no name)").value_counts()
     return {str(k): int(v) for k, v in counts.items()}
 
 
-def _check_scores(score: pd.Series, instrument: pd.Series, registry: dict[str, Instrument],
-                  flags: _Flags, decimal: str, missing_values) -> np.ndarray:
-    """Parse scores (explicit missing texts only) and check each against its instrument."""
+def _check_scores(score: pd.Series, inst: np.ndarray, names: list[str],
+                  registry: dict[str, Instrument], flags: _Flags, decimal: str,
+                  missing_values) -> np.ndarray:
+    """Parse scores (explicit missing texts only) and check each against its instrument
+    (``inst``: row codes into the instrument codes ``names``, -1 none)."""
     missing = {m.strip().lower() for m in missing_values}
     codes, uniques = _factorize(score)
     value, not_number, comma = (np.asarray(s.to_numpy())[codes] for s in
@@ -222,70 +231,113 @@ def _check_scores(score: pd.Series, instrument: pd.Series, registry: dict[str, I
               "score has a decimal comma; declare decimal = \",\" in the profile if intended")
     flags.add(not_number, "score_not_numeric",
               "score is text, not a number (only the profile's missing_values map to missing)")
-    for code in pd.unique(instrument.dropna()):
-        inst = registry[code]
-        rows = (instrument == code).fillna(False).to_numpy(bool)
-        out = rows & ((value < inst.low) | (value > inst.high))
+    for k, code in enumerate(names):
+        inst_k = registry[code]
+        rows = inst == k
+        out = rows & ((value < inst_k.low) | (value > inst_k.high))
         flags.add(out, "score_out_of_range",
-                  f"{code} score outside the {inst.name} range {inst.range_text}")
-        if inst.integer:
+                  f"{code} score outside the {inst_k.name} range {inst_k.range_text}")
+        if inst_k.integer:
             flags.add(rows & (value % 1 != 0), "score_not_integer",
-                      f"{code} must be a whole number ({inst.name} range {inst.range_text})")
+                      f"{code} must be a whole number ({inst_k.name} range "
+                      f"{inst_k.range_text})")
     return value.astype("float64")
 
 
-def _nearest_visit(frame: pd.DataFrame, visits: pd.DataFrame, flags: _Flags, date_format: str,
-                   tolerance: int, today) -> tuple[np.ndarray, np.ndarray]:
-    """Row number and visit_id of the nearest visit of the same patient within the tolerance."""
+def _nearest_visit(patient: pd.Series, dates: np.ndarray, visits: pd.DataFrame, flags: _Flags,
+                   date_format: str, tolerance: int,
+                   today) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nearest visit of the same patient within the tolerance, for the rows still ok.
+
+    Returns, per row, the visit's position among the distinct visits (-1: none), its row
+    number (-1) and its ``visit_id`` (None).
+
+    Notes
+    -----
+    A score matches a visit dated a whole number of days (at most ``tolerance``) from it, at
+    the same time of day. Visits and scores get one integer key each, ordered by patient, time
+    of day and date, with a gap of more than twice the tolerance between two patients; the
+    visits' keys are sorted once, and a binary search per score finds the nearest visit
+    before and after it and how many visits lie at that distance (two or more: ambiguous).
+    """
     v = pd.DataFrame({"visit_row": visits.index, "visit_id": normalize_ids(visits["visit_id"]).array,
                       "patient_id": normalize_ids(visits["patient_id"]).array,
                       "date": _dates(normalize_ids(visits["visit_date"]), date_format,
                                      today)[0]})
     v = v.dropna().drop_duplicates("visit_id")  # a repeated visit row is one visit
-    ok = flags.ok
-    m = frame.loc[ok, ["row_number", "patient_id", "date"]]
-    hits = []
-    for shift in sorted(range(-tolerance, tolerance + 1), key=abs):
-        moved = m.assign(date=m["date"] + pd.Timedelta(days=shift), gap=abs(shift))
-        hits.append(moved.merge(v, on=["patient_id", "date"], how="inner"))
-    hits = pd.concat(hits, ignore_index=True)
-    hits = hits[hits["gap"] == hits.groupby("row_number")["gap"].transform("min")]
-    n = hits.groupby("row_number")["visit_id"].transform("nunique")
-    ambiguous = frame["row_number"].isin(hits.loc[n > 1, "row_number"]).to_numpy(bool)
-    one = hits[n == 1].drop_duplicates("row_number").set_index("row_number")
-    pos = pd.Index(one.index).get_indexer(frame["row_number"])
-    flags.add(ok & ambiguous, "measure_ambiguous_visit",
-              "two visits of this patient are equally near the measure date; cannot choose")
-    flags.add(ok & (pos < 0) & ~ambiguous, "measure_no_visit",
+    ok = np.flatnonzero(flags.ok)
+    visit = np.full(len(dates), -1, dtype=np.int64)
+    if len(v) and len(ok):
+        keys = _day_keys(pd.concat([v["patient_id"], patient.iloc[ok]], ignore_index=True),
+                         np.concatenate([v["date"].to_numpy("datetime64[ns]"), dates[ok]]),
+                         tolerance)
+        order = np.argsort(keys[:len(v)], kind="stable")
+        sorted_keys = keys[:len(v)][order]
+        by_key = np.argsort(keys[len(v):])  # sorted queries: the binary searches walk in order
+        key, rows = keys[len(v):][by_key], ok[by_key]
+        at = np.searchsorted(sorted_keys, key)  # the first visit on or after the date
+        none = np.iinfo(np.int64).max
+        before = np.where(at > 0, key - sorted_keys[np.maximum(at - 1, 0)], none)
+        after = np.where(at < len(v), sorted_keys[np.minimum(at, len(v) - 1)] - key, none)
+        gap = np.minimum(before, after)
+        near = gap <= tolerance
+        first = np.searchsorted(sorted_keys, key[near] - gap[near])
+        count = np.searchsorted(sorted_keys, key[near] + gap[near], side="right") - first
+        rows = rows[near]
+        flags.add(_mask(len(dates), rows[count > 1]), "measure_ambiguous_visit",
+                  "two visits of this patient are equally near the measure date; cannot choose")
+        visit[rows[count == 1]] = order[first[count == 1]]
+    flags.add(flags.ok & (visit < 0), "measure_no_visit",
               f"no visit of this patient within {tolerance} day(s) of the measure date")
-    found = pos >= 0
-    row = np.full(len(frame), -1, dtype="int64")
-    row[found] = one["visit_row"].to_numpy()[pos[found]]
-    vid = np.full(len(frame), None, dtype=object)
-    vid[found] = one["visit_id"].to_numpy(dtype=object)[pos[found]]
-    return row, vid
+    found = visit >= 0
+    row = np.full(len(dates), -1, dtype="int64")
+    row[found] = v["visit_row"].to_numpy()[visit[found]]
+    vid = np.full(len(dates), None, dtype=object)
+    vid[found] = v["visit_id"].to_numpy(dtype=object)[visit[found]]
+    return visit, row, vid
 
 
-def _resolve_repeats(frame: pd.DataFrame, flags: _Flags, keep: str | None) -> np.ndarray:
-    """Repeated equal scores -> duplicates; different scores -> conflict or the kept one."""
-    ok = flags.ok
-    key = ["visit_id", "instrument"]
-    sub = frame[ok]
-    dup = np.zeros(len(frame), dtype=bool)
-    dup[np.flatnonzero(ok)[sub.duplicated([*key, "score"]).to_numpy()]] = True
-    live = ok & ~dup
-    sub = frame[live]
-    n = sub.groupby(key)["score"].transform("size").to_numpy()
-    if not (n > 1).any():
+def _day_keys(patient: pd.Series, when: np.ndarray, tolerance: int) -> np.ndarray:
+    """One int64 per row: patient and time of day, then whole days.
+
+    Two rows of one patient and time of day differ by their distance in days; rows of
+    different ones by more than ``2 * tolerance + 1``.
+    """
+    day, time_of_day = np.divmod(when.view(np.int64), 86_400 * 10**9)
+    person, _ = pd.factorize(patient)
+    clock, clocks = pd.factorize(time_of_day)  # all midnight unless the format has a time
+    day -= day.min()
+    width = int(day.max()) + 2 * tolerance + 2
+    return (person.astype(np.int64) * len(clocks) + clock) * width + day
+
+
+def _mask(n: int, rows: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[rows] = True
+    return out
+
+
+def _resolve_repeats(frame: pd.DataFrame, key: np.ndarray, flags: _Flags,
+                     keep: str | None) -> np.ndarray:
+    """Repeated equal scores -> duplicates; different scores -> conflict or the kept one.
+
+    ``key`` numbers each row's (visit, instrument) pair (meaningful on the rows still ok).
+    """
+    ok = np.flatnonzero(flags.ok)
+    score, scores = pd.factorize(frame["score"].to_numpy()[ok])
+    repeat = pd.Series(key[ok] * max(len(scores), 1) + score).duplicated().to_numpy()
+    dup = _mask(len(frame), ok[repeat])
+    live = ok[~repeat]
+    group, n = np.unique(key[live], return_inverse=True, return_counts=True)[1:]
+    multi = _mask(len(frame), live[n[group] > 1])
+    if not multi.any():
         return dup
-    multi = np.zeros(len(frame), dtype=bool)
-    multi[np.flatnonzero(live)[n > 1]] = True
     if keep is None:
         flags.add(multi, "measure_conflict",
                   "several different scores of this instrument on one visit; set measures.keep "
                   "in the profile to choose one")
         return dup
-    chosen = _chosen(frame[multi], key, keep)
+    chosen = _chosen(frame[multi], ["visit_id", "instrument"], keep)
     flags.add(multi & ~frame.index.isin(chosen), "measure_not_kept",
               f"another score of this instrument on this visit was kept (measures.keep = {keep})")
     return dup

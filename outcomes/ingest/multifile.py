@@ -230,8 +230,8 @@ class Joined:
         result.files = [_file_counts(visits_part, result)]
         if self.match is not None:
             part = self.parts["measures"]
-            rows, counts = _measure_rows(con, self.match, part, result.ingest_id)
-            extra = rows[(rows["status"] == "loaded") & ~rows["instrument"].isin(SCORE_COLUMNS)]
+            loaded, counts = _measure_rows(con, self.match, part, result.ingest_id)
+            extra = loaded[~loaded["instrument"].isin(SCORE_COLUMNS)]
             insert_frame(con, "visit_measures", extra[["visit_id", "instrument", "score"]],
                          ingest_id=result.ingest_id)
             result.files.append(counts)
@@ -298,37 +298,49 @@ def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
 
 def _measure_rows(con, match: MeasureMatch, part: ExportPart,
                   ingest_id: int) -> tuple[pd.DataFrame, dict]:
-    """Status of each attached score after the load, quarantine rows written, file counts.
+    """The attached scores loaded with their visits, quarantine rows written, file counts.
 
     A score is loaded with its visit; one whose visit was already stored by an earlier export
     is a duplicate; one whose visit was quarantined is quarantined too (``visit_quarantined``).
     """
     from outcomes.store import insert_frame
 
-    rows = match.attached.copy()
-    con.register("_att", pd.DataFrame({"visit_id": rows["visit_id"].astype(str).unique()}))
-    try:
-        stored = con.execute("SELECT a.visit_id, v.ingest_id FROM _att a JOIN visits v "
-                             "USING (visit_id)").df()
-    finally:
-        con.unregister("_att")
-    pos = pd.Index(stored["visit_id"]).get_indexer(rows["visit_id"].astype(str))
-    where = np.append(stored["ingest_id"].to_numpy(dtype=float), np.nan)[pos]  # -1 -> NaN
-    rows["status"] = np.where(where == ingest_id, "loaded",
-                              np.where(~np.isnan(where), "duplicate", "visit_quarantined"))
-    lost = rows[rows["status"] == "visit_quarantined"]
+    rows = match.attached
+    stored = _stored_ingest(con, rows["visit_id"])
+    loaded = stored == ingest_id
+    lost = rows[np.isnan(stored)]
     q = pd.concat([match.quarantine, pd.DataFrame({
         "row_number": lost["row_number"], "reason_code": "visit_quarantined",
         "reason_text": "the visit this score belongs to was quarantined"})], ignore_index=True)
     q = pd.concat([q, _ragged(part)], ignore_index=True)
     insert_frame(con, "quarantine", _quarantine_rows(part, q), ingest_id=ingest_id)
     counts = {"role": part.role, "file": part.name, "rows_in": part.rows_in,
-              "rows_loaded": int((rows["status"] == "loaded").sum()),
+              "rows_loaded": int(loaded.sum()),
               "rows_quarantined": len(q),
-              "rows_duplicate": match.n_duplicate + int((rows["status"] == "duplicate").sum()),
+              "rows_duplicate": match.n_duplicate + len(rows) - int(loaded.sum()) - len(lost),
               "rows_blank": match.n_blank + _n_blank(part),
               "quarantine_by_reason": _by_reason(q)}
-    return rows, counts
+    return rows[loaded], counts
+
+
+def _stored_ingest(con, visit_id: pd.Series) -> np.ndarray:
+    """The ``ingest_id`` each row's visit is stored under (NaN: not in the store).
+
+    Each distinct id is looked up once, and only integers come back from DuckDB.
+    """
+    import pyarrow as pa
+
+    codes, ids = pd.factorize(visit_id)
+    con.register("_att", pa.table({"pos": np.arange(len(ids)),
+                                   "visit_id": pa.array(ids, type=pa.string())}))
+    try:
+        found = con.execute("SELECT a.pos, v.ingest_id FROM _att a JOIN visits v "
+                            "USING (visit_id)").fetchnumpy()
+    finally:
+        con.unregister("_att")
+    where = np.full(len(ids) + 1, np.nan)  # the last: codes of -1 (no id)
+    where[found["pos"]] = found["ingest_id"]
+    return where[codes]
 
 
 def _n_blank(part: ExportPart) -> int:
@@ -378,9 +390,8 @@ def _patients(part: ExportPart, visits: pd.DataFrame) -> dict:
     dup = keyed.duplicated(keep="first")
     distinct = keyed[~dup]
     conflict = distinct["patient_id"].duplicated(keep=False)
-    conflict = keyed["patient_id"].isin(distinct.loc[conflict, "patient_id"]) & ~dup
-    seen = normalize_ids(visits["patient_id"]).dropna().unique()  # Arrow; no Python set
-    orphan = ~keyed["patient_id"].isin(seen) & ~conflict & ~dup
+    conflict = _isin(keyed["patient_id"], distinct.loc[conflict, "patient_id"]) & ~dup
+    orphan = ~_isin(keyed["patient_id"], normalize_ids(visits["patient_id"])) & ~conflict & ~dup
     q = pd.concat([
         _reasons(text.index[no_key], "missing_key", "missing patient_id"),
         _reasons(keyed.index[conflict], "patient_conflict",
@@ -395,6 +406,21 @@ def _patients(part: ExportPart, visits: pd.DataFrame) -> dict:
               "quarantine_by_reason": _by_reason(q)}
     return {"covariates": good.set_index("patient_id"), "counts": counts,
             "quarantine": _quarantine_rows(part, q)}
+
+
+def _isin(values: pd.Series, among: pd.Series) -> pd.Series:
+    """``values.isin(among)`` for text without missing values, by one Arrow hash lookup.
+
+    pandas' ``isin`` on Arrow strings first turns ``among`` into a Python list: seconds for the
+    patient ids of a million visits.
+    """
+    import pyarrow.compute as pc
+
+    from outcomes.ingest.clean import _arrow
+
+    found = pc.is_in(_arrow(values), value_set=pc.unique(_arrow(among)))
+    return pd.Series(np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool),
+                     index=values.index)
 
 
 def _reasons(index: pd.Index, code: str, text: str) -> pd.DataFrame:
