@@ -284,9 +284,11 @@ def join_parts(parts: dict[str, ExportPart], prof: Profile, today=None) -> Joine
 def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
     """Write attached scores of the visit-table instruments into their (empty) text cells."""
     out = visits.copy(deep=False)  # whole columns are replaced, never written in place
+    inst, found = pd.factorize(attached["instrument"])  # codes: one pass over the texts
+    found = list(found)
     for col in SCORE_COLUMNS:
-        rows = attached[attached["instrument"] == col]
-        if len(rows):
+        if col in found:
+            rows = attached[inst == found.index(col)]
             cells = (out[col].to_numpy(dtype=object, na_value=None, copy=True) if col in out
                      else np.full(len(out), "", dtype=object))
             codes, distinct = pd.factorize(rows["score"])  # few distinct scores: format once
