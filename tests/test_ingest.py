@@ -751,3 +751,31 @@ def test_dry_run_of_a_single_file_shows_counts_and_writes_nothing(clean_csv, db_
                                    "--dry-run"])
     assert res.exit_code == 0 and res.output.startswith("dry run: nothing was written")
     assert not (tmp_path / "new.duckdb").exists()
+
+
+@pytest.mark.parametrize("where", ["write", "main"])
+def test_a_failure_while_writes_overlap_python_work_leaves_the_store_as_it_was(
+        tmp_path, db_path, monkeypatch, where):
+    """Ingest writes on a worker thread while the main thread maps techniques and builds
+    episodes. A failing write (here the visits' SQL schema check) or a failure on the main
+    thread (here the episode build) rolls everything back, and the store stays usable."""
+    import outcomes.episode_table
+    import outcomes.store
+
+    first = write_rows(tmp_path / "a.csv", make_visit_rows(3))
+    ingest_file(first, db=db_path, today=TODAY)
+    before = store_snapshot(db_path)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"deliberate failure on the {where} thread")
+
+    target = ((outcomes.store, "check_visits") if where == "write"
+              else (outcomes.episode_table, "build_refreshed"))
+    with monkeypatch.context() as m:
+        m.setattr(*target, broken)
+        with pytest.raises(RuntimeError, match=f"deliberate failure on the {where} thread"):
+            ingest_file(write_rows(tmp_path / "b.csv", make_visit_rows(2, prefix="B")),
+                        db=db_path, today=TODAY)
+    assert store_snapshot(db_path) == before
+    again = ingest_file(tmp_path / "b.csv", db=db_path, today=TODAY)  # nothing was left locked
+    assert not again.already_ingested and again.rows_loaded > 0
