@@ -3,9 +3,10 @@
 An ingest rebuilds the episodes of the patients it touched, from the visits it loaded (still in
 memory) and their stored ones, in three steps: :func:`plan_refresh` reads what it needs from the
 store before the ingest writes, :func:`build_refreshed` builds the rows while the ingest's inserts
-run, :func:`write_refreshed` stores them (:func:`refresh_episodes` does all three).
-:func:`rebuild_episodes` rebuilds the whole table from the store, partition by partition. Both write through :mod:`outcomes.store`'s
-connection helpers; readers use :func:`outcomes.store.load_episodes`.
+run, :func:`write_refreshed` stores them.
+:func:`rebuild_episodes` rebuilds the whole table from the store, partition by partition. Both
+write through :mod:`outcomes.store`'s connection helpers; readers use
+:func:`outcomes.store.load_episodes`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from outcomes.schema import VISIT_COLUMNS
 from outcomes.store import _frame, _is_empty, _one, _with_keys
 
 __all__ = ["EPISODE_PARTITION_ROWS", "EpisodeRefresh", "plan_refresh", "build_refreshed",
-           "write_refreshed", "refresh_episodes", "rebuild_episodes"]
+           "write_refreshed", "rebuild_episodes"]
 
 #: What episodes are built from: free-text notes are the widest column and are not read.
 _EPISODE_VISIT_COLUMNS = tuple(c for c in VISIT_COLUMNS if c != "technique_notes")
@@ -140,18 +141,6 @@ def write_refreshed(con: Any, plan: EpisodeRefresh, episodes: pd.DataFrame | Non
     return int(_one(con, "SELECT count(*) FROM episodes")[0])
 
 
-def refresh_episodes(con: Any, visits: pd.DataFrame, techniques: pd.DataFrame, *,
-                     withdrawn: pd.Series | None = None) -> int:
-    """Bring ``episodes`` up to date for an ingest, in one call (plan, build, write).
-
-    Takes the same arguments as :func:`plan_refresh` plus the loaded visits' technique rows,
-    and must run where :func:`plan_refresh` does: before the loaded visits are inserted. Ingest
-    calls the three steps itself, so the build overlaps its inserts. Returns the episode count.
-    """
-    plan = plan_refresh(con, visits, withdrawn)
-    return write_refreshed(con, plan, build_refreshed(plan, visits, techniques))
-
-
 def _touched(con: Any, loaded: pd.Series, withdrawn: pd.Series | None, before: str | None,
              as_of: pd.Timestamp | None) -> pd.Series:
     """Patients whose episodes may change: loaded or withdrawn visits, open ones if as_of moved."""
@@ -232,7 +221,8 @@ def rebuild_episodes(con: Any, partition_rows: int = EPISODE_PARTITION_ROWS) -> 
     id and family, read once). Partitions are built without the schema check and the whole
     table, sorted by ``episode_id``, is validated once with
     :class:`outcomes.schema.EpisodeSchema` (pandera costs per call as well as per value).
-    Ingest uses :func:`refresh_episodes`, which falls back to this when it cannot update.
+    Ingest updates the table with :func:`plan_refresh` / :func:`write_refreshed`, which
+    fall back to this when the table cannot be updated in place.
     """
     from outcomes.episodes import check_episodes
 
