@@ -110,9 +110,10 @@ def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame, techniques: pd.D
                     technique_visits: np.ndarray | None = None) -> pd.DataFrame | None:
     """The new episode rows of ``plan``'s patients, checked (None when the plan rebuilds).
 
-    ``visits`` and ``techniques`` (``visit_id, family``) are the ingest's loaded visits and
-    their technique rows; ``technique_visits``, when given, is each technique row's position in
-    ``visits`` (see :func:`outcomes.episodes.build_episodes`). The store is not touched.
+    ``visits`` and ``techniques`` (``visit_id, family``; ``family`` alone with
+    ``technique_visits``) are the ingest's loaded visits and their technique rows;
+    ``technique_visits``, when given, is each technique row's position in ``visits`` (see
+    :func:`outcomes.episodes.build_episodes`). The store is not touched.
     """
     from outcomes.episodes import build_episodes, check_episodes
 
@@ -124,7 +125,8 @@ def build_refreshed(plan: EpisodeRefresh, visits: pd.DataFrame, techniques: pd.D
             old_pos = pd.Index(old_v["visit_id"]).get_indexer(old_t["visit_id"])
             technique_visits = np.concatenate([old_pos, technique_visits + len(old_v)])
         visits = pd.concat([old_v, visits[old_v.columns]], ignore_index=True)
-        techniques = pd.concat([old_t, techniques[list(old_t.columns)]], ignore_index=True)
+        columns = ["family"] if technique_visits is not None else list(old_t.columns)
+        techniques = pd.concat([old_t[columns], techniques[columns]], ignore_index=True)
     return check_episodes(build_episodes(visits, techniques, as_of=plan.as_of, validate=False,
                                          technique_visits=technique_visits))
 

@@ -135,7 +135,9 @@ def build_episodes(
       a discharge score, and NA for ceiling cases (they cannot respond).
     """
     _check_columns(visits, _NEEDED, "visits")
-    _check_columns(techniques, ("visit_id", "family"), "techniques")
+    # with technique_visits, rows are placed by position: visit_id is not read
+    _check_columns(techniques, ("family",) if technique_visits is not None
+                   else ("visit_id", "family"), "techniques")
     as_of_ts = _as_of(visits, as_of)
     kept = (visits["visit_date"] <= as_of_ts).to_numpy()
     if technique_visits is not None:

@@ -473,9 +473,10 @@ def first_evaluations(con: Any, patient_ids: pd.Series) -> pd.Series:
     return pd.to_datetime(out.set_index("patient_id")["first_eval"]).astype("datetime64[ns]")
 
 
-def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = True,
+def insert_frame(con: Any, table: str, data: pd.DataFrame | Any, *, ordered: bool = True,
                  **constants: Any) -> None:
-    """Bulk-insert ``data`` through Arrow (zero-copy for Arrow-backed columns).
+    """Bulk-insert ``data`` (a DataFrame or an Arrow table) through Arrow (zero-copy for
+    Arrow-backed columns).
 
     ``constants`` are columns with one value for every row (e.g. ``ingest_id=3``), added in SQL
     so the frame is not copied to hold them. ``ordered=False`` lets DuckDB store the rows in
@@ -483,11 +484,11 @@ def insert_frame(con: Any, table: str, data: pd.DataFrame, *, ordered: bool = Tr
     twice as fast); use it only for a table that is always read with ``ORDER BY`` (``visits``,
     ``visit_techniques``).
     """
-    if data.empty:
+    if len(data) == 0:
         return
-    con.register("_new_rows", _arrow_table(data))
+    con.register("_new_rows", data if hasattr(data, "schema") else _arrow_table(data))
     try:
-        cols = ", ".join(data.columns)
+        cols = ", ".join(data.column_names if hasattr(data, "schema") else data.columns)
         extra = "".join(f", {k}" for k in constants)
         params = "".join(", ?" for _ in constants)
         if not ordered:

@@ -34,28 +34,43 @@ def _reference(visits: pd.DataFrame) -> tuple[list[tuple], dict[str, int]]:
     return rows, unmapped
 
 
+COLUMNS = ["visit_id", "technique_code", "family", "source_text"]
+
+
+def _decoded(rows) -> list[tuple]:
+    """The technique rows of ``_techniques`` (dictionary-encoded Arrow) as plain tuples."""
+    columns = [rows.column(c).to_pylist() for c in COLUMNS]
+    return list(zip(*columns, strict=True))
+
+
 def test_techniques_match_a_visit_by_visit_reference():
+    import pyarrow as pa
+
     raw = read_export(MESSY)
     _redact(raw)
     visits = raw.frame[["visit_id", "technique_notes"]]
     visits = pd.concat([visits, visits.iloc[::5]], ignore_index=True)  # repeated notes
-    out, unmapped, positions = _techniques(visits)
+    rows, families, unmapped, positions = _techniques(visits)
     expected, expected_unmapped = _reference(visits)
-    # each row's visit position: where its visit_id is (ids repeat here, so compare the text)
-    assert list(visits["visit_id"].iloc[positions]) == list(out["visit_id"])
-    got = [tuple(None if pd.isna(v) else v for v in r) for r in out.itertuples(index=False)]
+    got = _decoded(rows)
     assert got == expected and len(got) > len(visits)
+    # each row's visit position: where its visit_id is (ids repeat here, so compare the text)
+    assert list(visits["visit_id"].iloc[positions]) == [r[0] for r in got]
+    assert list(families["family"].astype(object).where(families["family"].notna(), None)) == [
+        r[2] for r in got]
     assert unmapped == expected_unmapped and unmapped
-    assert list(out.columns) == ["visit_id", "technique_code", "family", "source_text"]
-    assert all(out[c].dtype == pd.StringDtype("pyarrow") for c in out.columns)
+    assert rows.column_names == COLUMNS
+    # stored as text: each column decodes to strings (the dictionary holds no other type)
+    assert all(pa.types.is_dictionary(t) and pa.types.is_large_string(t.value_type)
+               for t in rows.schema.types)
 
 
 def test_techniques_of_no_visits():
     visits = pd.DataFrame({"visit_id": pd.Series([], dtype="string[pyarrow]"),
                            "technique_notes": pd.Series([], dtype="string[pyarrow]")})
-    out, unmapped, positions = _techniques(visits)
-    assert out.empty and unmapped == {} and len(positions) == 0
-    assert list(out.columns) == ["visit_id", "technique_code", "family", "source_text"]
+    rows, families, unmapped, positions = _techniques(visits)
+    assert rows.num_rows == 0 and families.empty and unmapped == {} and len(positions) == 0
+    assert rows.column_names == COLUMNS
 
 
 def test_redact_counts_match_a_note_by_note_scan():

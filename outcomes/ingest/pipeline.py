@@ -474,7 +474,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
     plan = plan_refresh(con, loaded, rec.withdraw["patient_id"])  # reads before the writes
     with _Writer() as writes:
         writes.submit(store.insert_visits, con, loaded, ingest_id=ingest_id)
-        techniques, unmapped, technique_visits = _techniques(loaded)
+        techniques, families, unmapped, technique_visits = _techniques(loaded)
         stages.step("techniques")
         # any row order: only build_episodes reads these rows in bulk, and it does not
         # depend on it
@@ -485,7 +485,7 @@ def _load(con, raw: RawExport, prof: Profile, today, stages: _Stages) -> IngestR
         result.unmapped_techniques = unmapped
         check_conservation(result)
         del cleaned, quarantine
-        episodes = build_refreshed(plan, loaded, techniques, technique_visits)
+        episodes = build_refreshed(plan, loaded, families, technique_visits)
         stages.step("episodes")
         count = writes.submit(write_refreshed, con, plan, episodes)
     result.episodes = count.result()
@@ -593,15 +593,21 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     return pd.concat([p.astype({"row_number": "Int64"}) for p in parts], ignore_index=True)
 
 
-def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], np.ndarray]:
-    """visit_techniques rows (unmapped fragments kept with a NULL code), unmapped counts, and
-    the position in ``visits`` of each row's visit.
+def _techniques(visits: pd.DataFrame):
+    """The technique rows of ``visits``: ``(rows, families, unmapped, positions)``.
 
-    :func:`outcomes.ingest.techniques.map_note_array` dedupes and splits the notes in Arrow and maps
-    each distinct fragment once; the rows come back as integer positions (visit, and row of a
-    small table of fragments and codes), so the text columns are built by one Arrow ``take``.
-    The visit positions let :func:`outcomes.episodes.build_episodes` place the rows without
-    matching ``visit_id`` text.
+    :func:`outcomes.ingest.techniques.map_note_array` dedupes and splits the notes in Arrow and
+    maps each distinct fragment once, giving integer positions (each row's visit, and its row
+    in a small table of fragments and codes). So no text is copied per row:
+
+    * ``rows``: the ``visit_techniques`` rows (unmapped fragments with a NULL code) as an Arrow
+      table of dictionary-encoded columns (the visits' ids, the small table's texts) indexed by
+      those positions; DuckDB stores them as plain text;
+    * ``families``: each row's ``family``, the one column
+      :func:`outcomes.episodes.build_episodes` reads;
+    * ``unmapped``: unmapped fragment text -> mentions;
+    * ``positions``: each row's visit as a position in ``visits``, so episodes place the rows
+      without matching ``visit_id`` text.
     """
     import pyarrow as pa
 
@@ -611,11 +617,20 @@ def _techniques(visits: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], np.
     if not isinstance(notes.array, pd.arrays.ArrowStringArray):
         notes = notes.astype(_STR)
     mapped = map_note_array(pa.array(notes.array, type=pa.large_string()))
-    out = pd.DataFrame({"visit_id": visits["visit_id"].array.take(mapped.row),
-                        **{c: pd.arrays.ArrowStringArray(mapped.table.column(c).take(mapped.entry))
-                           for c in ("technique_code", "family", "source_text")}})
-    unmapped = out.loc[out["technique_code"].isna(), "source_text"].value_counts()
-    return out, {str(k): int(v) for k, v in unmapped.items()}, mapped.row
+    entry = pa.array(mapped.entry.astype(np.int32))
+    ids = visits["visit_id"].astype(_STR).array.__arrow_array__()
+    rows = pa.table({
+        "visit_id": pa.DictionaryArray.from_arrays(pa.array(mapped.row.astype(np.int32)),
+                                                   pa.chunked_array(ids).combine_chunks()),
+        **{c: pa.DictionaryArray.from_arrays(entry, mapped.table.column(c))
+           for c in ("technique_code", "family", "source_text")},
+    })
+    families = pd.DataFrame({"family": pd.arrays.ArrowStringArray(
+        mapped.table.column("family").take(entry))})
+    no_code = mapped.table.column("technique_code").is_null().to_numpy(zero_copy_only=False)
+    texts = mapped.table.column("source_text").take(pa.array(mapped.entry[no_code[mapped.entry]]))
+    unmapped = pd.Series(pd.arrays.ArrowStringArray(texts)).value_counts()
+    return rows, families, {str(k): int(v) for k, v in unmapped.items()}, mapped.row
 
 
 def _log(con, result: IngestResult, raw: RawExport, prof: Profile) -> None:
