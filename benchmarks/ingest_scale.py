@@ -161,6 +161,23 @@ def stage_floors(ingest: dict, floor: dict, tables: float) -> str:
             f"redact+clean+techniques+episodes {python:.2f} vs 0 (not in the floor)")
 
 
+def headroom(rows: int, ingest: dict, floor: float, tables: float) -> str:
+    """What ingest/floor <= 2 leaves for the work beyond writing rows, beside what it takes.
+
+    ``floor + tables`` is the least any ingest that stores the same tables can take; at
+    ingest/floor = 2 everything else (reading the export as text rather than bare, redaction,
+    validation and quarantine, duplicate checks, technique mapping, the episode build) has to
+    fit in ``2 * floor - (floor + tables)`` seconds, whatever runs in parallel.
+    """
+    python = sum(ingest["stages"].get(k, 0) for k in ("redact", "clean", "techniques",
+                                                       "episodes"))
+    return (f"headroom at {rows} rows: writing the rows every ingest stores (floor + tables) "
+            f"takes {floor + tables:.2f} s = {(floor + tables) / floor:.2f} x floor, so "
+            f"ingest/floor <= 2.0 leaves {2 * floor - floor - tables:.2f} s for all other work; "
+            f"the ingest's redact+clean+techniques+episodes stages take {python:.2f} s here "
+            f"(store writes overlap them)")
+
+
 def measure(mode: str, path: Path, db: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), str(db)],
                          capture_output=True, text=True, check=True)
@@ -253,11 +270,13 @@ def run(sizes: list[int], folder: Path, repeat: int = 3) -> None:
               f"{ing['seconds'] / (floor['seconds'] + tables):>10.2f} "
               f"{n / ing['seconds']:>9.0f} {ing['peak_mb']:>8.0f} {bare['peak_mb']:>8.0f}  {stages}")
         print(stage_floors(ing["stages"], floor["stages"], tables))
+        last = (n, ing, floor["seconds"], tables)
     print("floor = bare read + cast to the store's types + one DuckDB INSERT into a new store "
           "(nothing else);\nfloor ratio = floor / bare, the least ingest / bare any ingest that "
           "writes the rows to DuckDB can reach here; ingest/floor: target <= 2.0 at 1M rows;\n"
           "tables = inserting the technique rows and episodes that ingest stored, the same way; "
           "ingest/all = ingest / (floor + tables)")
+    print(headroom(*last))
     if len(sizes) == 2:
         small, big = sizes
         print(f"linearity: time per row at {big} / at {small} = "

@@ -37,6 +37,13 @@ def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
         # ingest against the floor of every table it writes (visits, techniques, episodes)
         assert float(r[9]) == pytest.approx(ingest_s / (floor_s + tables_s), rel=0.1)
     assert any(line.startswith("linearity:") for line in lines)
+    # the budget ingest/floor <= 2 leaves once the rows are written, for the largest size
+    headroom = next(line for line in lines if line.startswith("headroom at"))
+    floor_s, tables_s = float(rows[1][5]), float(rows[1][8])
+    took = float(headroom.split(" takes ")[1].split()[0])
+    left = float(headroom.split(" leaves ")[1].split()[0])
+    assert took == pytest.approx(floor_s + tables_s, abs=0.02)
+    assert left == pytest.approx(floor_s - tables_s, abs=0.02)
 
 
 @pytest.mark.slow

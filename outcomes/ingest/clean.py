@@ -617,6 +617,9 @@ def quarantine_frame(data: pd.DataFrame, index: pd.Index, code, text,
     ``code`` and ``text`` are one string for all rows or one value per row of ``index``;
     ``visit_ids`` (normalised, indexed like ``data``) default to ``data``'s own.
     """
+    if len(index) == 0:  # a row-count slice: no per-column take over the whole export
+        data = data.iloc[:0]
+        visit_ids = None if visit_ids is None else visit_ids.iloc[:0]
     raw = data.loc[index]
     if visit_ids is None:
         visit_ids = normalize_ids(raw["visit_id"]) if "visit_id" in raw else pd.Series(
