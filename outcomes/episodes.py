@@ -322,7 +322,7 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
         same = np.r_[False, (np.diff(patient[first]) == 0) & (np.diff(rank[first]) == 0)
                      & (np.diff(date[first]) == np.timedelta64(0))]
     else:
-        first = _stable_argsort(key)
+        first = stable_argsort(key)
         same = np.r_[False, np.diff(key[first]) == 0]
     # visit_id only breaks the rare remaining ties; factorizing every id would dominate the cost
     if not same.any():
@@ -334,7 +334,7 @@ def _visit_order(visits: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     # sort by (run of tied visits, visit_id): ``first`` is stable, so this is the order of a
     # lexsort by patient, date, type and visit_id
     run = np.cumsum(~same)
-    return first[_stable_argsort(run * (int(vid.max()) + 1) + vid[first])], patient, rank
+    return first[stable_argsort(run * (int(vid.max()) + 1) + vid[first])], patient, rank
 
 
 def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
@@ -354,13 +354,17 @@ def _sort_key(patient: np.ndarray, date: np.ndarray, rank: np.ndarray) -> np.nda
     return (patient.astype(np.int64) * span + day) * 10 + rank.astype(np.int64)
 
 
-def _stable_argsort(key: np.ndarray) -> np.ndarray:
-    """``np.argsort(key, kind="stable")`` of non-negative integers, 16 bits at a time.
+def stable_argsort(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for integer keys, 16 bits at a time.
 
     numpy sorts 16-bit integers by radix sort, and a stable sort by each 16-bit digit from
     the lowest (LSD radix) is a stable sort by the whole key: about 3x faster than the
-    merge sort numpy uses for int64 when the key spans two or three digits.
+    merge sort numpy uses for int64 when the key spans two or three digits. Keys with a
+    negative value fall back to numpy's stable sort.
     """
+    key = np.asarray(key)
+    if len(key) and int(key.min()) < 0:
+        return np.argsort(key, kind="stable")
     order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
     top, shift = int(key.max()) if len(key) else 0, 16
     while top >> shift:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from outcomes.episodes import stable_argsort
 from outcomes.errors import ProfileError
 from outcomes.ingest.clean import _Flags, _is_empty, _parse_dates, _to_number, normalize_ids
 from outcomes.instruments import Instrument
@@ -246,11 +247,11 @@ def _check_scores(score: pd.Series, inst: np.ndarray, names: list[str],
 
 def _nearest_visit(patient: pd.Series, dates: np.ndarray, visits: pd.DataFrame, flags: _Flags,
                    date_format: str, tolerance: int,
-                   today) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   today) -> tuple[np.ndarray, np.ndarray, pd.api.extensions.ExtensionArray]:
     """The nearest visit of the same patient within the tolerance, for the rows still ok.
 
     Returns, per row, the visit's position among the distinct visits (-1: none), its row
-    number (-1) and its ``visit_id`` (None).
+    number (-1) and its ``visit_id`` (missing), the last as Arrow-backed text.
 
     Notes
     -----
@@ -271,9 +272,9 @@ def _nearest_visit(patient: pd.Series, dates: np.ndarray, visits: pd.DataFrame, 
         keys = _day_keys(pd.concat([v["patient_id"], patient.iloc[ok]], ignore_index=True),
                          np.concatenate([v["date"].to_numpy("datetime64[ns]"), dates[ok]]),
                          tolerance)
-        order = np.argsort(keys[:len(v)], kind="stable")
+        order = stable_argsort(keys[:len(v)])  # keys are >= 0: a radix sort
         sorted_keys = keys[:len(v)][order]
-        by_key = np.argsort(keys[len(v):])  # sorted queries: the binary searches walk in order
+        by_key = stable_argsort(keys[len(v):])  # sorted queries: the searches walk in order
         key, rows = keys[len(v):][by_key], ok[by_key]
         at = np.searchsorted(sorted_keys, key)  # the first visit on or after the date
         none = np.iinfo(np.int64).max
@@ -292,8 +293,7 @@ def _nearest_visit(patient: pd.Series, dates: np.ndarray, visits: pd.DataFrame, 
     found = visit >= 0
     row = np.full(len(dates), -1, dtype="int64")
     row[found] = v["visit_row"].to_numpy()[visit[found]]
-    vid = np.full(len(dates), None, dtype=object)
-    vid[found] = v["visit_id"].to_numpy(dtype=object)[visit[found]]
+    vid = v["visit_id"].array.take(visit, allow_fill=True)  # -1: missing; no Python strings
     return visit, row, vid
 
 
@@ -328,7 +328,8 @@ def _resolve_repeats(frame: pd.DataFrame, key: np.ndarray, flags: _Flags,
     repeat = pd.Series(key[ok] * max(len(scores), 1) + score).duplicated().to_numpy()
     dup = _mask(len(frame), ok[repeat])
     live = ok[~repeat]
-    group, n = np.unique(key[live], return_inverse=True, return_counts=True)[1:]
+    group = pd.factorize(key[live])[0]  # a hash pass: no sort of the keys
+    n = np.bincount(group)
     multi = _mask(len(frame), live[n[group] > 1])
     if not multi.any():
         return dup

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
+from outcomes.ingest.clean import _arrow
 from outcomes.ingest.codes import normalize_codes
 from outcomes.ingest.measures import (
     MEASURE_COLUMNS,
@@ -282,19 +283,30 @@ def join_parts(parts: dict[str, ExportPart], prof: Profile, today=None) -> Joine
 
 
 def _add_scores(visits: pd.DataFrame, attached: pd.DataFrame) -> pd.DataFrame:
-    """Write attached scores of the visit-table instruments into their (empty) text cells."""
+    """Write attached scores of the visit-table instruments into their (empty) text cells.
+
+    The columns are built in Arrow: each distinct score is formatted once, and the texts are
+    placed by ``take`` (no Python string per row).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     out = visits.copy(deep=False)  # whole columns are replaced, never written in place
     inst, found = pd.factorize(attached["instrument"])  # codes: one pass over the texts
     found = list(found)
     for col in SCORE_COLUMNS:
         if col in found:
             rows = attached[inst == found.index(col)]
-            cells = (out[col].to_numpy(dtype=object, na_value=None, copy=True) if col in out
-                     else np.full(len(out), "", dtype=object))
             codes, distinct = pd.factorize(rows["score"])  # few distinct scores: format once
-            texts = np.array([f"{v:.15g}" for v in distinct], dtype=object)[codes]
-            cells[out.index.get_indexer(rows["visit_row"])] = texts
-            out[col] = pd.array(cells, dtype=_STR)
+            texts = pa.array([f"{v:.15g}" for v in distinct], type=pa.large_string())
+            source = np.full(len(out), -1, dtype=np.int64)  # per visit row: its score, or -1
+            source[out.index.get_indexer(rows["visit_row"])] = codes
+            placed = texts.take(pa.array(source, mask=source < 0))
+            if col in out:  # the visit row's own text where no score was attached
+                placed = pc.if_else(pc.is_valid(placed), placed, _arrow(out[col]))
+            else:
+                placed = pc.fill_null(placed, "")
+            out[col] = pd.Series(pd.arrays.ArrowStringArray(placed), index=out.index)
     return out
 
 
@@ -418,8 +430,6 @@ def _isin(values: pd.Series, among: pd.Series) -> pd.Series:
     """
     import pyarrow.compute as pc
 
-    from outcomes.ingest.clean import _arrow
-
     found = pc.is_in(_arrow(values), value_set=pc.unique(_arrow(among)))
     return pd.Series(np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool),
                      index=values.index)
@@ -432,11 +442,15 @@ def _reasons(index: pd.Index, code: str, text: str) -> pd.DataFrame:
 
 def _add_covariates(visits: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
     """Patients' covariates onto their visit rows; a value on the visit row itself wins."""
+    import pyarrow.compute as pc
+
     from outcomes.ingest.clean import normalize_ids
 
     out = visits.copy(deep=False)  # whole columns are replaced, never written in place
     pid = normalize_ids(out["patient_id"])
-    pos = covariates.index.get_indexer(pid)  # one hash lookup for every covariate column
+    # one Arrow hash lookup for every covariate column (-1: a patient with no covariate row)
+    pos = pc.index_in(_arrow(pid), value_set=_arrow(covariates.index.to_series()))
+    pos = np.asarray(pc.fill_null(pos, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
     for col in covariates.columns:
         value = pd.Series(covariates[col].array.take(pos, allow_fill=True),
                           index=out.index).fillna("").astype(_STR)
