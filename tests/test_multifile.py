@@ -287,3 +287,28 @@ def test_zip_that_expands_past_the_cap_or_repeats_a_name_is_rejected(export, tmp
     res = run_cli("ingest", twice, "--db", db, "--profile", export / "profile.toml")
     assert res.exit_code == 2 and "two files with the same name" in res.output
     assert res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
+
+
+def test_scores_and_covariates_fill_only_the_cells_they_belong_to():
+    import pandas as pd
+
+    from outcomes.ingest.multifile import _add_covariates, _add_scores
+
+    text = pd.StringDtype("pyarrow")
+    visits = pd.DataFrame({"patient_id": pd.array(["\u200bP1 ", "P2", "P9", "P1"], dtype=text),
+                           "nprs": pd.array(["5", None, "", None], dtype=text),
+                           "age": pd.array(["", "60", "", None], dtype=text)},
+                          index=[10, 11, 12, 13])
+    attached = pd.DataFrame({"visit_row": [11, 12, 10], "instrument": ["nprs", "lefs", "lefs"],
+                             "score": [3.0, 41.5, 0.1 + 0.2]})
+    scored = _add_scores(visits, attached)
+    assert scored["nprs"].tolist() == ["5", "3", "", pd.NA]  # own text kept where no score
+    assert scored["lefs"].tolist() == ["0.3", "", "41.5", ""]  # 15 significant digits
+    assert str(scored["lefs"].dtype) == "string" and list(scored.index) == [10, 11, 12, 13]
+    assert visits["nprs"].tolist() == ["5", pd.NA, "", pd.NA]  # the input is not written to
+    covariates = pd.DataFrame({"age": pd.array(["34", "51"], dtype=text),
+                               "sex": pd.array(["Female", "Male"], dtype=text)},
+                              index=pd.Index(["P1", "P2"], name="patient_id"))
+    out = _add_covariates(visits, covariates)
+    assert out["age"].tolist() == ["34", "60", "", "34"]  # the visit row's own value wins
+    assert out["sex"].tolist() == ["Female", "Male", "", "Female"]  # no patient row: empty
