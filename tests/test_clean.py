@@ -10,7 +10,7 @@ from conftest import TODAY, make_visit_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outcomes.ingest.clean import clean_visits, normalize_ids, reconcile_visits
+from outcomes.ingest.clean import clean_visits, json_records, normalize_ids, reconcile_visits
 from outcomes.schema import VISIT_COLUMNS
 
 STR = pd.StringDtype("pyarrow")
@@ -293,3 +293,31 @@ def test_conservation_over_random_defects(n, edits, dups, blanks):
     assert result.visits["visit_id"].is_unique
     loaded_or_q = set(result.visits.index) | set(result.quarantine["row_number"])
     assert len(loaded_or_q) == len(result.visits) + len(result.quarantine)  # no row twice
+
+
+_CELL = st.one_of(st.none(), st.text(st.characters(codec="utf-8"), max_size=8),
+                  st.sampled_from(['"', "\\", "\n", "\x7f", "é", "💡", "\u2028", "a\tb"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(_CELL, _CELL), max_size=12), ensure_ascii=st.booleans(),
+       lead=st.sampled_from([None, {"file": "flow sheet é.csv"}]))
+def test_json_records_is_json_dumps_of_each_row(rows, ensure_ascii, lead):
+    text = pd.DataFrame(rows, columns=["a", 'b "quoted"'], dtype=object)
+    frame = text.assign(a=text["a"].astype("string[pyarrow]"),
+                        n=pd.Series([1.5, None, -0.0, 2.0, 1e20, 3.0] * 2)[:len(text)]
+                        .to_numpy(),
+                        mixed=pd.Series([1, 1.0, True, "1", None, float("nan")] * 2)[:len(text)]
+                        .to_numpy(dtype=object))
+    got = json_records(frame, lead, ensure_ascii=ensure_ascii)
+    plain = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    want = [json.dumps({**(lead or {}), **r}, ensure_ascii=ensure_ascii, default=str)
+            for r in plain]
+    assert list(got) == want
+    assert [json.loads(g) for g in got] == [json.loads(w) for w in want]
+
+
+def test_json_records_of_no_rows_or_no_columns():
+    assert len(json_records(pd.DataFrame({"a": pd.array([], dtype="string")}))) == 0
+    assert list(json_records(pd.DataFrame(index=range(2)))) == ["{}", "{}"]
+    assert list(json_records(pd.DataFrame(index=range(1)), {"file": "x"})) == ['{"file": "x"}']

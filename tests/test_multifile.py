@@ -188,7 +188,8 @@ def test_missing_export_path_is_rejected(tmp_path):
 def test_bom_invisible_characters_and_ragged_rows_in_the_other_files(export, db_path):
     flow = (export / "flowsheet.csv").read_text()
     flow = flow.replace("P1,01/15/2024", "\u200bP1 ,01/15/2024")  # invisible + space in an ID
-    flow = flow.replace("P2,01/16/2024,Mystery Scale,4", "P2,01/16/2024,Mystery Scale,4,extra")
+    flow = flow.replace("P2,01/16/2024,Mystery Scale,4",
+                        "P2,01/16/2024,Mystery Scale,4,call 555-867-5309")
     (export / "flowsheet.csv").write_bytes(b"\xef\xbb\xbf" + flow.encode())  # byte-order mark
     result = ingest_export(files(export), db=db_path, profile=export / "profile.toml",
                            today=TODAY)
@@ -197,6 +198,15 @@ def test_bom_invisible_characters_and_ragged_rows_in_the_other_files(export, db_
         m["quarantine_by_reason"]
     assert counts(m) == (14, 7, 5, 1, 1)
     assert load_visits(db_path).set_index("visit_id").loc["E2", "nprs"] == 5.0  # joined
+    with open_store(db_path) as con:
+        raw = dict(con.execute("SELECT reason_code, raw_row FROM quarantine WHERE reason_code "
+                               "IN ('ragged_row', 'score_out_of_range')").fetchall())
+    # the raw line of a ragged row (PHI redacted), the mapped cells of any other row
+    assert raw == {
+        "ragged_row": '{"file": "flowsheet.csv", "raw_text": "P2,01/16/2024,Mystery Scale,4,'
+                      'call [PHONE]"}',
+        "score_out_of_range": '{"file": "flowsheet.csv", "patient_id": "P2", "measure_date": '
+                              '"01/16/2024", "measure_name": "LEFS Total", "score": "81"}'}
 
 
 @pytest.mark.slow

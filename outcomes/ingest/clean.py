@@ -34,6 +34,7 @@ __all__ = [
     "normalize_ids",
     "fingerprint_rows",
     "quarantine_frame",
+    "json_records",
 ]
 
 #: Score-cell texts that mean "not recorded" unless a profile says otherwise (case-insensitive).
@@ -625,11 +626,63 @@ def quarantine_frame(data: pd.DataFrame, index: pd.Index, code, text,
         visit_ids = normalize_ids(raw["visit_id"]) if "visit_id" in raw else pd.Series(
             pd.NA, index=index, dtype=object)
     ids = pd.Series(visit_ids.loc[index].to_numpy(), dtype=object)
-    records = raw.astype(object).where(raw.notna(), None).to_dict("records")
     return pd.DataFrame({
         "row_number": np.asarray(index, dtype="int64"),
         "visit_id": ids.where(ids.notna() & (ids != ""), None),
         "reason_code": code if isinstance(code, str) else np.asarray(code, dtype=object),
         "reason_text": text if isinstance(text, str) else np.asarray(text, dtype=object),
-        "raw_row": [json.dumps(r, ensure_ascii=False, default=str) for r in records],
+        "raw_row": json_records(raw),
     })
+
+
+def json_records(frame: pd.DataFrame, lead: dict | None = None,
+                 ensure_ascii: bool = False) -> np.ndarray:
+    """Each row of ``frame`` as JSON text: ``json.dumps`` of the row's dict, missing -> null.
+
+    The same text as ``json.dumps({**lead, **row}, ensure_ascii=ensure_ascii, default=str)``
+    per row (``lead``: constant keys written first, e.g. the file name), as an object array.
+
+    Notes
+    -----
+    A quarantine can hold a large part of a big export (a flowsheet whose other measures are
+    not in the vocabulary). So no dict is built per row: a text column is quoted in Arrow, only
+    the values ``json`` would escape (quotes, backslashes, control characters; with
+    ``ensure_ascii`` also non-ASCII) are encoded by ``json.dumps``, and the row texts are
+    joined in Arrow. Columns that are not all text are encoded value by value.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def dumps(value) -> str:
+        return json.dumps(value, ensure_ascii=ensure_ascii, default=str)
+
+    text = pa.large_string()
+    escaped = r'[^ -~]|["\\]' if ensure_ascii else r'[\x00-\x1f"\\]'  # json's own sets
+    n = len(frame)
+    literal, sep, args = "", "{", []
+    for key, value in (lead or {}).items():
+        literal += f"{sep}{dumps(str(key))}: {dumps(value)}"
+        sep = ", "
+    for column in frame.columns:
+        literal += f"{sep}{dumps(str(column))}: "
+        sep = ", "
+        values = frame[column]
+        if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+            cells = pa.array(values.astype(_STR).array, type=text)
+            quote, none = pa.scalar('"', text), pa.scalar("", text)
+            quoted = pc.binary_join_element_wise(quote, cells, quote, none)
+            rare = pc.fill_null(pc.match_substring_regex(cells, escaped), False)
+            if pc.any(rare).as_py():
+                odd = cells.filter(rare).to_pylist()
+                quoted = pc.replace_with_mask(quoted, rare, pa.array(map(dumps, odd), text))
+            encoded = pc.fill_null(quoted, "null")
+        else:
+            encoded = pa.array([dumps(v) for v in values.astype(object).where(values.notna(),
+                                                                               None)], text)
+        args += [pa.scalar(literal, text), encoded]
+        literal = ""
+    literal += "}" if sep == ", " else "{}"
+    if not args or n == 0:
+        return np.full(n, literal, dtype=object)
+    joined = pc.binary_join_element_wise(*args, pa.scalar(literal, text), pa.scalar("", text))
+    return joined.to_numpy(zero_copy_only=False).astype(object)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
-from outcomes.ingest.clean import _arrow
+from outcomes.ingest.clean import _arrow, json_records
 from outcomes.ingest.codes import normalize_codes
 from outcomes.ingest.measures import (
     MEASURE_COLUMNS,
@@ -372,15 +372,21 @@ def _quarantine_rows(part: ExportPart, q: pd.DataFrame) -> pd.DataFrame:
     """Quarantine table rows: the raw cells (or raw text, PHI redacted) with the file's name."""
     from outcomes.privacy import redact_phi
 
-    frame = part.frame
     raw_text = q["raw_text"] if "raw_text" in q else pd.Series(None, index=q.index)
-    records = []
-    for row, text in zip(q["row_number"], raw_text, strict=True):
-        if isinstance(text, str):
-            cells = {"raw_text": redact_phi(pd.Series([text], dtype=object))[0].iloc[0]}
-        else:
-            cells = {c: (None if pd.isna(v) else str(v)) for c, v in frame.loc[row].items()}
-        records.append(json.dumps({"file": part.name, **cells}, ensure_ascii=False))
+    is_text = np.array([isinstance(t, str) for t in raw_text], dtype=bool)
+    records = np.empty(len(q), dtype=object)
+    lead = {"file": part.name}
+    rows, index = q["row_number"].to_numpy()[~is_text], part.frame.index
+    cells = part.frame.take(index.searchsorted(rows) if index.is_monotonic_increasing
+                            else index.get_indexer(rows))  # no hash table of a big file's rows
+    if not all(isinstance(t, pd.StringDtype) for t in cells.dtypes):  # cells as text: str(v)
+        cells = cells.astype(object).where(cells.notna(), None).map(
+            lambda v: v if v is None else str(v))
+    records[~is_text] = json_records(cells, lead)
+    if is_text.any():  # ragged rows: their raw line, redacted
+        texts = redact_phi(pd.Series(raw_text.to_numpy()[is_text], dtype=object))[0]
+        records[is_text] = [json.dumps({**lead, "raw_text": t}, ensure_ascii=False)
+                            for t in texts]
     return pd.DataFrame({"row_number": pd.array(q["row_number"], dtype="Int64"),
                          "visit_id": None, "reason_code": q["reason_code"].astype(object),
                          "reason_text": q["reason_text"].astype(object), "raw_row": records})

@@ -565,7 +565,7 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     """All quarantine rows of this ingest; withdrawn stored visits have no row number."""
     import json
 
-    from outcomes.ingest.clean import quarantine_frame
+    from outcomes.ingest.clean import json_records, quarantine_frame
 
     ragged = pd.DataFrame({
         "row_number": pd.array([r for r, _, k in bad if k == "ragged"], dtype="Int64"),
@@ -584,8 +584,7 @@ def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
         "visit_id": withdrawn["visit_id"].to_numpy(), "reason_code": "conflicting_duplicate",
         "reason_text": "stored visit withdrawn: a later file has the same visit_id with "
                        "different values",
-        "raw_row": [json.dumps(r, default=str) for r in
-                    withdrawn.astype(object).where(withdrawn.notna(), None).to_dict("records")],
+        "raw_row": json_records(withdrawn, ensure_ascii=True),
     })
     parts = [p for p in (ragged, from_clean, against_store, withdrawn) if len(p)]
     if not parts:
