@@ -45,6 +45,9 @@ Multi-file: the largest export is split into a visit list, a long measures file 
 patient, date, measure and score, under EMR-style measure names) and a patients file, and
 ingested as one export (:func:`outcomes.ingest.ingest_multifile`); its time is printed beside the
 single-file ingest of the same visits (``multi/single``) and the bare read (``multi/bare``).
+A second multi-file run adds flowsheet rows of a measure outside the vocabulary (10 % more
+rows, as a real flowsheet holds vitals and other scales): each is quarantined with its raw
+cells as JSON, so ``other/multi`` shows what a heavily quarantined file costs.
 
 Usage: ``python benchmarks/ingest_scale.py [--rows 1000000] [--small 100000] [--repeat 3]``
 """
@@ -208,8 +211,16 @@ MEASURE_NAMES = {"nprs": "Numeric Pain Rating Scale", "lefs": "LEFS Total",
                  "psfs": "PSFS Average", "groc": "Global Rating of Change"}
 
 
-def split_export(path: Path, folder: Path) -> Path:
-    """The same export as a multi-file one: visits, long measures, patients (one row each)."""
+#: A flowsheet measure outside the vocabulary (quarantined as ``unknown_measure``).
+OTHER_MEASURE = ("Blood Pressure Systolic", "120")
+
+
+def split_export(path: Path, folder: Path, other_share: float = 0.0) -> Path:
+    """The same export as a multi-file one: visits, long measures, patients (one row each).
+
+    ``other_share``: add this share of extra measure rows of :data:`OTHER_MEASURE`.
+    """
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -229,6 +240,10 @@ def split_export(path: Path, folder: Path) -> Path:
                       var_name="measure", value_name="score")
     long = long[long["score"].fillna("") != ""]
     long["measure"] = long["measure"].map(MEASURE_NAMES)
+    if other_share:
+        other = long.sample(frac=other_share, random_state=2026)
+        other = other.assign(measure=OTHER_MEASURE[0], score=OTHER_MEASURE[1])
+        long = pd.concat([long, other]).sort_index(kind="stable")  # interleaved, as in an EMR
     pacsv.write_csv(pa.Table.from_pandas(long, preserve_index=False), folder / "measures.csv")
     patients = frame[["patient_id", *COVARIATE_COLUMNS]].drop_duplicates("patient_id")
     pacsv.write_csv(pa.Table.from_pandas(patients, preserve_index=False),
@@ -298,6 +313,13 @@ def run_multi(size: int, folder: Path, repeat: int, single: dict) -> None:
           f"{multi['seconds'] / single['bare']:>10.2f} {multi['peak_mb']:>8.0f}  {stages}")
     print(f"loaded: {multi['loaded']} visits, {multi['measures_loaded']} of "
           f"{multi['measure_rows']} measure rows (the rest quarantined with a reason)")
+    other_dir = split_export(folder / f"export_{size}.csv", folder / f"multi_{size}_other", 0.1)
+    other = best_of(repeat, "multi", other_dir, folder / f"multi_{size}_other.duckdb")
+    stages = " ".join(f"{k}={v:.2f}" for k, v in other["stages"].items())
+    print(f"with 10 % more flowsheet rows of a measure outside the vocabulary: {other['seconds']:.2f} s, "
+          f"other/multi {other['seconds'] / multi['seconds']:.2f}, "
+          f"{other['measure_rows'] - other['measures_loaded']} rows quarantined, "
+          f"peak {other['peak_mb']:.0f} MB  {stages}")
 
 
 def main() -> None:

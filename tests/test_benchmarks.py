@@ -44,6 +44,16 @@ def test_ingest_scale_prints_ratio_floor_and_linearity(tmp_path):
     left = float(headroom.split(" leaves ")[1].split()[0])
     assert took == pytest.approx(floor_s + tables_s, abs=0.02)
     assert left == pytest.approx(floor_s - tables_s, abs=0.02)
+    # the multi-file export of the largest size, then with rows of a measure outside the
+    # vocabulary: every one of those is quarantined (a real flowsheet holds other measures)
+    multi = lines[lines.index(next(x for x in lines if x.startswith("multi-file export"))) + 2]
+    loaded = next(x for x in lines if x.startswith("loaded: "))
+    assert multi.split()[0] == rows[1][0] and "join=" in multi
+    measure_rows = int(loaded.split(" of ")[1].split()[0])
+    other = next(x for x in lines if x.startswith("with 10 % more flowsheet rows"))
+    n_other = round(measure_rows * 0.1)
+    quarantined = int(other.split(" rows quarantined")[0].split()[-1])
+    assert quarantined >= n_other and "other/multi" in other and "commit=" in other
 
 
 @pytest.mark.slow
