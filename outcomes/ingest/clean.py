@@ -657,6 +657,7 @@ def json_records(frame: pd.DataFrame, lead: dict | None = None,
         return json.dumps(value, ensure_ascii=ensure_ascii, default=str)
 
     text = pa.large_string()
+    quote, none = pa.scalar('"', text), pa.scalar("", text)
     escaped = r'[^ -~]|["\\]' if ensure_ascii else r'[\x00-\x1f"\\]'  # json's own sets
     n = len(frame)
     literal, sep, args = "", "{", []
@@ -669,7 +670,6 @@ def json_records(frame: pd.DataFrame, lead: dict | None = None,
         values = frame[column]
         if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
             cells = pa.array(values.astype(_STR).array, type=text)
-            quote, none = pa.scalar('"', text), pa.scalar("", text)
             quoted = pc.binary_join_element_wise(quote, cells, quote, none)
             rare = pc.fill_null(pc.match_substring_regex(cells, escaped), False)
             if pc.any(rare).as_py():
@@ -684,5 +684,5 @@ def json_records(frame: pd.DataFrame, lead: dict | None = None,
     literal += "}" if sep == ", " else "{}"
     if not args or n == 0:
         return np.full(n, literal, dtype=object)
-    joined = pc.binary_join_element_wise(*args, pa.scalar(literal, text), pa.scalar("", text))
+    joined = pc.binary_join_element_wise(*args, pa.scalar(literal, text), none)
     return joined.to_numpy(zero_copy_only=False).astype(object)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from outcomes.errors import InputError
-from outcomes.ingest.clean import _arrow, json_records
+from outcomes.ingest.clean import _arrow, json_records, normalize_ids
 from outcomes.ingest.codes import normalize_codes
 from outcomes.ingest.measures import (
     MEASURE_COLUMNS,
@@ -377,16 +376,13 @@ def _quarantine_rows(part: ExportPart, q: pd.DataFrame) -> pd.DataFrame:
     records = np.empty(len(q), dtype=object)
     lead = {"file": part.name}
     rows, index = q["row_number"].to_numpy()[~is_text], part.frame.index
+    # the readers give every part as text, so the cells are written as their texts
     cells = part.frame.take(index.searchsorted(rows) if index.is_monotonic_increasing
                             else index.get_indexer(rows))  # no hash table of a big file's rows
-    if not all(isinstance(t, pd.StringDtype) for t in cells.dtypes):  # cells as text: str(v)
-        cells = cells.astype(object).where(cells.notna(), None).map(
-            lambda v: v if v is None else str(v))
     records[~is_text] = json_records(cells, lead)
     if is_text.any():  # ragged rows: their raw line, redacted
         texts = redact_phi(pd.Series(raw_text.to_numpy()[is_text], dtype=object))[0]
-        records[is_text] = [json.dumps({**lead, "raw_text": t}, ensure_ascii=False)
-                            for t in texts]
+        records[is_text] = json_records(pd.DataFrame({"raw_text": texts.to_numpy()}), lead)
     return pd.DataFrame({"row_number": pd.array(q["row_number"], dtype="Int64"),
                          "visit_id": None, "reason_code": q["reason_code"].astype(object),
                          "reason_text": q["reason_text"].astype(object), "raw_row": records})
@@ -399,8 +395,6 @@ def _patients(part: ExportPart, visits: pd.DataFrame) -> dict:
     both quarantined (``patient_conflict``: which is right?); a patient with no visit in the
     export is quarantined (``patient_no_visits``).
     """
-    from outcomes.ingest.clean import normalize_ids
-
     frame = part.frame
     text = pd.DataFrame({c: normalize_ids(frame[c]).fillna("") for c in frame.columns},
                         index=frame.index)
@@ -449,8 +443,6 @@ def _reasons(index: pd.Index, code: str, text: str) -> pd.DataFrame:
 def _add_covariates(visits: pd.DataFrame, covariates: pd.DataFrame) -> pd.DataFrame:
     """Patients' covariates onto their visit rows; a value on the visit row itself wins."""
     import pyarrow.compute as pc
-
-    from outcomes.ingest.clean import normalize_ids
 
     out = visits.copy(deep=False)  # whole columns are replaced, never written in place
     pid = normalize_ids(out["patient_id"])

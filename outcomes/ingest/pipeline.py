@@ -563,16 +563,14 @@ def _by_reason(quarantine: pd.DataFrame) -> dict[str, int]:
 
 def _quarantine(frame, bad, from_clean, visits, rec) -> pd.DataFrame:
     """All quarantine rows of this ingest; withdrawn stored visits have no row number."""
-    import json
-
     from outcomes.ingest.clean import json_records, quarantine_frame
 
+    lines = pd.DataFrame({"raw_text": [t for _, t, k in bad if k == "ragged"]}, dtype=object)
     ragged = pd.DataFrame({
         "row_number": pd.array([r for r, _, k in bad if k == "ragged"], dtype="Int64"),
         "visit_id": None, "reason_code": "ragged_row",
         "reason_text": "row has a different number of cells than the header",
-        "raw_row": [json.dumps({"raw_text": t}, ensure_ascii=False)
-                    for _, t, k in bad if k == "ragged"],
+        "raw_row": json_records(lines),
     })
     conflict_idx = visits.index[rec.conflict.to_numpy()]
     against_store = quarantine_frame(
